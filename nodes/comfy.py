@@ -1,0 +1,154 @@
+"""The one adapter to ComfyUI's runtime: progress, cancel, folders, memory.
+
+Everything here is a no-op (or a plain-Python fallback) outside ComfyUI, so the nodes can be
+called from tests and scripts. ComfyUI's modules are imported lazily, at call time, and only
+by absolute name: inside ComfyUI `comfy`, `folder_paths` and `server` are its own modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from typing import Any
+
+
+def _comfy_module(name: str) -> Any | None:
+    try:
+        return importlib.import_module(name)
+    except Exception:  # not running inside ComfyUI
+        return None
+
+
+def in_comfyui() -> bool:
+    return _comfy_module("folder_paths") is not None and _comfy_module("comfy.model_management") is not None
+
+
+class Cancelled(Exception):
+    """Raised outside ComfyUI when the caller asked to stop (inside ComfyUI, ComfyUI's own
+    InterruptProcessingException is raised instead, so its UI shows 'interrupted')."""
+
+
+def throw_if_cancelled() -> None:
+    """Raise if the user pressed Cancel in ComfyUI; does nothing outside ComfyUI."""
+    mm = _comfy_module("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+def is_cancelled() -> bool:
+    mm = _comfy_module("comfy.model_management")
+    return bool(mm is not None and getattr(mm, "processing_interrupted", lambda: False)())
+
+
+class Progress:
+    """A progress bar (with optional preview image) plus a status line under the node."""
+
+    def __init__(self, total: int, node_id: str | None = None):
+        self.total = max(int(total), 1)
+        self.node_id = node_id
+        utils = _comfy_module("comfy.utils")
+        self._bar = utils.ProgressBar(self.total) if utils is not None else None
+
+    def update(self, value: int, preview: Any = None) -> None:
+        if self._bar is not None:
+            self._bar.update_absolute(int(value), self.total, preview)
+
+    def text(self, message: str) -> None:
+        server = _comfy_module("server")
+        instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+        send = getattr(instance, "send_progress_text", None)
+        if send is not None and self.node_id is not None:
+            send(message, self.node_id)
+
+
+def folder_files(folder: str) -> list[str]:
+    """Files ComfyUI knows in a model folder (extra_model_paths.yaml included); [] outside."""
+    fp = _comfy_module("folder_paths")
+    if fp is None:
+        return []
+    try:
+        return list(fp.get_filename_list(folder))
+    except Exception:
+        return []
+
+
+def folder_paths_of(folder: str) -> list[str]:
+    fp = _comfy_module("folder_paths")
+    if fp is None:
+        return []
+    try:
+        return list(fp.get_folder_paths(folder))
+    except Exception:
+        return []
+
+
+def full_path(folder: str, name: str) -> str:
+    """Resolve a name picked in a model-folder combo; outside ComfyUI the name is a path."""
+    fp = _comfy_module("folder_paths")
+    if fp is None:
+        return name
+    return fp.get_full_path_or_raise(folder, name)
+
+
+def input_directory() -> str:
+    fp = _comfy_module("folder_paths")
+    return fp.get_input_directory() if fp is not None else os.environ.get("HYC_INPUT_DIR", os.getcwd())
+
+
+def output_directory() -> str:
+    fp = _comfy_module("folder_paths")
+    return fp.get_output_directory() if fp is not None else os.environ.get("HYC_OUTPUT_DIR", os.path.join(os.getcwd(), "output"))
+
+
+def temp_directory() -> str:
+    fp = _comfy_module("folder_paths")
+    return fp.get_temp_directory() if fp is not None else os.path.join(tempfile.gettempdir(), "hunyuan_custom")
+
+
+def annotated_filepath(name: str) -> str:
+    """Path of a file picked in an upload combo ('x.png [input]' style names included)."""
+    fp = _comfy_module("folder_paths")
+    if fp is not None:
+        return fp.get_annotated_filepath(name)
+    return name if os.path.isabs(name) else os.path.join(input_directory(), name)
+
+
+def input_files(content_types: list[str] | None = None) -> list[str]:
+    fp = _comfy_module("folder_paths")
+    directory = input_directory()
+    try:
+        files = sorted(f for f in os.listdir(directory) if os.path.isfile(os.path.join(directory, f)))
+    except OSError:
+        return []
+    if fp is not None and content_types:
+        files = fp.filter_files_content_types(files, content_types)
+    return files
+
+
+def torch_device() -> Any:
+    import torch
+
+    mm = _comfy_module("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def free_comfy_models() -> None:
+    """Unload ComfyUI's own models before we load 13 B parameters of ours."""
+    mm = _comfy_module("comfy.model_management")
+    if mm is not None:
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+
+
+def empty_cache() -> None:
+    mm = _comfy_module("comfy.model_management")
+    if mm is not None:
+        mm.soft_empty_cache()
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

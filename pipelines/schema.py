@@ -1,0 +1,207 @@
+"""The one parameter schema shared by the local sampler and the remote WaveSpeed node.
+
+Field names are WaveSpeed's. Both backends build their widgets (via nodes/widgets.py) and their
+validation from the FIELDS table below, so a graph can move between local and remote by
+rewiring one node. This module is plain Python: no torch, no ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+LOCAL = "local"
+REMOTE = "remote"
+
+# WaveSpeed's endpoints and the sizes each accepts (width*height).
+REMOTE_SIZES_720P = ("1280*720", "720*1280")
+REMOTE_SIZES_480P = ("832*480", "480*832")
+REMOTE_SIZES = REMOTE_SIZES_720P + REMOTE_SIZES_480P
+# Extra local presets: upstream's one-GPU size and smaller ones for quick previews.
+LOCAL_PRESETS = ("960*544", "544*960", "896*512", "512*896", "640*368", "368*640", "480*272", "272*480")
+SIZE_OPTIONS = REMOTE_SIZES + LOCAL_PRESETS
+
+SEED_RANDOM = -1
+SEED_MAX = 9_999_999_999
+FPS = 25  # upstream's frame rate; WaveSpeed renders at the same rate.
+
+DEFAULT_NEGATIVE_PROMPT = (
+    "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, "
+    "bad hands, bad teeth, bad eyes, bad limbs, distortion, blurring, text, subtitles, static, "
+    "picture, black border."
+)
+
+
+class ParameterError(ValueError):
+    """A user-facing error about one parameter: names the field, the value and what is allowed."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        self.field = name
+        self.value = value
+        self.allowed = allowed
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{name} = {shown} is not valid: {allowed}.")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter: its type, default, range and which backends use it."""
+
+    name: str
+    kind: str  # "STRING" | "INT" | "FLOAT" | "BOOLEAN" | "SIZE"
+    default: Any
+    tooltip: str
+    backends: tuple[str, ...] = (LOCAL, REMOTE)
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    multiline: bool = False
+    options: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def allowed(self, backend: str | None = None) -> str:
+        """Human-readable description of the allowed values (used in error messages)."""
+        if self.kind == "SIZE":
+            if backend == REMOTE:
+                return "WaveSpeed accepts " + ", ".join(REMOTE_SIZES)
+            return "W*H with both sides multiples of 16 (e.g. " + ", ".join(SIZE_OPTIONS[:4]) + ")"
+        if self.kind in ("INT", "FLOAT"):
+            text = f"a number from {_fmt(self.min)} to {_fmt(self.max)}"
+            if self.name == "num_frames":
+                text += " of the form 4n+1 (5, 9, ..., 129)"
+            if self.name == "seed":
+                text += " (-1 picks a random seed)"
+            return text
+        if self.kind == "BOOLEAN":
+            return "true or false"
+        return "text"
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+FIELDS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("prompt", "STRING", "", "What happens in the video. The reference subject is described "
+              "by the subject word; write the scene, the action and the camera.", multiline=True),
+        Field("negative_prompt", "STRING", "", "What to avoid. Empty uses nothing; upstream's usual "
+              "negative prompt is in the example workflows.", multiline=True),
+        Field("size", "SIZE", "1280*720", "Video width*height in pixels. WaveSpeed renders 1280*720, "
+              "720*1280 (720p model) and 832*480, 480*832 (480p model); locally any W*H with both "
+              "sides multiples of 16 works.", options=SIZE_OPTIONS),
+        Field("guidance_scale", "FLOAT", 7.5, "Classifier-free guidance: how strongly the prompt steers "
+              "the video. Upstream uses 7.5.", min=1.0, max=10.0, step=0.1),
+        Field("flow_shift", "FLOAT", 13.0, "Flow-matching time shift: higher spends more steps on "
+              "coarse structure. Upstream uses 13 (5 for editing).", min=1.0, max=20.0, step=0.1),
+        Field("seed", "INT", SEED_RANDOM, "Random seed; -1 picks a new random seed each run and "
+              "reports the one used.", min=SEED_RANDOM, max=SEED_MAX, step=1,
+              extra={"control_after_generate": True}),
+        Field("enable_safety_checker", "BOOLEAN", True, "Let WaveSpeed's safety checker flag the "
+              "output (a flagged video is reported as an error).", backends=(REMOTE,)),
+        Field("num_frames", "INT", 129, "Number of frames (4n+1). 129 frames at 25 fps is about 5 s.",
+              backends=(LOCAL,), min=1, max=257, step=4),
+        Field("steps", "INT", 30, "Denoising steps. Upstream uses 30 (50 for editing).",
+              backends=(LOCAL,), min=1, max=200, step=1),
+        Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
+              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),
+    )
+}
+
+# Fields that the local and remote samplers both expose as widgets with identical specs.
+SHARED_SAMPLER_FIELDS = ("size", "guidance_scale", "flow_shift", "seed")
+LOCAL_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("num_frames", "steps")
+REMOTE_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("enable_safety_checker",)
+PROMPT_FIELDS = ("prompt", "negative_prompt", "subject")
+
+
+def parse_size(value: Any, backend: str = LOCAL) -> tuple[int, int]:
+    """Parse "W*H" into (width, height), checking what the backend can render."""
+    f = FIELDS["size"]
+    if not isinstance(value, str):
+        raise ParameterError("size", value, f.allowed(backend))
+    text = value.strip().lower().replace("x", "*")
+    parts = text.split("*")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ParameterError("size", value, f.allowed(backend))
+    width, height = (int(p) for p in parts)
+    if backend == REMOTE:
+        if f"{width}*{height}" not in REMOTE_SIZES:
+            raise ParameterError("size", value, f.allowed(REMOTE))
+        return width, height
+    if width < 16 or height < 16 or width % 16 or height % 16 or width > 4096 or height > 4096:
+        raise ParameterError("size", value, f.allowed(LOCAL) + ", each side 16 to 4096")
+    return width, height
+
+
+def check_value(name: str, value: Any, backend: str = LOCAL) -> Any:
+    """Validate one field's value; return it normalised (e.g. int for INT) or raise ParameterError."""
+    f = FIELDS[name]
+    if f.kind == "SIZE":
+        w, h = parse_size(value, backend)
+        return f"{w}*{h}"
+    if f.kind == "STRING":
+        if not isinstance(value, str):
+            raise ParameterError(name, value, "text")
+        if name == "prompt" and not value.strip():
+            raise ParameterError(name, value, "a non-empty description of the video")
+        if name == "subject" and (not value.strip() or len(value) > 64 or "\n" in value):
+            raise ParameterError(name, value, "one short word or phrase, e.g. 'woman' or 'dog'")
+        return value
+    if f.kind == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise ParameterError(name, value, f.allowed(backend))
+        return value
+    if isinstance(value, bool):  # bool is an int subclass; True is never a valid number here
+        raise ParameterError(name, value, f.allowed(backend))
+    if f.kind == "INT":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ParameterError(name, value, f.allowed(backend))
+    else:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ParameterError(name, value, f.allowed(backend))
+        value = float(value)
+    if (f.min is not None and value < f.min) or (f.max is not None and value > f.max):
+        raise ParameterError(name, value, f.allowed(backend))
+    if name == "num_frames" and (value - 1) % 4:
+        raise ParameterError(name, value, f.allowed(backend))
+    return value
+
+
+def validate(params: Mapping[str, Any], backend: str, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Validate the named fields (default: all the backend uses); unknown names are an error."""
+    if backend not in (LOCAL, REMOTE):
+        raise ValueError(f"backend must be {LOCAL!r} or {REMOTE!r}, not {backend!r}")
+    for key in params:
+        if key not in FIELDS:
+            raise ParameterError(key, params[key], "not a HunyuanCustom parameter (known: " + ", ".join(FIELDS) + ")")
+    wanted = list(names) if names is not None else [n for n, f in FIELDS.items() if backend in f.backends]
+    out: dict[str, Any] = {}
+    for name in wanted:
+        f = FIELDS[name]
+        if backend not in f.backends:
+            raise ParameterError(name, params.get(name), f"only used by the {'/'.join(f.backends)} backend")
+        out[name] = check_value(name, params.get(name, f.default), backend)
+    return out
+
+
+def resolve_seed(seed: int, rng: random.Random | None = None) -> int:
+    """Turn -1 into a concrete random seed (reported back to the user); keep any other seed."""
+    if seed == SEED_RANDOM:
+        return (rng or random.SystemRandom()).randint(0, SEED_MAX)
+    return seed
+
+
+def remote_model_for_size(size: str) -> str:
+    """The WaveSpeed model id that renders this size."""
+    w, h = parse_size(size, REMOTE)
+    return "wavespeed-ai/hunyuan-custom-ref2v-" + ("720p" if f"{w}*{h}" in REMOTE_SIZES_720P else "480p")

@@ -1,0 +1,50 @@
+"""Test setup: the pack under test is THIS checkout, importable as `hunyuan_custom`.
+
+Registering the repository root under that name (the way `pip install -e .` maps it) keeps the
+tests independent of whatever copy might be installed elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PACKAGE = "hunyuan_custom"
+
+
+def _register_checkout() -> None:
+    current = sys.modules.get(PACKAGE)
+    if current is not None and Path(getattr(current, "__file__", "")).resolve().parent == ROOT:
+        return
+    for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+        del sys.modules[name]
+    spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    spec.loader.exec_module(module)
+
+
+_register_checkout()
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """Upstream reference numbers: HYC_REFERENCE_DIR if set, else the copy in tests/fixtures."""
+    path = Path(os.environ.get("HYC_REFERENCE_DIR") or FIXTURES / "reference")
+    if not path.is_dir():
+        pytest.fail(f"HYC_REFERENCE_DIR={path} is not a folder of reference fixtures")
+    return path
+
+
+@pytest.fixture
+def pack_pythonpath(tmp_path_factory) -> str:
+    """A PYTHONPATH under which `python -m hunyuan_custom` runs this checkout (for CLI tests)."""
+    base = tmp_path_factory.mktemp("pypath")
+    (base / PACKAGE).symlink_to(ROOT, target_is_directory=True)
+    return os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")])
