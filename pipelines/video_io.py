@@ -1,0 +1,143 @@
+"""Video files in and out with imageio-ffmpeg (its bundled ffmpeg; no system install needed).
+
+Frames are ComfyUI IMAGE batches: float32 [F, H, W, 3] in 0..1.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+
+class VideoError(RuntimeError):
+    """A video file could not be read or written; the message names the file."""
+
+
+def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """[F,H,W,3] float 0..1 -> contiguous uint8 array (rounded, clamped)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoError(f"expected frames shaped [frames, height, width, 3], got {tuple(frames.shape)}")
+    arr = (frames.detach().to("cpu", torch.float32).clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return np.ascontiguousarray(arr.numpy())
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: torch.Tensor,
+    fps: float,
+    crf: int = 19,
+    metadata: Mapping[str, str] | None = None,
+    audio_path: str | None = None,
+    should_cancel: Callable[[], None] | None = None,
+) -> Path:
+    """Encode frames to an H.264/yuv420p mp4 at `path`.
+
+    Written to a temporary file beside the target and renamed at the end, so a failure or a
+    cancel never leaves a partial file, and an existing file is never overwritten.
+    `metadata` becomes mp4 tags (ffmpeg `-metadata key=value`).
+    """
+    path = Path(path)
+    if path.exists():
+        raise VideoError(f"{path} already exists; refusing to overwrite it")
+    data = frames_to_uint8(frames)
+    count, height, width, _ = data.shape
+    if width % 2 or height % 2:
+        raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
+    output_params = ["-crf", str(int(crf)), "-movflags", "+faststart"]
+    for key, value in (metadata or {}).items():
+        output_params += ["-metadata", f"{key}={value}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    import imageio_ffmpeg
+
+    writer = None
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            tmp_name, (width, height), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, output_params=output_params, ffmpeg_log_level="error",
+            audio_path=audio_path, audio_codec="aac" if audio_path else None,
+        )
+        writer.send(None)
+        for i in range(count):
+            if should_cancel is not None:
+                should_cancel()
+            writer.send(data[i])
+        writer.close()
+        writer = None
+        if os.path.getsize(tmp_name) == 0:
+            raise VideoError(f"ffmpeg wrote nothing for {path}")
+        os.link(tmp_name, path)  # fails instead of replacing if the target appeared meanwhile
+    except FileExistsError:
+        raise VideoError(f"{path} already exists; refusing to overwrite it") from None
+    except (RuntimeError, OSError, BrokenPipeError) as exc:
+        if isinstance(exc, VideoError):
+            raise
+        raise VideoError(f"could not write video {path}: {exc}") from exc
+    finally:
+        if writer is not None:  # stop ffmpeg before removing its half-written file
+            try:
+                writer.close()
+            except Exception:
+                pass
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+    return path
+
+
+def video_info(path: str | os.PathLike) -> dict:
+    """Width, height, fps, frame count (as ffmpeg reports them) of a video file."""
+    import imageio_ffmpeg
+
+    gen = _open(path)
+    try:
+        meta = gen.__next__()
+    finally:
+        gen.close()
+    count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    width, height = meta["size"]
+    return {"width": width, "height": height, "fps": float(meta["fps"]), "frames": int(count)}
+
+
+def _open(path: str | os.PathLike) -> Iterator:
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video file not found: {path}")
+    try:
+        return imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    except Exception as exc:  # pragma: no cover - imageio raises lazily, below
+        raise VideoError(f"could not open video {path}: {exc}") from exc
+
+
+def read_video(
+    path: str | os.PathLike, should_cancel: Callable[[], None] | None = None, max_frames: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Decode a video file into ([F,H,W,3] float32 0..1, fps)."""
+    gen = _open(path)
+    frames: list[np.ndarray] = []
+    try:
+        meta = gen.__next__()
+        width, height = meta["size"]
+        for raw in gen:
+            if should_cancel is not None:
+                should_cancel()
+            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    except (RuntimeError, OSError, StopIteration, KeyError) as exc:
+        raise VideoError(f"{path} is not a readable video: {exc}") from exc
+    finally:
+        gen.close()
+    if not frames:
+        raise VideoError(f"{path} holds no video frames")
+    video = torch.from_numpy(np.stack(frames)).to(torch.float32) / 255.0
+    return video, float(meta.get("fps") or 0.0)
