@@ -1,0 +1,270 @@
+"""Load a reference image (file, bytes or http(s) URL) as a ComfyUI IMAGE plus MASK.
+
+IMAGE: float32 [1, H, W, 3] in 0..1. Transparent pixels are composited onto WHITE, because
+upstream expects a cut-out subject on a white background.
+MASK:  float32 [1, H, W] = 1 - alpha (ComfyUI's LoadImage convention); zeros without alpha.
+
+Safety: the content is really decoded (the file extension is not trusted), the pixel count is
+checked from the header before any pixel is decoded (decompression bombs), files and downloads
+are capped in bytes, URLs must be http(s), and no credentials or cookies are ever sent.
+`requests` is imported only when a URL is loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import warnings
+from typing import NamedTuple, Union
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 64_000_000  # 64 megapixels: far above any video size, far below a decompression bomb
+MAX_BYTES = 50 * 1024 * 1024  # 50 MB per file or download
+URL_TIMEOUT = (5.0, 30.0)  # seconds: (connect, read between two packets)
+URL_TOTAL_SECONDS = 120.0  # a server trickling bytes must still finish in this time
+_CHUNK = 64 * 1024
+
+PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray]
+
+
+class ImageLoadError(ValueError):
+    """A reference image could not be used; the message names the file or URL and what to do."""
+
+
+class LoadedImage(NamedTuple):
+    image: torch.Tensor  # [1, H, W, 3] float32 0..1, alpha composited onto white
+    mask: torch.Tensor  # [1, H, W] float32, 1 - alpha (zeros when the image has no alpha)
+    has_alpha: bool
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Decode image bytes; `name` (file name or URL) is used in error messages."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own, lower cap
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"{name}: the image is too large (more than {max_pixels:,} pixels); "
+                             "use a smaller image (the video is at most 1280x720).") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageLoadError(f"{name}: not an image that can be read (PNG, JPEG, WebP, ... expected): "
+                             f"{exc}") from None
+    with img:
+        width, height = img.size
+        if width * height > max_pixels:  # checked from the header, before decoding pixels
+            raise ImageLoadError(f"{name}: the image is too large ({width}x{height} = {width * height:,} "
+                                 f"pixels, the limit is {max_pixels:,}); use a smaller image.")
+        if width <= 0 or height <= 0:
+            raise ImageLoadError(f"{name}: the image is empty ({width}x{height}).")
+        try:
+            img.seek(0)  # animated GIF/WebP/APNG: the first frame
+            img.load()
+            img = _exif_upright(img)
+            return _to_tensors(img)
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # PIL raises many types for broken/truncated data
+            raise ImageLoadError(f"{name}: the image data is broken or truncated and cannot be decoded: "
+                                 f"{exc}") from None
+
+
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag (phones store photos sideways plus a tag)."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block must not make a good image unusable
+        return img
+
+
+def _to_tensors(img: Image.Image) -> LoadedImage:
+    mode = img.mode
+    alpha = None
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # 16-bit (or 32-bit) grey: keep the precision instead of PIL's clipping 8-bit convert.
+        grey = np.asarray(img, dtype=np.float64)
+        scale = 1.0 if mode == "F" else 65535.0
+        rgb = np.repeat(np.clip(grey / scale, 0.0, 1.0)[:, :, None], 3, axis=2)
+    else:
+        has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+        if has_alpha:
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
+            rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
+        else:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    height, width = rgb.shape[:2]
+    if alpha is None:
+        mask = torch.zeros((1, height, width), dtype=torch.float32)
+    else:
+        # Composite onto white: a cut-out subject on white is what upstream was trained with.
+        rgb = rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])
+        mask = torch.from_numpy((1.0 - alpha).astype(np.float32)).unsqueeze(0)
+    image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).unsqueeze(0)
+    return LoadedImage(image=image, mask=mask, has_alpha=alpha is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def load_image_file(path: "str | os.PathLike[str]", max_pixels: int = MAX_PIXELS,
+                    max_bytes: int = MAX_BYTES) -> LoadedImage:
+    """Load an image file (any format PIL decodes; the first frame of animations)."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageLoadError(f"{name}: file not found; pick an image in ComfyUI's input folder or upload one.")
+    if not os.path.isfile(name):
+        raise ImageLoadError(f"{name}: is not a file.")
+    size = os.path.getsize(name)
+    if size > max_bytes:
+        raise ImageLoadError(f"{name}: the file is too large ({_mb(size)}, the limit is {_mb(max_bytes)}); "
+                             "use a smaller image.")
+    with open(name, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # the file grew while we read it
+        raise ImageLoadError(f"{name}: the file is too large (over {_mb(max_bytes)}).")
+    return decode_image(data, name, max_pixels=max_pixels)
+
+
+def load_image(source: PathOrBytes, name: str | None = None, max_pixels: int = MAX_PIXELS,
+               max_bytes: int = MAX_BYTES, timeout: tuple[float, float] = URL_TIMEOUT) -> LoadedImage:
+    """Load from bytes, an http(s) URL (a string with a scheme) or a file path."""
+    if isinstance(source, (bytes, bytearray)):
+        label = name or "image data"
+        if len(source) > max_bytes:
+            raise ImageLoadError(f"{label}: too large ({_mb(len(source))}, the limit is {_mb(max_bytes)}).")
+        return decode_image(bytes(source), label, max_pixels=max_pixels)
+    text = os.fspath(source)
+    if looks_like_url(text):
+        return load_image_url(text, timeout=timeout, max_bytes=max_bytes, max_pixels=max_pixels)
+    return load_image_file(text, max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+
+
+def looks_like_url(text: str) -> bool:
+    """True for 'scheme:...' strings other than Windows drive letters (C:\\...)."""
+    scheme = urlsplit(text.strip()).scheme
+    return len(scheme) > 1
+
+
+def check_url(url: str) -> str:
+    """The URL, stripped, if it is an http(s) URL we may fetch; ImageLoadError otherwise.
+
+    Called before any request: file://, ftp://, data: and every other scheme are refused, and so
+    are URLs carrying a user name or password (they would be sent as an Authorization header)."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        shown = parts.scheme or "none"
+        raise ImageLoadError(f"{_shorten(text)}: only http:// and https:// URLs can be loaded (scheme: {shown}); "
+                             "for local files use the image picker instead.")
+    if not parts.hostname:
+        raise ImageLoadError(f"{_shorten(text)}: the URL has no host name.")
+    if parts.username is not None or parts.password is not None:
+        raise ImageLoadError(f"{_safe(text)}: URLs with a user name or password are not supported "
+                             "(no credentials are sent); use a public link.")
+    return text
+
+
+def _safe(url: str) -> str:
+    """The URL without user info (never echo a password into an error message or log)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return _shorten(urlunsplit((parts.scheme, host, parts.path, parts.query, "")))
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _deny_credentials(request):
+    """requests auth hook: make sure no Authorization header leaves (also blocks ~/.netrc)."""
+    request.headers.pop("Authorization", None)
+    request.headers.pop("Cookie", None)
+    return request
+
+
+def load_image_url(url: str, timeout: tuple[float, float] = URL_TIMEOUT, max_bytes: int = MAX_BYTES,
+                   max_pixels: int = MAX_PIXELS, total_seconds: float = URL_TOTAL_SECONDS) -> LoadedImage:
+    """Download (streamed, capped at max_bytes) and decode an image from an http(s) URL."""
+    url = check_url(url)
+    data = download(url, timeout=timeout, max_bytes=max_bytes, total_seconds=total_seconds)
+    return decode_image(data, _safe(url), max_pixels=max_pixels)
+
+
+def download(url: str, timeout: tuple[float, float] = URL_TIMEOUT, max_bytes: int = MAX_BYTES,
+             total_seconds: float = URL_TOTAL_SECONDS, max_redirects: int = 5) -> bytes:
+    """GET an http(s) URL into memory, refusing more than max_bytes. No auth, no cookies.
+
+    Redirects are followed here, not by requests, so that every hop is checked with check_url
+    and no cookie set by one hop is sent to the next."""
+    import requests
+
+    url = check_url(url)
+    shown = _safe(url)
+    session = requests.Session()
+    session.trust_env = False  # no ~/.netrc credentials (proxies from the environment are passed below)
+    headers = {"User-Agent": "ComfyUI-HunyuanCustom", "Accept": "image/*,*/*;q=0.5"}
+    start = time.monotonic()
+    try:
+        with session:
+            for _ in range(max_redirects + 1):
+                response = session.get(url, headers=headers, timeout=timeout, stream=True, allow_redirects=False,
+                                       auth=_deny_credentials, proxies=requests.utils.get_environ_proxies(url))
+                session.cookies.clear()
+                if response.is_redirect:
+                    location = response.headers.get("Location", "")
+                    response.close()
+                    url = check_url(urljoin(url, location))
+                    continue
+                with response:
+                    return _read_capped(response, shown, max_bytes, start, total_seconds)
+            raise ImageLoadError(f"{shown}: too many redirects (more than {max_redirects}).")
+    except ImageLoadError:
+        raise
+    except requests.exceptions.Timeout:
+        raise ImageLoadError(f"{shown}: timed out (no answer within {timeout[0]:g} s to connect / "
+                             f"{timeout[1]:g} s to read); try again or check the address.") from None
+    except requests.exceptions.RequestException as exc:
+        reason = "timed out" if "timed out" in str(exc).lower() else f"could not download ({type(exc).__name__})"
+        raise ImageLoadError(f"{shown}: {reason}; check the address and your connection.") from None
+
+
+def _read_capped(response, shown: str, max_bytes: int, start: float, total_seconds: float) -> bytes:
+    if response.status_code == 404:
+        raise ImageLoadError(f"{shown}: not found (HTTP 404); check the address.")
+    if response.status_code >= 400:
+        raise ImageLoadError(f"{shown}: the server answered HTTP {response.status_code} "
+                             f"{response.reason or ''}".rstrip() + "; check the address or try later.")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ImageLoadError(f"{shown}: the file is too large ({_mb(int(declared))}, the limit is "
+                             f"{_mb(max_bytes)}); use a smaller image.")
+    chunks, total = [], 0
+    for chunk in response.iter_content(_CHUNK):
+        total += len(chunk)
+        if total > max_bytes:  # stop reading as soon as the cap is passed
+            raise ImageLoadError(f"{shown}: the download is too large (over {_mb(max_bytes)}); "
+                                 "use a smaller image.")
+        if time.monotonic() - start > total_seconds:
+            raise ImageLoadError(f"{shown}: the download took longer than {total_seconds:g} s; "
+                                 "try again or save the image and load it as a file.")
+        chunks.append(chunk)
+    return b"".join(chunks)
