@@ -1,0 +1,159 @@
+"""HunyuanCustomLoadImage and HunyuanCustomPrompt called as plain classes (no ComfyUI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hunyuan_custom import NODE_CLASS_MAPPINGS
+from hunyuan_custom.nodes.load_image import HunyuanCustomLoadImage
+from hunyuan_custom.nodes.prompt import HunyuanCustomPrompt
+from hunyuan_custom.pipelines.prompt_spec import PromptSpec
+
+OUR_NODES = (HunyuanCustomLoadImage, HunyuanCustomPrompt)
+
+
+@pytest.fixture
+def input_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    monkeypatch.setenv("HYC_INPUT_DIR", str(folder))
+    return folder
+
+
+def _save(path, rgba: np.ndarray) -> None:
+    Image.fromarray(rgba, "RGBA" if rgba.shape[-1] == 4 else "RGB").save(path)
+
+
+def _comfy_image(h: int, w: int, value: float, batch: int = 1) -> torch.Tensor:
+    return torch.full((batch, h, w, 3), value, dtype=torch.float32)
+
+
+# ------------------------------------------------------------------------------ registration
+
+
+def test_nodes_are_registered_with_category_description_and_tooltips():
+    for cls in OUR_NODES:
+        assert NODE_CLASS_MAPPINGS[cls.__name__] is cls
+        assert cls.CATEGORY.startswith("HunyuanCustom") and cls.DESCRIPTION
+        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+        assert callable(getattr(cls(), cls.FUNCTION))
+        for section in cls.INPUT_TYPES().values():
+            for name, spec in section.items():
+                assert isinstance(spec[1], dict) and spec[1].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
+
+
+def test_prompt_node_output_type_and_multi_subject_tooltip():
+    assert HunyuanCustomPrompt.RETURN_TYPES == ("HYC_PROMPT",) and HunyuanCustomPrompt.RETURN_NAMES == ("prompt",)
+    spec = HunyuanCustomPrompt.INPUT_TYPES()
+    assert spec["required"]["image"][0] == "IMAGE"
+    assert set(spec["optional"]) == {"image_2", "image_3"}
+    tip = spec["optional"]["image_2"][1]["tooltip"].lower()
+    assert "side by side" in tip and "one reference" in tip and "first frame" in tip
+    assert "first frame" in spec["required"]["image"][1]["tooltip"]
+
+
+# ---------------------------------------------------------------------------------- loader
+
+
+def test_load_image_lists_input_files_and_uploads(input_dir):
+    _save(input_dir / "cat.png", np.zeros((4, 4, 3), np.uint8))
+    image_spec = HunyuanCustomLoadImage.INPUT_TYPES()["required"]["image"]
+    assert "cat.png" in image_spec[0] and image_spec[1]["image_upload"] is True
+
+
+def test_load_image_from_input_folder(input_dir):
+    rgba = np.zeros((3, 5, 4), np.uint8)
+    rgba[..., 2] = 255  # blue ...
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0  # ... with one transparent pixel
+    _save(input_dir / "subject.png", rgba)
+    image, mask = HunyuanCustomLoadImage().load("subject.png")
+    assert image.shape == (1, 3, 5, 3) and mask.shape == (1, 3, 5)
+    assert image[0, 0, 0].tolist() == [1.0, 1.0, 1.0] and image[0, 1, 1].tolist() == [0.0, 0.0, 1.0]
+    assert mask[0, 0, 0] == 1.0 and mask.sum() == 1.0
+
+
+def test_is_changed_follows_file_content(input_dir):
+    path = input_dir / "ref.png"
+    _save(path, np.zeros((4, 4, 3), np.uint8))
+    first = HunyuanCustomLoadImage.IS_CHANGED("ref.png")
+    assert first == HunyuanCustomLoadImage.IS_CHANGED("ref.png")
+    _save(path, np.full((4, 4, 3), 9, np.uint8))
+    assert HunyuanCustomLoadImage.IS_CHANGED("ref.png") != first
+    # a URL wins over the file and is its own fingerprint
+    assert HunyuanCustomLoadImage.IS_CHANGED("ref.png", url=" https://x/a.png ") == "url:https://x/a.png"
+
+
+def test_validate_inputs_reports_missing_file_and_bad_url(input_dir):
+    _save(input_dir / "there.png", np.zeros((2, 2, 3), np.uint8))
+    assert HunyuanCustomLoadImage.VALIDATE_INPUTS("there.png") is True
+    message = HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png")
+    assert isinstance(message, str) and "gone.png" in message and "not found" in message
+    assert "image" in HunyuanCustomLoadImage.VALIDATE_INPUTS("../secret.png")
+    assert isinstance(HunyuanCustomLoadImage.VALIDATE_INPUTS("/etc/passwd"), str)
+    # a URL replaces the file (even a missing one) but must be http(s)
+    assert HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png", url="https://example.com/a.png") is True
+    for bad in ("file:///etc/passwd", "ftp://example.com/a.png"):
+        message = HunyuanCustomLoadImage.VALIDATE_INPUTS("there.png", url=bad)
+        assert isinstance(message, str) and message.startswith("url") and "http" in message
+
+
+def test_load_missing_or_non_image_file_errors_name_it(input_dir):
+    (input_dir / "fake.png").write_text("not an image")
+    with pytest.raises(ValueError, match="fake.png"):
+        HunyuanCustomLoadImage().load("fake.png")
+    with pytest.raises(ValueError, match="absent.png"):
+        HunyuanCustomLoadImage().load("absent.png")
+
+
+def test_load_refuses_non_http_url_without_touching_files(input_dir):
+    with pytest.raises(ValueError, match="http"):
+        HunyuanCustomLoadImage().load("", url="file:///etc/passwd")
+
+
+# ---------------------------------------------------------------------------------- prompt
+
+
+def test_prompt_node_outputs_a_prompt_spec():
+    image = torch.rand(2, 6, 8, 3)  # a batch: only the first frame is used
+    (spec,) = HunyuanCustomPrompt().build("A man walks on the beach.", "blurry", "man", image)
+    assert isinstance(spec, PromptSpec)
+    assert (spec.prompt, spec.negative_prompt, spec.subject, spec.num_references) == \
+        ("A man walks on the beach.", "blurry", "man", 1)
+    assert spec.reference.shape == (1, 6, 8, 3) and spec.reference.dtype == torch.float32
+    assert torch.equal(spec.reference[0], image[0])  # a single reference is kept as it is
+
+
+def test_multi_subject_composite_shape_and_white_background():
+    tall = _comfy_image(40, 20, 0.0)  # black 20x40 (w x h)
+    wide = _comfy_image(10, 30, 0.5)  # grey 30x10
+    (spec,) = HunyuanCustomPrompt().build("two friends", "", "people", tall, image_2=wide)
+    ref = spec.reference
+    # canvas height = tallest (40); cell width = widest once scaled to height 40 (30*4 = 120)
+    assert ref.shape == (1, 40, 240, 3) and spec.num_references == 2
+    left, right = ref[0, :, :120], ref[0, :, 120:]
+    # the tall image (scaled to 20x40) sits centred in its cell between white bars
+    assert (left[:, 50:70] == 0).all() and (left[:, :50] == 1).all() and (left[:, 70:] == 1).all()
+    # the widest image defines the cell, so it fills it exactly (0.5 -> uint8 128)
+    assert torch.allclose(right, torch.tensor(128 / 255), atol=1e-6)
+    (three,) = HunyuanCustomPrompt().build("trio", "", "people", tall, wide, _comfy_image(40, 20, 1.0))
+    assert three.reference.shape == (1, 40, 360, 3) and three.num_references == 3
+
+
+def test_empty_prompt_error_names_the_field():
+    image = _comfy_image(4, 4, 0.5)
+    with pytest.raises(ValueError, match=r"^prompt\b"):
+        HunyuanCustomPrompt().build("   ", "", "man", image)
+    message = HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="", negative_prompt="", subject="man")
+    assert isinstance(message, str) and message.startswith("prompt")
+    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok", negative_prompt="", subject="man") is True
+    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt=None, subject="man") is True  # linked input
+    assert "subject" in HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok", subject="")
+
+
+def test_prompt_node_refuses_a_non_image():
+    with pytest.raises(ValueError, match="image"):
+        HunyuanCustomPrompt().build("ok", "", "man", torch.zeros(4, 4))
