@@ -26,9 +26,9 @@ def fixture(reference_dir):
     folder = reference_dir / "preprocessing"
     config = json.loads((folder / "config.json").read_text())
     tensors = load_file(str(folder / "preprocessing.safetensors"))
-    # Upstream reads the file with cv2.imread + BGR2RGB; for this 8-bit RGB PNG PIL gives the same.
-    image = np.array(Image.open(folder / "ref_image.png").convert("RGB"))
-    return config, tensors, image
+    # The pixels upstream worked on (cv2.imread + BGR2RGB) are in the fixture; the checks below
+    # start from them, and the first test checks that our PNG decoding gives the same pixels.
+    return config, tensors, tensors["ref_image_rgb_uint8"], folder
 
 
 def _assert_uint8_equal(ours: np.ndarray, expected: np.ndarray, name: str) -> None:
@@ -52,25 +52,26 @@ def _video_size(config) -> tuple[int, int]:
 
 
 def test_parity_fixture_image_is_the_one_upstream_read(fixture):
-    _, tensors, image = fixture
-    _assert_uint8_equal(image, tensors["ref_image_rgb_uint8"], "ref_image_rgb_uint8")
+    _, tensors, _, folder = fixture
+    decoded = np.array(Image.open(folder / "ref_image.png").convert("RGB"))
+    _assert_uint8_equal(decoded, tensors["ref_image_rgb_uint8"], "ref_image.png decoded vs ref_image_rgb_uint8")
 
 
 def test_parity_pad_image_llava(fixture):
-    _, tensors, image = fixture
+    _, tensors, image, _ = fixture
     expected = tensors["pad_image.llava_336"]
     size = (expected.shape[1], expected.shape[0])
     _assert_uint8_equal(reference.pad_image(image, size), expected, "pad_image.llava_336")
 
 
 def test_parity_pad_image_video_size(fixture):
-    config, tensors, image = fixture
+    config, tensors, image, _ = fixture
     _assert_uint8_equal(reference.pad_image(image, _video_size(config)), tensors["pad_image.ref_video_size"],
                         "pad_image.ref_video_size")
 
 
 def test_parity_pad_image_extra_sizes(fixture):
-    _, tensors, image = fixture
+    _, tensors, image, _ = fixture
     extras = {}
     for name in tensors:
         match = re.fullmatch(r"pad_image\.extra_(\d+)x(\d+)", name)
@@ -83,31 +84,31 @@ def test_parity_pad_image_extra_sizes(fixture):
 
 
 def test_parity_pixel_value_llava(fixture):
-    _, tensors, image = fixture
+    _, tensors, image, _ = fixture
     expected = tensors["pixel_value_llava"]
     _assert_close(reference.llava_pixel_values(image, size=expected.shape[-1]), expected, "pixel_value_llava")
 
 
 def test_parity_uncond_pixel_value_llava(fixture):
-    _, tensors, _ = fixture
+    _, tensors, _, _ = fixture
     expected = tensors["uncond_pixel_value_llava"]
     _assert_close(reference.uncond_llava_pixel_values(size=expected.shape[-1]), expected, "uncond_pixel_value_llava")
 
 
 def test_parity_pixel_value_ref(fixture):
-    config, tensors, image = fixture
+    config, tensors, image, _ = fixture
     _assert_close(reference.reference_pixels(image, *_video_size(config)), tensors["pixel_value_ref"], "pixel_value_ref")
 
 
 def test_parity_pixel_value_ref_for_vae(fixture):
-    config, tensors, image = fixture
+    config, tensors, image, _ = fixture
     _assert_close(reference.reference_for_vae(image, *_video_size(config)), tensors["pixel_value_ref_for_vae"],
                   "pixel_value_ref_for_vae")
 
 
 def test_parity_from_comfy_image_tensor(fixture):
     """The same numbers when the reference arrives as a ComfyUI IMAGE (float 0..1, batch dim)."""
-    config, tensors, image = fixture
+    config, tensors, image, _ = fixture
     comfy_image = torch.from_numpy(image).float().div(255).unsqueeze(0)
     _assert_close(reference.reference_for_vae(comfy_image, *_video_size(config)), tensors["pixel_value_ref_for_vae"],
                   "pixel_value_ref_for_vae (from IMAGE)")
