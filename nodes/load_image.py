@@ -76,7 +76,9 @@ class HunyuanCustomLoadImage:
             return "missing:" + str(image)  # VALIDATE_INPUTS / load report the problem
 
     @classmethod
-    def VALIDATE_INPUTS(cls, image: str = "", url: str = "") -> bool | str:
+    def VALIDATE_INPUTS(cls, image: str | None = "", url: str | None = "") -> bool | str:
+        if url is None or image is None:  # fed by a link: known only at run time, checked there
+            return True
         if _is_url(url):
             from ..pipelines.image_io import ImageLoadError, check_url
 

@@ -94,6 +94,7 @@ def test_validate_inputs_reports_missing_file_and_bad_url(input_dir):
     assert isinstance(message, str) and "gone.png" in message and "not found" in message
     assert "image" in HunyuanCustomLoadImage.VALIDATE_INPUTS("../secret.png")
     assert isinstance(HunyuanCustomLoadImage.VALIDATE_INPUTS("/etc/passwd"), str)
+    assert HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png", url=None) is True  # url fed by a link
     # a URL replaces the file (even a missing one) but must be http(s)
     assert HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png", url="https://example.com/a.png") is True
     for bad in ("file:///etc/passwd", "ftp://example.com/a.png"):
