@@ -70,7 +70,15 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         audio_attention_dim: int = 1024,
         audio_attention_head_dim: int = 1024,
         audio_insert_after: tuple[int, ...] = UPSTREAM_AUDIO_INSERT_AFTER,
+        guidance_embeds: bool = False,
+        image_condition_type: str | None = None,
     ) -> None:
+        # Accepted (and recorded by the parent's config) only so from_config round-trips quietly.
+        if guidance_embeds or image_condition_type is not None:
+            raise ValueError(
+                "HunyuanCustom has no guidance embedding and no image-condition tokens; "
+                f"got guidance_embeds={guidance_embeds}, image_condition_type={image_condition_type!r}"
+            )
         super().__init__(
             in_channels=in_channels,
             out_channels=out_channels,
