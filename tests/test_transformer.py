@@ -379,3 +379,26 @@ def test_whisper_windows_past_the_features_are_zero_padded():
     assert windows.shape == (1, 6, 10, 5, 3)
     assert torch.equal(windows[0, 5, :2], torch.ones(2, 5, 3))
     assert torch.equal(windows[0, 5, 2:], torch.zeros(8, 5, 3))
+
+
+def test_module_targets_and_prefixes_for_loaders():
+    from hunyuan_custom.pipelines.transformer_keys import strip_checkpoint_prefix, upstream_module_targets
+
+    assert upstream_module_targets("single_blocks.3.linear1", (3 * 64 + 256, 64), 64) == (
+        "single_transformer_blocks.3.attn.to_q",
+        "single_transformer_blocks.3.attn.to_k",
+        "single_transformer_blocks.3.attn.to_v",
+        "single_transformer_blocks.3.proj_mlp",
+    )
+    assert upstream_module_targets("double_blocks.0.txt_mlp.fc2", (64, 256), 64) == ("transformer_blocks.0.ff_context.net.2",)
+    assert upstream_module_targets("nonsense", (1, 1), 64) == ()
+    assert strip_checkpoint_prefix("model.diffusion_model.img_in.proj.weight") == "img_in.proj.weight"
+    assert strip_checkpoint_prefix("img_in.proj.weight") == "img_in.proj.weight"
+
+
+def test_scalar_timestep_and_missing_mask_are_accepted():
+    model = _tiny()
+    inputs = _inputs()
+    expected = _run(model, **inputs)
+    inputs.update(timestep=inputs["timestep"][0], encoder_attention_mask=None)
+    torch.testing.assert_close(_run(model, **inputs), expected)
