@@ -98,6 +98,8 @@ def build_tiny_llava(folder: Path, seed: int = 0):
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # a real checkpoint's pad row is not zero; make sure nothing relies on that
+        model.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0, 0.02)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

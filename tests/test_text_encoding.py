@@ -108,6 +108,28 @@ def test_states_are_hidden_states_minus_3_cropped(encoders):
     assert not torch.allclose(states, captured["h"][:, encoders.crop_start :])
 
 
+def test_matches_a_manual_merge_like_transformers_4_41(encoders):
+    """Independent re-derivation of what upstream's pinned transformers did inside the model:
+    image features written where <image> was, pad embeddings zeroed, position ids from the mask."""
+    px = tiny.random_pixel_values(3)
+    ids, mask = encoders.tokenize_llava(PROMPT, SUBJECT)
+    p = int((ids[0] == encoders.image_token_id).nonzero()[0])
+    model = encoders.llava.model
+    with torch.no_grad():
+        emb = model.get_input_embeddings()(ids)
+        emb[ids == encoders.llava_tokenizer.pad_token_id] = 0
+        feats = model.get_image_features(pixel_values=px).pooler_output[0]
+        N = feats.shape[0]
+        merged = torch.cat([emb[:, :p], feats[None], emb[:, p + 1 :]], dim=1)
+        attn = torch.cat([mask[:, :p], torch.ones(1, N, dtype=mask.dtype), mask[:, p + 1 :]], dim=1)
+        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 1)
+        out = model.language_model(inputs_embeds=merged, attention_mask=attn, position_ids=pos, output_hidden_states=True)
+    want = out.hidden_states[-3][:, encoders.crop_start :]
+    got, _ = encoders.encode_llava(PROMPT, SUBJECT, px)
+    assert N == encoders.num_image_features
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
 def test_layout_text_then_image_then_padding_and_quirky_mask(encoders):
     n = _n_tokens(encoders)
     crop, N = encoders.crop_start, encoders.num_image_features
