@@ -313,6 +313,12 @@ class TextEncoders:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def __enter__(self) -> "TextEncoders":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.free()
+
 
 def template_token_count(tokenizer: Any, template: str = pt.LLAVA_VIDEO_TEMPLATE) -> int:
     """crop_start: tokens of BOS + the template up to the user prompt. For the real Llama-3
@@ -397,14 +403,16 @@ def load_text_encoders(llava_dir: str | os.PathLike, clip_dir: str | os.PathLike
     check_clip_folder(clip_dir)
     from transformers import AutoTokenizer, CLIPTextModel, LlavaForConditionalGeneration
 
+    # device_map puts the weights straight onto the device: no second 16 GB copy in CPU RAM.
+    placement = {"dtype": dtype, "local_files_only": True, "device_map": {"": str(torch.device(device))}}
     with _quiet_transformers():
         llava_tokenizer = AutoTokenizer.from_pretrained(str(llava_dir), local_files_only=True, padding_side="right")
-        llava = LlavaForConditionalGeneration.from_pretrained(str(llava_dir), dtype=dtype, local_files_only=True)
+        llava = LlavaForConditionalGeneration.from_pretrained(str(llava_dir), **placement)
         clip_tokenizer = AutoTokenizer.from_pretrained(str(clip_dir), local_files_only=True)
         # openai/clip-vit-large-patch14 is a full CLIPModel; CLIPTextModel takes its text half.
-        clip = CLIPTextModel.from_pretrained(str(clip_dir), dtype=dtype, local_files_only=True)
-    llava = llava.to(device).eval().requires_grad_(False)
-    clip = clip.to(device).eval().requires_grad_(False)
+        clip = CLIPTextModel.from_pretrained(str(clip_dir), **placement)
+    llava = llava.eval().requires_grad_(False)
+    clip = clip.eval().requires_grad_(False)
     return TextEncoders(llava, llava_tokenizer, clip, clip_tokenizer, crop_start=crop_start, text_len=text_len,
                         identity=encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len))
 
@@ -461,11 +469,13 @@ def encode_text_conditioning(
     pixel_values: torch.Tensor, uncond_pixel_values: torch.Tensor | None, do_cfg: bool,
     dtype: torch.dtype = torch.bfloat16, device: Any = "cpu", cache: EncodingCache | None = DEFAULT_CACHE,
     crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
-    loader: Callable[..., TextEncoders] = load_text_encoders,
+    loader: Callable[..., TextEncoders] = load_text_encoders, status: Callable[[str], None] | None = None,
 ) -> TextConditioning:
     """Cached, stage-wise prompt encoding: on a cache miss load both encoders, encode the missing
     rows, free the encoders; on a hit (same texts, subject, reference pixels, encoder folders,
-    dtype) nothing is loaded. Returns the conditioning on `device`."""
+    dtype) nothing is loaded. Returns the conditioning on `device`. `status` gets short texts for
+    the node's status line."""
+    say = status or (lambda _text: None)
     identity = encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len)
     rows = [(prompt, subject, pixel_values)]
     if do_cfg:
@@ -475,8 +485,12 @@ def encode_text_conditioning(
     keys = [row_key(p, s, px, identity, dtype) for p, s, px in rows]
     found = [cache.get(k) if cache is not None else None for k in keys]
     missing = [i for i, hit in enumerate(found) if hit is None]
-    if missing:
+    if not missing:
+        say("prompt encoding: cached")
+    else:
+        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)")
         encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len)
+        say(f"encoding {len(missing)} prompt(s)")
         try:
             # Upstream's order is positive first; `rows` is [uncond, cond], so reverse.
             order = sorted(missing, reverse=True)

@@ -304,18 +304,21 @@ def test_cache_skips_loading_and_encoding_for_a_new_seed(dirs):
     cache = te.EncodingCache(max_entries=4)
     loader = _CountingLoader()
     px, white = tiny.random_pixel_values(), tiny.white_pixel_values()
+    messages = []
 
     def run(**over):
         args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT, pixel_values=px, uncond_pixel_values=white,
-                    do_cfg=True, dtype=torch.float32, device="cpu", cache=cache, loader=loader)
+                    do_cfg=True, dtype=torch.float32, device="cpu", cache=cache, loader=loader, status=messages.append)
         args.update(over)
         return te.encode_text_conditioning(*dirs, **args)
 
     first = run()
     assert (loader.loads, loader.llava_calls, len(cache)) == (1, 2, 2)
     assert loader.last.llava is None and loader.last.clip is None  # freed after encoding
+    assert messages == ["loading text encoders (LLaVA-Llama-3-8B, CLIP-L)", "encoding 2 prompt(s)"]
     again = run()  # same prompt/reference, e.g. a new seed
     assert (loader.loads, loader.llava_calls) == (1, 2)
+    assert messages[-1] == "prompt encoding: cached"
     for a, b in ((first.states, again.states), (first.mask, again.mask), (first.pooled, again.pooled)):
         assert torch.equal(a, b)
     assert torch.equal(run(do_cfg=False).states, first.cond_only().states)  # guidance 1: cond row cached
@@ -336,6 +339,12 @@ def test_no_cache_always_encodes(dirs):
                                     pixel_values=tiny.random_pixel_values(), uncond_pixel_values=None, do_cfg=False,
                                     dtype=torch.float32, cache=None, loader=loader)
     assert (loader.loads, loader.llava_calls) == (2, 2)
+
+
+def test_encoders_free_themselves_as_a_context_manager(dirs):
+    with te.load_text_encoders(*dirs, dtype=torch.float32) as encoders:
+        assert encoders.encode_clip(PROMPT).shape == (1, tiny.CLIP_HIDDEN)
+    assert encoders.llava is None and encoders.clip is None
 
 
 def test_encoder_identity_follows_the_files(dirs):
