@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -243,7 +244,12 @@ class TextEncoders:
         )
         return enc["input_ids"], enc["attention_mask"].to(torch.int64)
 
+    def _require_loaded(self) -> None:
+        if self.llava is None or self.clip is None:
+            raise RuntimeError("these text encoders were freed after encoding; load them again with load_text_encoders")
+
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        self._require_loaded()
         size = int(self.llava.config.vision_config.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape) != (1, 3, size, size):
             raise ValueError(f"LLaVA pixel values must be a normalised [1, 3, {size}, {size}] tensor, got "
@@ -281,6 +287,7 @@ class TextEncoders:
     @torch.no_grad()
     def encode_clip(self, prompt: str) -> torch.Tensor:
         """CLIP-L pooler_output [1, D2] of the raw prompt (no template)."""
+        self._require_loaded()
         enc = self.clip_tokenizer(prompt, max_length=pt.CLIP_MAX_LENGTH, padding="max_length",
                                   truncation=True, return_tensors="pt")
         device = self.clip.device
@@ -356,8 +363,6 @@ def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Seq
         missing.append(" or ".join(_WEIGHTS[:2]))
     for name in weights:
         if name.endswith(".index.json"):
-            import json
-
             try:
                 shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
             except (OSError, ValueError, KeyError) as exc:

@@ -345,6 +345,8 @@ def test_encoders_free_themselves_as_a_context_manager(dirs):
     with te.load_text_encoders(*dirs, dtype=torch.float32) as encoders:
         assert encoders.encode_clip(PROMPT).shape == (1, tiny.CLIP_HIDDEN)
     assert encoders.llava is None and encoders.clip is None
+    with pytest.raises(RuntimeError, match="freed"):
+        encoders.encode_clip(PROMPT)
 
 
 def test_encoder_identity_follows_the_files(dirs):
