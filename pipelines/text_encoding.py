@@ -188,13 +188,15 @@ class TextEncoders:
     """LLaVA + CLIP with their tokenizers; `encode` gives upstream's conditioning, `free` drops them."""
 
     def __init__(self, llava: Any, llava_tokenizer: Any, clip: Any, clip_tokenizer: Any, *,
-                 crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN, identity: str = ""):
+                 crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
+                 clip_max_length: int = pt.CLIP_MAX_LENGTH, identity: str = ""):
         self.llava = llava
         self.llava_tokenizer = llava_tokenizer
         self.clip = clip
         self.clip_tokenizer = clip_tokenizer
         self.identity = identity
         self.text_len = int(text_len)
+        self.clip_max_length = int(clip_max_length)
         self.crop_start = int(crop_start) if crop_start is not None else template_token_count(llava_tokenizer)
         self.max_length = self.text_len + self.crop_start
         self.num_image_features = image_feature_count(llava.config)
@@ -288,7 +290,7 @@ class TextEncoders:
     def encode_clip(self, prompt: str) -> torch.Tensor:
         """CLIP-L pooler_output [1, D2] of the raw prompt (no template)."""
         self._require_loaded()
-        enc = self.clip_tokenizer(prompt, max_length=pt.CLIP_MAX_LENGTH, padding="max_length",
+        enc = self.clip_tokenizer(prompt, max_length=self.clip_max_length, padding="max_length",
                                   truncation=True, return_tensors="pt")
         device = self.clip.device
         out = self.clip(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))

@@ -212,7 +212,8 @@ def test_parity_tokenizer_inputs_and_call_order(reference_dir, dirs):
         kwargs = case["tokenizer_kwargs"]
         text_len = kwargs["llava"]["max_length"] - spec["crop_start"]
         enc = te.TextEncoders(base.llava, base.llava_tokenizer, base.clip, base.clip_tokenizer,
-                              crop_start=spec["crop_start"], text_len=text_len)
+                              crop_start=spec["crop_start"], text_len=text_len,
+                              clip_max_length=kwargs["clip"]["max_length"])
         recorded = []
 
         def spy(name, tokenizer):
