@@ -10,6 +10,13 @@ Reproduces upstream's TextEncoder + encode_prompt with current transformers (5.x
   * CLIP-L: raw prompt, 77 tokens, pooler_output.
   * EncodingCache: a new seed must not re-run (or even re-load) an 8 B encoder.
 
+Typical use (the local sampler):
+    cond = encode_text_conditioning(llava_dir, clip_dir, prompt=..., negative_prompt=..., subject=...,
+                                    pixel_values=llava_pixel_values(img), uncond_pixel_values=uncond_llava_pixel_values(),
+                                    do_cfg=guidance > 1, dtype=torch.bfloat16, device=device)
+    -> TextConditioning(states [B,L,D], mask [B,L] int64, pooled [B,D2]); B = 2 ([uncond, cond]) or 1.
+The encoders are loaded, used and freed inside that call; DEFAULT_CACHE keeps recent rows on CPU.
+
 transformers is imported inside functions so importing this module stays cheap.
 """
 
