@@ -3,8 +3,9 @@
 `load_vae(path)` accepts, recognised by file contents and tensor names (never by file name):
 * upstream's `pytorch_model.pt` (keys `vae.*`, possibly under a top-level `state_dict`) with its
   `config.json` beside it, or the folder holding both;
-* ComfyUI's `hunyuan_video_vae_bf16.safetensors` (same names, no prefix; `vae.` or
-  `first_stage_model.` prefixes are also understood), with no config;
+* ComfyUI's `hunyuan_video_vae_bf16.safetensors`, with no config, in either of its two layouts:
+  Kijai's (upstream names, no prefix) and Comfy-Org's repackaged one (ComfyUI's internal LDM names,
+  renamed by pipelines/vae_key_layouts.py); `vae.` / `first_stage_model.` prefixes are understood;
 * a diffusers folder (config.json of an AutoencoderKLHunyuanVideo + weights, sharded or not).
 
 Pickled checkpoints go through torch.load(weights_only=True) only: a pickle that holds code is
@@ -33,6 +34,7 @@ from typing import Iterable, Iterator, Mapping
 import torch
 
 from .vae import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig, VAEConfigError, build_diffusers_vae, config_from_dict
+from .vae_key_layouts import is_ldm_layout, ldm_to_upstream_names
 
 ANCHOR = "decoder.conv_in.conv.weight"  # present in every layout of this VAE (upstream/diffusers names)
 KNOWN_PREFIXES = ("vae.", "first_stage_model.")
@@ -155,8 +157,7 @@ def describe_foreign_keys(names: Iterable[str]) -> str:
     if any(s in joined for s in ("model.layers.", "text_model.", "language_model.", "embed_tokens")):
         return "a text encoder"
     if any(s in joined for s in ("decoder.mid.attn_1", "decoder.up.0.block", "encoder.down.0.block")):
-        return ("a VAE in the LDM/ComfyUI-internal layout (e.g. a Stable Diffusion/Flux image VAE, "
-                "or a VAE re-saved from ComfyUI)")
+        return "a 2D image VAE in the LDM layout (Stable Diffusion/Flux style), not the 3D causal video VAE"
     if "decoder.up_blocks.0.resnets.0.norm1.weight" in names:
         return "a diffusers 2D image VAE (AutoencoderKL), not the 3D causal video VAE"
     sample = ", ".join(names[:5])
@@ -286,10 +287,29 @@ def _checkpoint_label(files: list[Path]) -> str:
     return str(files[0]) if len(files) == 1 else f"{files[0].parent} ({len(files)} shards)"
 
 
-def _tensors(source: TensorSource, names: Mapping[str, str], dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
-    for model_name, file_name in names.items():
+def _name_map(names: list[str], prefix: str) -> dict[str, tuple[str, bool]]:
+    """our name -> (name in the file, flatten a 1x1x1 conv weight to a Linear weight)."""
+    stripped = {name[len(prefix):]: name for name in names if name.startswith(prefix)}
+    if is_ldm_layout(stripped):
+        return {ours: (stripped[ldm], flatten) for ours, (ldm, flatten) in ldm_to_upstream_names(stripped).items()}
+    return {ours: (name, False) for ours, name in stripped.items()}
+
+
+def _shape(source: TensorSource, file_name: str, flatten: bool) -> tuple[int, ...]:
+    shape = source.shape(file_name)
+    if flatten and len(shape) > 2 and all(d == 1 for d in shape[2:]):
+        return shape[:2]
+    return shape
+
+
+def _tensors(source: TensorSource, names: Mapping[str, tuple[str, bool]], dtype: torch.dtype,
+             device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+    for model_name, (file_name, flatten) in names.items():
         # One tensor at a time: the converted copy replaces the (mmapped / lazily read) original.
-        yield model_name, source.get(file_name).to(device=device, dtype=dtype)
+        tensor = source.get(file_name)
+        if flatten:
+            tensor = tensor.reshape(tensor.shape[0], tensor.shape[1])
+        yield model_name, tensor.to(device=device, dtype=dtype)
 
 
 def load_vae(
@@ -307,9 +327,9 @@ def load_vae(
     source = TensorSource(files)
     names = source.keys()
     prefix = _find_prefix(names, label)
-    mapping = {name[len(prefix):]: name for name in names if name.startswith(prefix)}
+    mapping = _name_map(names, prefix)
     resolved, config_label = _resolve_config(config, found_config, causal_attention)
-    check_shapes({k: source.shape(v) for k, v in mapping.items()}, resolved, label, config_label)
+    check_shapes({k: _shape(source, *v) for k, v in mapping.items()}, resolved, label, config_label)
 
     device = torch.device(device)
     model = build_diffusers_vae(resolved, device="meta")

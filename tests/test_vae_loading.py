@@ -105,6 +105,46 @@ def test_every_layout_loads_to_identical_outputs(reference, tmp_path):
         assert torch.equal(_decode(vae, latent, True), expected_causal), target  # diffusers: causal
 
 
+def _to_comfy_internal(state: dict, blocks: int) -> dict:
+    """What ComfyUI's VAE loader turns upstream names into (its LDM layout), written out here
+    independently of pipelines/vae_key_layouts.py: Comfy-Org's repackaged file looks like this."""
+    renames = [("nin_shortcut", "conv_shortcut"), ("norm_out", "conv_norm_out"), ("mid.attn_1.", "mid_block.attentions.0.")]
+    for i in range(blocks):
+        renames += [(f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}.") for j in range(3)]
+        renames += [(f"down.{i}.downsample.", f"down_blocks.{i}.downsamplers.0."),
+                    (f"up.{blocks - 1 - i}.upsample.", f"up_blocks.{i}.upsamplers.0.")]
+        renames += [(f"decoder.up.{blocks - 1 - i}.block.{j}.", f"decoder.up_blocks.{i}.resnets.{j}.") for j in range(3)]
+    renames += [(f"mid.block_{i + 1}.", f"mid_block.resnets.{i}.") for i in range(2)]
+    attn = [("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("proj_out.", "to_out.0.")]
+    out = {}
+    for name, tensor in state.items():
+        new = name
+        for ldm, ours in renames:
+            new = new.replace(ours, ldm)
+        if "attentions" in name:
+            for ldm, ours in attn:
+                new = new.replace(ours, ldm)
+            if new.endswith(("q.weight", "k.weight", "v.weight", "proj_out.weight")):
+                tensor = tensor.reshape(*tensor.shape, 1, 1, 1)
+        out[new] = tensor
+    assert len(out) == len(state)
+    return out
+
+
+def test_comfy_org_repackaged_layout_loads_without_config(reference, tmp_path):
+    """Comfy-Org's hunyuan_video_vae_bf16.safetensors uses ComfyUI's internal names; it must load
+    to the same model as upstream names (no config beside it: config given for the tiny model)."""
+    state, latent = reference
+    internal = _to_comfy_internal(state, len(TINY.block_out_channels))
+    assert "decoder.mid.attn_1.q.weight" in internal and "decoder.up.0.block.0.conv1.conv.weight" in internal
+    path = tmp_path / "hunyuan_video_vae_bf16.safetensors"
+    save_file(internal, str(path))
+    vae = load_vae(path, config=replace(TINY, mid_block_causal_attn=True))
+    for name, tensor in vae.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert torch.equal(vae.decode(latent), _expected(reference, True))
+
+
 def test_dtype_and_weights_are_assigned_not_left_on_meta(reference, tmp_path):
     state, latent = reference
     path = tmp_path / "vae.safetensors"
@@ -197,3 +237,17 @@ def test_full_size_manifest_maps_onto_our_vae_with_nothing_missing():
     assert sum(torch.Size(s).numel() for s in ours.values()) == manifest["n_params"]
     with pytest.raises(VAELoadError, match="shape mismatch"):
         check_shapes({**shapes, "decoder.conv_in.conv.weight": (1, 2, 3, 3, 3)}, full, "manifest", "full")
+
+
+def test_full_size_comfy_internal_names_map_back_onto_our_vae():
+    from hunyuan_custom.pipelines.vae_key_layouts import ldm_to_upstream_names
+
+    shapes = {k: tuple(v) for k, v in json.loads(MANIFEST.read_text())["keys"].items()}
+    internal = _to_comfy_internal({k: torch.empty(s, device="meta") for k, s in shapes.items()}, 4)
+    back = ldm_to_upstream_names(internal)
+    assert set(back) == set(shapes)
+    restored = {}
+    for ours, (ldm, flatten) in back.items():
+        shape = tuple(internal[ldm].shape)
+        restored[ours] = shape[:2] if flatten else shape
+    check_shapes(restored, vae_module.FULL_SIZE_CONFIG, "internal layout", "the full-size config")
