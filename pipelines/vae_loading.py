@@ -131,11 +131,16 @@ def _torch_load(path: Path, mmap: bool) -> object:
         raise VAELoadError(f"{path} is truncated or corrupt ({str(exc).splitlines()[0]}); download it again") from exc
 
 
+_NESTED_KEYS = ("state_dict", "module", "model")  # upstream VAE: state_dict; upstream DiT: module
+
+
 def _flatten_checkpoint(state: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise VAELoadError(f"{path} holds a {type(state).__name__}, not a dictionary of tensors; expected VAE weights")
+    for key in _NESTED_KEYS:
+        if isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
     tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise VAELoadError(f"{path} holds no tensors at its top level (keys: {sorted(map(str, state))[:8]}); "

@@ -251,3 +251,27 @@ def test_full_size_comfy_internal_names_map_back_onto_our_vae():
         shape = tuple(internal[ldm].shape)
         restored[ours] = shape[:2] if flatten else shape
     check_shapes(restored, vae_module.FULL_SIZE_CONFIG, "internal layout", "the full-size config")
+
+
+def test_transformer_pt_under_module_key_is_described(tmp_path):
+    path = tmp_path / "mp_rank_00_model_states.pt"
+    torch.save({"module": {"double_blocks.0.img_mod.linear.weight": torch.zeros(2, 2)}}, path)
+    with pytest.raises(VAELoadError, match="transformer") as info:
+        load_vae(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"_class_name": "AutoencoderKL"}, "not the HunyuanVideo causal 3D VAE"),
+    ({"disable_causal_conv": True}, "disable_causal_conv"),
+    ({"time_compression_ratio": 8}, "time compression 8"),
+    ({"down_block_types": ["DownEncoderBlock2D"] * 4}, "down_block_types"),
+])
+def test_unusable_configs_are_refused_with_the_reason(tmp_path, change, message):
+    folder = tmp_path / "vae"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**_upstream_config(TINY, None), **change}))
+    save_file({"vae.decoder.conv_in.conv.weight": torch.zeros(1)}, str(folder / "pytorch_model.safetensors"))
+    with pytest.raises(VAELoadError, match=message) as info:
+        load_vae(folder)
+    assert str(folder / "config.json") in str(info.value)
