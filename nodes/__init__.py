@@ -17,3 +17,5 @@ for _name in _NODE_MODULES:
     _module = import_module(f".{_name}", __name__)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+from . import routes  # noqa: E402,F401  (registers the web extension's routes inside ComfyUI only)
