@@ -7,7 +7,7 @@ route under /api/..., which is what the frontend's api.fetchApi uses.)
 
 from __future__ import annotations
 
-import importlib
+import sys
 from typing import Any
 
 KEY_STATUS_PATH = "/hunyuan_custom/wavespeed_key_status"
@@ -36,10 +36,9 @@ def register(prompt_server: Any) -> bool:
 
 
 def _running_prompt_server() -> Any | None:
-    try:
-        server = importlib.import_module("server")  # ComfyUI's server.py, when we run inside it
-    except Exception:
-        return None
+    # ComfyUI imports its server.py before it loads custom nodes; look it up instead of importing
+    # so that outside ComfyUI no unrelated module named `server` gets imported.
+    server = sys.modules.get("server")
     return getattr(getattr(server, "PromptServer", None), "instance", None)
 
 

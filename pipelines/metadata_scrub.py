@@ -12,6 +12,7 @@ import re
 from typing import Any, Iterable
 
 REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 8
 
 # Field names whose string values are credentials: api_key, apiKey, wavespeed-token, secret, ...
 _SECRET_NAME = re.compile(
@@ -27,13 +28,19 @@ def is_secret_name(name: str) -> bool:
 
 def scrub(value: Any, secrets: Iterable[str] = (), name: str | None = None) -> Any:
     """A copy of `value` (JSON-like: dict/list/str/...) with secrets replaced by '<redacted>'."""
-    secrets = tuple(s for s in secrets if isinstance(s, str) and len(s) >= 4)
+    secrets = _usable(secrets)
     return _scrub(value, secrets, name)
+
+
+def _usable(secrets: Iterable[str]) -> tuple[str, ...]:
+    # Very short strings are no credential and replacing them would mangle ordinary text.
+    return tuple(s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH)
 
 
 def _scrub(value: Any, secrets: tuple[str, ...], name: str | None) -> Any:
     if isinstance(value, dict):
-        return {k: _scrub(v, secrets, str(k)) for k, v in value.items()}
+        return {_scrub(k, secrets, None) if isinstance(k, str) else k: _scrub(v, secrets, str(k))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub(v, secrets, name) for v in value]
     if isinstance(value, str):
@@ -48,7 +55,6 @@ def _scrub(value: Any, secrets: tuple[str, ...], name: str | None) -> Any:
 
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Last line of defence on the final serialised text."""
-    for secret in secrets:
-        if isinstance(secret, str) and len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+    for secret in _usable(secrets):
+        text = text.replace(secret, REDACTED)
     return text

@@ -93,7 +93,7 @@ def write_video(
 
 
 def _ffmetadata_escape(text: str) -> str:
-    return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+    return "".join("\\" + c if c in "=;#[\\\n" else c for c in text)
 
 
 def _add_metadata(video_file: str, metadata: Mapping[str, str], target: Path) -> None:
@@ -199,42 +199,51 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     )
     if run.returncode != 0:
         raise VideoError(f"could not read the metadata of {path}: {run.stderr.strip()[-500:]}")
+    return parse_ffmetadata(run.stdout)
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """Global tags of FFMETADATA text, undoing its backslash escapes ('=', ';', '#', '\\', newline).
+
+    Split at the first UNESCAPED '=' (keys and JSON values may hold escaped ones); comment lines
+    (';', '#') and anything from the first [SECTION] on are not global tags.
+    """
     tags: dict[str, str] = {}
-    for line in _unescaped_lines(run.stdout):
-        if line.startswith((";", "[")) or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        tags[key] = value
+    for raw in _logical_lines(text):
+        if raw[:1] in (";", "#"):
+            continue  # comment (an escaped ';' or '#' arrives as '\\;' and is data)
+        key: list[str] | None = None
+        current: list[str] = []
+        i = 0
+        while i < len(raw):
+            c = raw[i]
+            if c == "\\" and i + 1 < len(raw):
+                current.append(raw[i + 1])
+                i += 2
+                continue
+            if c == "=" and key is None:
+                key, current = current, []
+            else:
+                current.append(c)
+            i += 1
+        if key is not None:
+            tags["".join(key)] = "".join(current)
+        elif raw.startswith("["):
+            break  # a [STREAM]/[CHAPTER] section header: global tags end here
     return tags
 
 
-def _unescaped_lines(text: str) -> list[str]:
-    """Split FFMETADATA text into logical lines, undoing its backslash escapes.
-
-    Escaped '=' stays as a private marker until the key/value split, so a value holding '='
-    (JSON often does) splits at the first unescaped one only.
-    """
-    lines, current, i = [], [], 0
+def _logical_lines(text: str) -> list[str]:
+    """Split at newlines that are not escaped; escapes stay in place for the caller."""
+    lines, start, i = [], 0, 0
     while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            current.append("\0" if nxt == "=" else nxt)
+        if text[i] == "\\":
             i += 2
             continue
-        if c == "\n":
-            lines.append("".join(current))
-            current = []
-        else:
-            current.append(c)
+        if text[i] == "\n":
+            lines.append(text[start:i])
+            start = i + 1
         i += 1
-    if current:
-        lines.append("".join(current))
-    out = []
-    for line in lines:
-        if "=" in line:
-            key, value = line.split("=", 1)
-            out.append(key.replace("\0", "=") + "=" + value.replace("\0", "="))
-        else:
-            out.append(line.replace("\0", "="))
-    return out
+    if start < len(text):
+        lines.append(text[start:])
+    return lines
