@@ -45,7 +45,7 @@ def load_object_info(path: str | Path = FIXTURE) -> dict[str, dict]:
     return data["nodes"] if "nodes" in data else data
 
 
-def node_info(class_type: str, cls: Any) -> dict:
+def node_info(class_type: str, cls: Any, display_name: str | None = None) -> dict:
     """The /object_info entry ComfyUI builds for a V1 node class."""
     declared = cls.INPUT_TYPES()
     inputs = {section: dict(declared.get(section) or {}) for section in ("required", "optional", "hidden")}
@@ -58,6 +58,7 @@ def node_info(class_type: str, cls: Any) -> dict:
         "output_is_list": list(getattr(cls, "OUTPUT_IS_LIST", [False] * len(returns))),
         "output_name": list(getattr(cls, "RETURN_NAMES", None) or returns),
         "name": class_type,
+        "display_name": display_name or class_type,
         "category": getattr(cls, "CATEGORY", ""),
         "description": getattr(cls, "DESCRIPTION", ""),
         "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
@@ -72,8 +73,10 @@ def our_node_classes() -> dict[str, Any]:
 
 
 def our_object_info(node_classes: Mapping[str, Any] | None = None) -> dict[str, dict]:
+    from hunyuan_custom import NODE_DISPLAY_NAME_MAPPINGS
+
     classes = our_node_classes() if node_classes is None else node_classes
-    return {name: node_info(name, cls) for name, cls in classes.items()}
+    return {name: node_info(name, cls, NODE_DISPLAY_NAME_MAPPINGS.get(name)) for name, cls in classes.items()}
 
 
 def all_object_info(node_classes: Mapping[str, Any] | None = None) -> dict[str, dict]:

@@ -122,6 +122,7 @@ def test_ui_to_api_resolves_reroutes_primitives_mutes_and_bypasses():
     api = wf.ui_to_api(_good_graph())
     assert set(api) == {"1", "4", "6", "7", "10"}  # Reroute/Primitive/Note dropped, muted and bypassed gone
     assert api["1"] == {"class_type": "LoadImage", "inputs": {"image": "ref.png"}, "_meta": {"title": "Load Image"}}
+    assert api["4"]["_meta"] == {"title": "HunyuanCustom Save Video"}
     assert api["4"]["inputs"] == {"frames": ["1", 0], "fps": 12.5, "filename_prefix": "HunyuanCustom/test", "crf": 19}
     assert api["6"]["inputs"] == {"images": ["1", 0], "fps": 25.0}
     assert api["7"]["inputs"] == {"video": ["6", 0], "filename_prefix": "video/core", "format": "auto", "codec": "auto"}
