@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_NODE_MODULES: tuple[str, ...] = ("load_image", "prompt")
+_NODE_MODULES: tuple[str, ...] = ("load_image", "prompt", "save_video")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
@@ -17,3 +17,5 @@ for _name in _NODE_MODULES:
     _module = import_module(f".{_name}", __name__)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+from . import routes  # noqa: E402,F401  (registers the web extension's routes inside ComfyUI only)

@@ -152,3 +152,9 @@ def empty_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def metadata_disabled() -> bool:
+    """ComfyUI's --disable-metadata flag (core savers then write no prompt/workflow)."""
+    cli = _comfy_module("comfy.cli_args")
+    return bool(getattr(getattr(cli, "args", None), "disable_metadata", False))

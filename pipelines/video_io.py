@@ -39,7 +39,7 @@ def write_video(
 
     Written to a temporary file beside the target and renamed at the end, so a failure or a
     cancel never leaves a partial file, and an existing file is never overwritten.
-    `metadata` becomes mp4 tags (ffmpeg `-metadata key=value`).
+    `metadata` becomes mp4 tags (any key: `prompt`, `workflow`, ... like ComfyUI's savers).
     """
     path = Path(path)
     if path.exists():
@@ -49,8 +49,6 @@ def write_video(
     if width % 2 or height % 2:
         raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
     output_params = ["-crf", str(int(crf)), "-movflags", "+faststart"]
-    for key, value in (metadata or {}).items():
-        output_params += ["-metadata", f"{key}={value}"]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=path.parent)
     os.close(fd)
@@ -72,6 +70,8 @@ def write_video(
         writer = None
         if os.path.getsize(tmp_name) == 0:
             raise VideoError(f"ffmpeg wrote nothing for {path}")
+        if metadata:
+            _add_metadata(tmp_name, metadata, path)
         os.link(tmp_name, path)  # fails instead of replacing if the target appeared meanwhile
     except FileExistsError:
         raise VideoError(f"{path} already exists; refusing to overwrite it") from None
@@ -90,6 +90,47 @@ def write_video(
         except OSError:
             pass
     return path
+
+
+def _ffmetadata_escape(text: str) -> str:
+    return "".join("\\" + c if c in "=;#[\\\n" else c for c in text)
+
+
+def _add_metadata(video_file: str, metadata: Mapping[str, str], target: Path) -> None:
+    """Rewrite `video_file` in place with `metadata` as mp4 tags (stream copy, no re-encode).
+
+    Why not `-metadata k=v` while encoding: a workflow JSON can exceed Linux's 128 KiB limit
+    for one command-line argument, so the tags go through an FFMETADATA file instead; and the
+    mp4 muxer keeps custom keys (`prompt`, `workflow`) only with `use_metadata_tags`.
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    folder = os.path.dirname(video_file)
+    fd, meta_name = tempfile.mkstemp(prefix=".partial-", suffix=".txt", dir=folder)
+    fd2, tagged_name = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=folder)
+    os.close(fd2)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(";FFMETADATA1\n")
+            for key, value in metadata.items():
+                handle.write(f"{_ffmetadata_escape(str(key))}={_ffmetadata_escape(str(value))}\n")
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", video_file, "-f", "ffmetadata",
+            "-i", meta_name, "-map", "0", "-map_metadata", "1", "-c", "copy",
+            "-movflags", "+faststart+use_metadata_tags", tagged_name,
+        ]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0 or os.path.getsize(tagged_name) == 0:
+            raise VideoError(f"could not write the metadata of {target}: {run.stderr.strip()[-500:]}")
+        os.replace(tagged_name, video_file)  # both are our own temporary files
+    finally:
+        for name in (meta_name, tagged_name):
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
 
 
 def video_info(path: str | os.PathLike) -> dict:
@@ -141,3 +182,68 @@ def read_video(
         raise VideoError(f"{path} holds no video frames")
     video = torch.from_numpy(np.stack(frames)).to(torch.float32) / 255.0
     return video, float(meta.get("fps") or 0.0)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The container tags of a video file (e.g. `prompt`, `workflow`, `comment`)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video file not found: {path}")
+    run = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True, text=True, encoding="utf-8",
+    )
+    if run.returncode != 0:
+        raise VideoError(f"could not read the metadata of {path}: {run.stderr.strip()[-500:]}")
+    return parse_ffmetadata(run.stdout)
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """Global tags of FFMETADATA text, undoing its backslash escapes ('=', ';', '#', '\\', newline).
+
+    Split at the first UNESCAPED '=' (keys and JSON values may hold escaped ones); comment lines
+    (';', '#') and anything from the first [SECTION] on are not global tags.
+    """
+    tags: dict[str, str] = {}
+    for raw in _logical_lines(text):
+        if raw[:1] in (";", "#"):
+            continue  # comment (an escaped ';' or '#' arrives as '\\;' and is data)
+        key: list[str] | None = None
+        current: list[str] = []
+        i = 0
+        while i < len(raw):
+            c = raw[i]
+            if c == "\\" and i + 1 < len(raw):
+                current.append(raw[i + 1])
+                i += 2
+                continue
+            if c == "=" and key is None:
+                key, current = current, []
+            else:
+                current.append(c)
+            i += 1
+        if key is not None:
+            tags["".join(key)] = "".join(current)
+        elif raw.startswith("["):
+            break  # a [STREAM]/[CHAPTER] section header: global tags end here
+    return tags
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Split at newlines that are not escaped; escapes stay in place for the caller."""
+    lines, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "\n":
+            lines.append(text[start:i])
+            start = i + 1
+        i += 1
+    if start < len(text):
+        lines.append(text[start:])
+    return lines

@@ -1,0 +1,77 @@
+// Pure logic for the HunyuanCustom web extension: no DOM, no ComfyUI imports, so node's test
+// runner can check it (web/tests/hyc_logic.test.mjs). Keep REMOTE_SIZES and WAVESPEED_FIXED in
+// step with pipelines/schema.py (tests/test_web.py compares them).
+
+/** Sizes WaveSpeed renders, "W*H" (720p model, then 480p model). */
+export const REMOTE_SIZES = Object.freeze(["1280*720", "720*1280", "832*480", "480*832"]);
+
+/** What WaveSpeed decides for you: these are not widgets on the remote node. */
+export const WAVESPEED_FIXED = Object.freeze({ num_frames: 129, steps: 30, fps: 25 });
+
+export const KEY_STATUS_ROUTE = "/hunyuan_custom/wavespeed_key_status";
+
+/** "1280*720" (also "1280x720", spaces allowed) -> {width, height}; null if not W*H. */
+export function parseSize(text) {
+  if (typeof text !== "string") return null;
+  const match = /^\s*(\d+)\s*[*xX]\s*(\d+)\s*$/.exec(text);
+  if (!match) return null;
+  const width = Number(match[1]);
+  const height = Number(match[2]);
+  if (!(width > 0 && height > 0)) return null;
+  return { width, height };
+}
+
+/** Whether WaveSpeed accepts this size. */
+export function isRemoteSize(text) {
+  const size = parseSize(text);
+  return size !== null && REMOTE_SIZES.includes(`${size.width}*${size.height}`);
+}
+
+/** Which WaveSpeed model renders a size ("720p" / "480p"), or null when it renders none. */
+export function remoteModelFor(text) {
+  if (!isRemoteSize(text)) return null;
+  const { width, height } = parseSize(text);
+  return Math.max(width, height) >= 1280 ? "720p" : "480p";
+}
+
+/**
+ * Badge for the WaveSpeed node from the key-status route's answer.
+ * `answer` is the parsed JSON ({configured: bool}), or null/an Error when the request failed.
+ * Returns {text, state} with state "ok" | "missing" | "unknown".
+ */
+export function keyBadge(answer) {
+  if (answer && typeof answer === "object" && !(answer instanceof Error) && typeof answer.configured === "boolean") {
+    return answer.configured
+      ? { text: "WaveSpeed key: set", state: "ok" }
+      : { text: "WaveSpeed key: missing (set WAVESPEED_API_KEY)", state: "missing" };
+  }
+  return { text: "WaveSpeed key: unknown", state: "unknown" };
+}
+
+/** Badge colours by state (text colour on the dark node title). */
+export const BADGE_COLORS = Object.freeze({ ok: "#4caf50", missing: "#ff9800", unknown: "#9e9e9e", error: "#f44336" });
+
+/** One-line reminder of what the remote node fixes, drawn under it. */
+export function wavespeedHint() {
+  const { num_frames, steps, fps } = WAVESPEED_FIXED;
+  return `WaveSpeed fixes ${num_frames} frames, ${steps} steps, ${fps} fps; sizes ${REMOTE_SIZES.join(", ")}`;
+}
+
+/** A warning when the chosen size is one WaveSpeed will refuse; null when it is fine. */
+export function sizeWarning(size) {
+  if (isRemoteSize(size)) return null;
+  return `size ${size} is local-only: WaveSpeed renders ${REMOTE_SIZES.join(", ")}`;
+}
+
+/** Everything the WaveSpeed node shows, from the route answer and the size widget's value. */
+export function wavespeedNodeStatus(answer, size) {
+  const badge = keyBadge(answer);
+  const warning = size === undefined ? null : sizeWarning(size);
+  return {
+    badge,
+    badgeColor: BADGE_COLORS[badge.state],
+    warning,
+    warningColor: warning ? BADGE_COLORS.error : null,
+    hint: wavespeedHint(),
+  };
+}

@@ -1,0 +1,60 @@
+// Run with: node --test web/tests/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
+  wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS,
+} from "../hyc_logic.js";
+
+test("parseSize reads W*H and rejects everything else", () => {
+  assert.deepEqual(parseSize("1280*720"), { width: 1280, height: 720 });
+  assert.deepEqual(parseSize(" 832 x 480 "), { width: 832, height: 480 });
+  assert.deepEqual(parseSize("480X832"), { width: 480, height: 832 });
+  for (const bad of ["", "1280", "1280*", "*720", "a*b", "0*720", "-1*720", "1280*720*1", null, undefined, 1280]) {
+    assert.equal(parseSize(bad), null, String(bad));
+  }
+});
+
+test("only WaveSpeed's four sizes are remote-OK", () => {
+  for (const size of REMOTE_SIZES) assert.ok(isRemoteSize(size), size);
+  assert.ok(isRemoteSize("1280x720"));
+  for (const size of ["960*544", "544*960", "1920*1080", "720*720", "nonsense"]) assert.ok(!isRemoteSize(size), size);
+  assert.equal(remoteModelFor("1280*720"), "720p");
+  assert.equal(remoteModelFor("720*1280"), "720p");
+  assert.equal(remoteModelFor("832*480"), "480p");
+  assert.equal(remoteModelFor("480*832"), "480p");
+  assert.equal(remoteModelFor("960*544"), null);
+});
+
+test("badge text follows the route answer and never shows a key", () => {
+  assert.deepEqual(keyBadge({ configured: true }), { text: "WaveSpeed key: set", state: "ok" });
+  assert.equal(keyBadge({ configured: false }).state, "missing");
+  assert.match(keyBadge({ configured: false }).text, /WAVESPEED_API_KEY/);
+  for (const bad of [null, undefined, new Error("offline"), {}, { configured: "yes" }, "true"]) {
+    assert.equal(keyBadge(bad).state, "unknown");
+  }
+  // Even if a server wrongly sent more, the badge only says yes/no.
+  const leaky = keyBadge({ configured: true, api_key: "wsk-SECRET" });
+  assert.ok(!leaky.text.includes("wsk-SECRET"));
+  for (const state of ["ok", "missing", "unknown"]) assert.ok(BADGE_COLORS[state]);
+});
+
+test("hint names what WaveSpeed fixes and its sizes", () => {
+  assert.deepEqual({ ...WAVESPEED_FIXED }, { num_frames: 129, steps: 30, fps: 25 });
+  const hint = wavespeedHint();
+  for (const part of ["129 frames", "30 steps", "25 fps", ...REMOTE_SIZES]) assert.ok(hint.includes(part), part);
+  assert.equal(sizeWarning("832*480"), null);
+  assert.match(sizeWarning("960*544"), /960\*544.*local-only/);
+});
+
+test("node status combines badge, colours and size warning", () => {
+  const fine = wavespeedNodeStatus({ configured: true }, "1280*720");
+  assert.equal(fine.badge.state, "ok");
+  assert.equal(fine.badgeColor, BADGE_COLORS.ok);
+  assert.equal(fine.warning, null);
+  const bad = wavespeedNodeStatus(null, "544*960");
+  assert.equal(bad.badge.state, "unknown");
+  assert.ok(bad.warning && bad.warningColor === BADGE_COLORS.error);
+  assert.equal(KEY_STATUS_ROUTE, "/hunyuan_custom/wavespeed_key_status");
+});
