@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import html
 import io
+import json
 import logging
 import os
 import random
@@ -66,7 +67,8 @@ class Settings:
     poll_slow_s: float = 5.0  # polls grow to this (WaveSpeed asks for >= 5 s between video polls)
     poll_growth: float = 1.5
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0  # per request (per chunk when downloading)
+    read_timeout_s: float = 60.0  # uploads and downloads (per chunk when downloading)
+    poll_read_timeout_s: float = 15.0  # polls answer fast; short so a stalled poll is retried (and Cancel seen)
     submit_read_timeout_s: float = 120.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
@@ -78,10 +80,13 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":
         """WAVESPEED_BASE_URL, WAVESPEED_TIMEOUT_S and WAVESPEED_POLL_INTERVAL_S, read now."""
+        poll = wavespeed_config.poll_interval_s()
         values = dict(
             base_url=wavespeed_config.base_url(),
             timeout_s=wavespeed_config.timeout_s(),
-            poll_interval_s=wavespeed_config.poll_interval_s(),
+            poll_interval_s=poll,
+            # A failed poll is retried no later than a normal poll would come (1 s by default).
+            backoff_base_s=min(cls.backoff_base_s, poll),
         )
         values.update(overrides)
         return cls(**values)
@@ -268,6 +273,8 @@ class WaveSpeedClient:
         self._should_cancel = should_cancel
         self._session = requests.Session()
         self._started = time.monotonic()
+        # The overall cap (WAVESPEED_TIMEOUT_S) runs from the start of the job.
+        self.deadline = self._started + self.settings.timeout_s
         self._last_tick = 0.0
         self.task_id: str | None = None
 
@@ -340,6 +347,11 @@ class WaveSpeedClient:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
+    def _timeout(self, read: float) -> tuple[float, float]:
+        """(connect, read) for one request; never longer than what is left of the overall cap."""
+        left = max(self.deadline - time.monotonic(), 0.1)
+        return min(self.settings.connect_timeout_s, left), min(read, left)
+
     def _api_request(self, method: str, path: str, *, session: requests.Session | None = None,
                      read_timeout: float | None = None, **kwargs: Any) -> requests.Response:
         """A request to the API itself: the only kind that carries the key."""
@@ -348,19 +360,21 @@ class WaveSpeedClient:
             raise ValueError("refusing to send the API key to another host")
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
         headers.update(kwargs.pop("headers", {}) or {})
-        timeout = (self.settings.connect_timeout_s, read_timeout or self.settings.read_timeout_s)
+        timeout = self._timeout(read_timeout or self.settings.read_timeout_s)
         # No redirects: a redirect could carry the key to another host (and is never expected).
         return (session or self._session).request(method, url, headers=headers, timeout=timeout,
                                                   allow_redirects=False, **kwargs)
 
     def _plain_request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """A request to an upload or output host: never with the key."""
-        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
+        # Not bounded by the overall cap: the task is done (and billed) by then; fetch its result.
+        timeout = (self.settings.connect_timeout_s, min(self.settings.read_timeout_s, self.settings.timeout_s))
         return self._session.request(method, url, timeout=timeout, auth=_strip_auth, **kwargs)
 
-    def _retrying(self, what: str, attempt: Callable[[], Any], *, deadline: float | None = None,
+    def _retrying(self, what: str, attempt: Callable[[], Any], *, capped: bool = True,
                   host: str | None = None) -> Any:
-        """Run `attempt` until it succeeds, retrying _Transient failures with backoff/Retry-After."""
+        """Run `attempt` until it succeeds, retrying _Transient failures with backoff/Retry-After.
+        `capped`: give up when the overall cap would pass while waiting to retry."""
         failures = 0
         while True:
             self.check_cancel()
@@ -374,8 +388,8 @@ class WaveSpeedClient:
             delay = last.retry_after if last.retry_after is not None else self.settings.backoff(failures)
             if delay > self.settings.max_retry_after_s:
                 raise self._gave_up(what, last, host, extra=f"it asked to wait {delay:.0f} s")
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise self._timed_out(f"while {what}")
+            if capped and time.monotonic() + delay > self.deadline:
+                raise self._timed_out(f"while {what}", problem=last)
             log.warning("WaveSpeed: %s: %s%s; retrying in %.1f s (%d/%d)", what, last.problem,
                         f" (HTTP {last.http_status})" if last.http_status else "", delay, failures,
                         self.settings.max_retries)
@@ -400,14 +414,18 @@ class WaveSpeedClient:
             "This is on WaveSpeed's side; try again in a few minutes", reason="server_error",
             http_status=t.http_status, server_message=t.server_message)
 
-    def _timed_out(self, when: str, last_status: str | None = None) -> WaveSpeedError:
+    def _timed_out(self, when: str, last_status: str | None = None, problem: _Transient | None = None) -> WaveSpeedError:
         status = f"; its last status was '{last_status}'" if last_status else ""
+        if problem is not None:
+            status += f"; the last attempt failed: {problem.problem}"
         result = f"{self.base_url}{API_PREFIX}/predictions/{self.task_id}/result" if self.task_id else None
         return self._error(
             f"Gave up waiting for WaveSpeed after {_fmt_elapsed(self.settings.timeout_s)} "
             f"(WAVESPEED_TIMEOUT_S={self.settings.timeout_s:g}) {when}{status}",
             ("The task may still finish; its result will be at " + result + ". " if result else "")
-            + "Set WAVESPEED_TIMEOUT_S higher to wait longer", reason="timeout")
+            + "Set WAVESPEED_TIMEOUT_S higher to wait longer", reason="timeout",
+            http_status=problem.http_status if problem else None,
+            server_message=problem.server_message if problem else None)
 
     def _envelope(self, resp: requests.Response, what: str) -> dict:
         """Check an API answer (HTTP status, then `code` inside the body); return `data`."""
@@ -568,7 +586,7 @@ class WaveSpeedClient:
                         if attempt >= self.settings.submit_rate_limit_retries:
                             raise self._gave_up(what, t, None) from None
                         delay = t.retry_after if t.retry_after is not None else self.settings.backoff(attempt + 1)
-                        if delay > self.settings.max_retry_after_s:
+                        if delay > self.settings.max_retry_after_s or time.monotonic() + delay > self.deadline:
                             raise self._gave_up(what, t, None, extra=f"it asked to wait {delay:.0f} s") from None
                         log.warning("WaveSpeed: rate limited on submit; nothing was created; retrying in %.1f s", delay)
                         rate_limited = delay
@@ -588,13 +606,13 @@ class WaveSpeedClient:
     def wait(self, task_id: str) -> dict:
         """Poll until a terminal status or the overall cap; return the final `data`."""
         self.task_id = task_id
-        deadline = time.monotonic() + self.settings.timeout_s
+        deadline = self.deadline
         what = "checking on the task"
         path = f"{API_PREFIX}/predictions/{task_id}/result"
 
         def poll() -> dict:
             try:
-                resp = self._api_request("GET", path)
+                resp = self._api_request("GET", path, read_timeout=self.settings.poll_read_timeout_s)
             except requests.exceptions.RequestException as exc:
                 raise _Transient(_network_problem(exc), network=True) from None
             with resp:
@@ -606,7 +624,7 @@ class WaveSpeedClient:
         index = 0
         last_status = None
         while True:
-            data = self._retrying(what, poll, deadline=deadline)
+            data = self._retrying(what, poll)
             status = str(data.get("status") or "").strip().lower() or "unknown"
             if status != last_status:
                 log.info("WaveSpeed: task %s is %s", task_id, status)
@@ -623,7 +641,9 @@ class WaveSpeedClient:
     def check_result(self, data: dict) -> list[str]:
         """Turn a terminal `data` into output URLs, or a clear error."""
         status = str(data.get("status") or "").lower()
-        error = data.get("error") if isinstance(data.get("error"), str) and data.get("error") else None
+        error = data.get("error") or None
+        if error is not None and not isinstance(error, str):
+            error = json.dumps(error)[:300]
         code = data.get("code")
         if status == "failed":
             hint = TASK_CODE_HINTS.get(code) if isinstance(code, int) else None
@@ -641,7 +661,9 @@ class WaveSpeedClient:
         if (isinstance(nsfw, list) and any(bool(x) for x in nsfw)) or nsfw is True:
             raise self._error("WaveSpeed's safety checker flagged the generated video as NSFW, so it is not used",
                               "Change the prompt or reference image", reason="nsfw", server_message=error)
-        outputs = [u for u in (data.get("outputs") or []) if isinstance(u, str) and u.strip()]
+        outputs = data.get("outputs") or []
+        outputs = [outputs] if isinstance(outputs, str) else outputs if isinstance(outputs, list) else []
+        outputs = [u for u in outputs if isinstance(u, str) and u.strip()]
         if not outputs:
             raise self._error("The WaveSpeed task completed but returned no video",
                               "Try again; if it keeps happening, report the task id to WaveSpeed",
@@ -693,7 +715,7 @@ class WaveSpeedClient:
                 raise _Transient(_network_problem(exc), network=True) from None
 
         try:
-            self._retrying(what, fetch, host=host)
+            self._retrying(what, fetch, host=host, capped=False)
             try:
                 os.link(partial, target)  # fails instead of replacing a file that appeared meanwhile
             except FileExistsError:

@@ -51,7 +51,7 @@ def reference() -> torch.Tensor:
 
 def fast(fake, **overrides) -> Settings:
     values = dict(base_url=fake.base_url, timeout_s=5.0, poll_interval_s=0.01, poll_slow_s=0.03,
-                  connect_timeout_s=1.0, read_timeout_s=1.0, submit_read_timeout_s=1.0, backoff_base_s=0.01,
+                  connect_timeout_s=1.0, read_timeout_s=1.0, poll_read_timeout_s=1.0, submit_read_timeout_s=1.0, backoff_base_s=0.01,
                   backoff_max_s=0.05, max_retries=5, sleep_slice_s=0.01)
     values.update(overrides)
     return Settings(**values)
@@ -296,9 +296,28 @@ def test_slow_submit_times_out_and_is_not_resent(fake, tmp_path, caplog):
 
 def test_slow_polls_time_out_and_are_retried(fake, tmp_path, caplog):
     fake.faults.poll_delays = [0.4, 0.4]
-    run = go(fake, tmp_path, read_timeout_s=0.15)
+    run = go(fake, tmp_path, poll_read_timeout_s=0.15)
     assert run.result.frames.shape[0] == FRAMES and len(fake.tasks) == 1
     assert any("did not answer in time" in s for s in run.statuses)
+    assert_clean(fake, run, caplog)
+
+
+def test_a_stalled_poll_is_cut_by_the_overall_cap(fake, tmp_path, caplog):
+    fake.faults.poll_delays = [3.0]
+    start = time.monotonic()
+    run = go(fake, tmp_path, expect_error=True, timeout_s=0.6, poll_read_timeout_s=10.0)
+    assert time.monotonic() - start < 1.5
+    assert run.error.reason == "timeout" and run.error.task_id in str(run.error)
+    assert len(fake.tasks) == 1 and len(fake.submits()) == 1
+    assert_clean(fake, run, caplog)
+
+
+def test_error_code_in_http_200_poll_is_reported_with_task_id(fake, tmp_path, caplog):
+    fake.faults.poll_failures = [("body", {"code": 404, "message": "prediction not found", "data": None})]
+    run = go(fake, tmp_path, expect_error=True)
+    assert run.error.reason == "api_error" and run.error.code == 404 and run.error.http_status == 200
+    assert run.error.task_id in str(run.error) and "prediction not found" in str(run.error)
+    assert len(fake.polls()) == 1
     assert_clean(fake, run, caplog)
 
 
@@ -380,6 +399,7 @@ def test_poll_interval_grows_to_at_least_five_seconds_by_default(monkeypatch):
     monkeypatch.setenv("WAVESPEED_BASE_URL", "http://proxy.example:8080/")
     env = Settings.from_env()
     assert (env.poll_interval_s, env.timeout_s, env.base_url) == (0.5, 90.0, "http://proxy.example:8080")
+    assert env.backoff_base_s == 0.5  # a failed poll is retried no later than the next poll would come
     assert Settings.from_env(timeout_s=3.0).timeout_s == 3.0
     # Backoff grows exponentially, with jitter, under its cap.
     b = Settings(backoff_base_s=1.0, backoff_max_s=8.0)
