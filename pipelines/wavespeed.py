@@ -13,8 +13,6 @@ Plain `requests`, no ComfyUI. The contract is in docs/wavespeed-api.md. Policies
 
 from __future__ import annotations
 
-import email.utils
-import html
 import io
 import json
 import logging
@@ -32,6 +30,8 @@ import requests
 import torch
 
 from . import schema, wavespeed_config
+from .wavespeed_http import (fmt_elapsed, network_problem, never_connected, origin, parse_retry_after, strip_auth,
+                             summarise_body)
 
 log = logging.getLogger(__name__)
 
@@ -139,103 +139,6 @@ class JobResult:
     seed: int | None  # the seed used, when known (the one asked for, or the one the server reports)
 
 
-# ----------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with default ports filled in: what 'same host' means for the key."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header: a number (fractions accepted) or an HTTP date."""
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
-
-
-def _summarise_body(resp: requests.Response, limit: int = 300) -> str | None:
-    """The server's own words: `message`/`error` of a JSON body, or the title/text of HTML."""
-    try:
-        text = resp.text
-    except Exception:
-        return None
-    if not text:
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for key in ("message", "error", "msg", "detail"):
-            value = body.get(key)
-            if isinstance(value, str) and value.strip() and value.strip().lower() != "success":
-                return value.strip()[:limit]
-        data = body.get("data")
-        if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
-            return data["error"].strip()[:limit]
-        return None
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    plain = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
-    plain = " ".join(html.unescape(plain).split())
-    return (plain[:limit] + ("..." if len(plain) > limit else "")) or None
-
-
-def _network_problem(exc: BaseException) -> str:
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "the connection attempt timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "the server did not answer in time"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "the request timed out"
-    text = str(exc)
-    if "Connection refused" in text or "NewConnectionError" in text:
-        return "the connection was refused"
-    if "Name or service not known" in text or "getaddrinfo" in text or "nodename nor servname" in text:
-        return "the host name could not be resolved"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "the secure (TLS) connection failed"
-    return "the connection dropped"
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when the request surely never reached the server (so nothing was created)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    return isinstance(exc, requests.exceptions.ConnectionError) and (
-        "NewConnectionError" in str(exc) or "Connection refused" in str(exc)
-        or "Name or service not known" in str(exc) or "getaddrinfo" in str(exc)
-    )
-
-
-def _strip_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Auth hook for non-API hosts: no Authorization header, and no ~/.netrc lookup either."""
-    request.headers.pop("Authorization", None)
-    return request
-
-
-def _fmt_elapsed(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def reference_png(reference: torch.Tensor) -> bytes:
     """A ComfyUI IMAGE ([1,H,W,3] or [H,W,3], 0..1) as PNG bytes."""
     from PIL import Image
@@ -320,7 +223,7 @@ class WaveSpeedClient:
 
     def status(self, text: str) -> None:
         """Report progress: status, elapsed time and task id."""
-        parts = [text, _fmt_elapsed(time.monotonic() - self._started)]
+        parts = [text, fmt_elapsed(time.monotonic() - self._started)]
         if self.task_id:
             parts.append(f"task {self.task_id}")
         line = self._redact("WaveSpeed: " + " · ".join(parts))
@@ -369,7 +272,7 @@ class WaveSpeedClient:
         """A request to an upload or output host: never with the key."""
         # Not bounded by the overall cap: the task is done (and billed) by then; fetch its result.
         timeout = (self.settings.connect_timeout_s, min(self.settings.read_timeout_s, self.settings.timeout_s))
-        return self._session.request(method, url, timeout=timeout, auth=_strip_auth, **kwargs)
+        return self._session.request(method, url, timeout=timeout, auth=strip_auth, **kwargs)
 
     def _retrying(self, what: str, attempt: Callable[[], Any], *, capped: bool = True,
                   host: str | None = None) -> Any:
@@ -420,7 +323,7 @@ class WaveSpeedClient:
             status += f"; the last attempt failed: {problem.problem}"
         result = f"{self.base_url}{API_PREFIX}/predictions/{self.task_id}/result" if self.task_id else None
         return self._error(
-            f"Gave up waiting for WaveSpeed after {_fmt_elapsed(self.settings.timeout_s)} "
+            f"Gave up waiting for WaveSpeed after {fmt_elapsed(self.settings.timeout_s)} "
             f"(WAVESPEED_TIMEOUT_S={self.settings.timeout_s:g}) {when}{status}",
             ("The task may still finish; its result will be at " + result + ". " if result else "")
             + "Set WAVESPEED_TIMEOUT_S higher to wait longer", reason="timeout",
@@ -430,7 +333,7 @@ class WaveSpeedClient:
     def _envelope(self, resp: requests.Response, what: str) -> dict:
         """Check an API answer (HTTP status, then `code` inside the body); return `data`."""
         status = resp.status_code
-        message = _summarise_body(resp)
+        message = summarise_body(resp)
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}", status, parse_retry_after(resp.headers.get("Retry-After")), message)
         if status == 401:
@@ -493,7 +396,7 @@ class WaveSpeedClient:
                 resp = self._api_request("POST", f"{API_PREFIX}/media/upload/binary",
                                          files={"file": (filename, png, "image/png")})
             except requests.exceptions.RequestException as exc:
-                raise _Transient(_network_problem(exc), network=True) from None
+                raise _Transient(network_problem(exc), network=True) from None
             with resp:
                 if resp.status_code in (404, 405):  # a server without the one-step route
                     return None
@@ -520,7 +423,7 @@ class WaveSpeedClient:
                 resp = self._api_request("POST", f"{API_PREFIX}/media/uploads",
                                          json={"filename": filename, "size": len(png), "content_type": "image/png"})
             except requests.exceptions.RequestException as exc:
-                raise _Transient(_network_problem(exc), network=True) from None
+                raise _Transient(network_problem(exc), network=True) from None
             with resp:
                 return self._envelope(resp, what)
 
@@ -538,14 +441,14 @@ class WaveSpeedClient:
             try:
                 resp = self._plain_request(method, put_url, data=png, headers=headers)
             except requests.exceptions.RequestException as exc:
-                raise _Transient(_network_problem(exc), network=True) from None
+                raise _Transient(network_problem(exc), network=True) from None
             with resp:
                 if resp.status_code == 429 or resp.status_code >= 500:
                     raise _Transient(f"HTTP {resp.status_code}", resp.status_code,
-                                     parse_retry_after(resp.headers.get("Retry-After")), _summarise_body(resp))
+                                     parse_retry_after(resp.headers.get("Retry-After")), summarise_body(resp))
                 if not 200 <= resp.status_code < 300:
                     raise self._error(f"The upload host {host} refused the reference image", reason="upload_failed",
-                                      http_status=resp.status_code, server_message=_summarise_body(resp))
+                                      http_status=resp.status_code, server_message=summarise_body(resp))
 
         self._retrying(what, put, host=host)
         return download_url
@@ -563,8 +466,8 @@ class WaveSpeedClient:
                     resp = self._api_request("POST", path, session=fresh, json=dict(body),
                                              read_timeout=self.settings.submit_read_timeout_s)
                 except requests.exceptions.RequestException as exc:
-                    problem = _network_problem(exc)
-                    if _never_connected(exc):
+                    problem = network_problem(exc)
+                    if never_connected(exc):
                         raise self._error(f"Could not reach WaveSpeed at {urlsplit(self.base_url).netloc} to submit "
                                           f"the job: {problem}", "Nothing was sent; check the connection and run again",
                                           reason="unreachable") from None
@@ -614,11 +517,11 @@ class WaveSpeedClient:
             try:
                 resp = self._api_request("GET", path, read_timeout=self.settings.poll_read_timeout_s)
             except requests.exceptions.RequestException as exc:
-                raise _Transient(_network_problem(exc), network=True) from None
+                raise _Transient(network_problem(exc), network=True) from None
             with resp:
                 if resp.status_code == 404:
                     raise self._error("WaveSpeed does not know this task (it may have been deleted)",
-                                      reason="not_found", http_status=404, server_message=_summarise_body(resp))
+                                      reason="not_found", http_status=404, server_message=summarise_body(resp))
                 return self._envelope(resp, what)
 
         index = 0
@@ -693,13 +596,13 @@ class WaveSpeedClient:
                             f"The output video is no longer available at {host} (the link expired or was removed)",
                             "WaveSpeed keeps outputs for 7 days; run the node again to make a new one",
                             reason="expired_output", http_status=resp.status_code,
-                            server_message=_summarise_body(resp))
+                            server_message=summarise_body(resp))
                     if resp.status_code == 429 or resp.status_code >= 500:
                         raise _Transient(f"HTTP {resp.status_code}", resp.status_code,
-                                         parse_retry_after(resp.headers.get("Retry-After")), _summarise_body(resp))
+                                         parse_retry_after(resp.headers.get("Retry-After")), summarise_body(resp))
                     if not 200 <= resp.status_code < 300:
                         raise self._error(f"The output host {host} refused the download", reason="download_failed",
-                                          http_status=resp.status_code, server_message=_summarise_body(resp))
+                                          http_status=resp.status_code, server_message=summarise_body(resp))
                     expected = resp.headers.get("Content-Length")
                     written = 0
                     with open(partial, "wb") as f:
@@ -712,7 +615,7 @@ class WaveSpeedClient:
                     if written == 0:
                         raise _Transient("the download was empty", resp.status_code)
             except requests.exceptions.RequestException as exc:
-                raise _Transient(_network_problem(exc), network=True) from None
+                raise _Transient(network_problem(exc), network=True) from None
 
         try:
             self._retrying(what, fetch, host=host, capped=False)
