@@ -62,7 +62,7 @@ class Settings:
     """Client timing and limits. Defaults follow WaveSpeed's docs; tests shrink them."""
 
     base_url: str = wavespeed_config.DEFAULT_BASE_URL
-    timeout_s: float = wavespeed_config.DEFAULT_TIMEOUT_S  # overall cap on waiting for one task
+    timeout_s: float = wavespeed_config.DEFAULT_TIMEOUT_S  # overall cap, from job start to a finished task
     poll_interval_s: float = wavespeed_config.DEFAULT_POLL_INTERVAL_S  # first poll interval
     poll_slow_s: float = 5.0  # polls grow to this (WaveSpeed asks for >= 5 s between video polls)
     poll_growth: float = 1.5
@@ -350,6 +350,10 @@ class WaveSpeedClient:
             raise self._error(f"WaveSpeed rejected the request while {what}",
                               "Check the prompt and settings against what WaveSpeed accepts",
                               reason="validation", http_status=status, server_message=message)
+        if status == 404:
+            raise self._error(f"WaveSpeed has no {urlsplit(resp.url).path or 'such address'} (while {what})",
+                              "Check WAVESPEED_BASE_URL (default https://api.wavespeed.ai) and that this pack "
+                              "is up to date", reason="not_found", http_status=404, server_message=message)
         if 300 <= status < 400:
             raise self._error(f"WaveSpeed answered {what} with a redirect to {resp.headers.get('Location')!r}",
                               "Set WAVESPEED_BASE_URL to the final API address", reason="redirect",

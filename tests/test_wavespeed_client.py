@@ -229,6 +229,17 @@ def test_5xx_on_submit_is_not_resent(fake, tmp_path, caplog):
     assert_clean(fake, run, caplog)
 
 
+def test_wrong_base_url_says_so(fake, tmp_path, caplog):
+    run = Run()
+    settings = fast(fake, base_url=fake.base_url + "/not-the-api")
+    with pytest.raises(WaveSpeedError) as info:
+        run_job(PARAMS, reference(), tmp_path / "out.mp4", settings=settings, on_status=run.statuses.append)
+    run.error = info.value
+    assert info.value.reason == "not_found" and "WAVESPEED_BASE_URL" in str(info.value)
+    assert fake.tasks == {}
+    assert_clean(fake, run, caplog)
+
+
 def test_http_200_with_error_body(fake, tmp_path, caplog):
     fake.faults.submit_error_body = {"code": 400, "message": "Invalid size for this model", "data": None}
     run = go(fake, tmp_path, expect_error=True)
