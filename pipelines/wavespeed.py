@@ -466,20 +466,23 @@ class WaveSpeedClient:
             self.status("submitting the job")
             # A fresh session: a stale keep-alive socket must not turn a one-shot submit into a failure.
             with requests.Session() as fresh:
+                resp, problem, nothing_sent = None, "", False
                 try:
                     resp = self._api_request("POST", path, session=fresh, json=dict(body),
                                              read_timeout=self.settings.submit_read_timeout_s)
                 except requests.exceptions.RequestException as exc:
-                    problem = network_problem(exc)
-                    if never_connected(exc):
+                    # Only words leave this block: the exception holds the request, key included.
+                    problem, nothing_sent = network_problem(exc), never_connected(exc)
+                if resp is None:
+                    if nothing_sent:
                         raise self._error(f"Could not reach WaveSpeed at {urlsplit(self.base_url).netloc} to submit "
                                           f"the job: {problem}", "Nothing was sent; check the connection and run again",
-                                          reason="unreachable") from None
+                                          reason="unreachable")
                     raise self._error(
                         f"The job was sent to WaveSpeed but {problem} before it answered, so it is unknown "
                         "whether a task was created (and billed)",
                         "It was NOT resent automatically, to avoid paying twice; look at your WaveSpeed "
-                        "dashboard before running again", reason="submit_uncertain") from None
+                        "dashboard before running again", reason="submit_uncertain")
                 with resp:
                     try:
                         data = self._envelope(resp, what)
@@ -710,7 +713,8 @@ def run_job(
         if seed is not None:
             done += f", seed {seed}"
         client.status(done)
-        log.info("WaveSpeed: task %s done: %d frames at %s fps -> %s", task_id, frames.shape[0], fps, path)
+        log.info("WaveSpeed: task %s done: %d frames at %s fps, seed %s -> %s", task_id, frames.shape[0], fps,
+                 "unknown" if seed is None else seed, path)
         return JobResult(frames=frames, fps=fps or float(schema.FPS), video_path=path, task_id=task_id,
                          model=model, seed=seed)
 

@@ -83,6 +83,14 @@ def assert_clean(fake, run: Run, caplog) -> None:
     texts = run.statuses + [caplog.text]
     if run.error is not None:
         texts += [str(run.error), repr(run.error), repr(vars(run.error))]
+        # Nor anywhere in the exception chain (a requests exception would hold the request's headers).
+        seen, exc = [], run.error
+        while exc is not None and exc not in seen:
+            seen.append(exc)
+            request = getattr(exc, "request", None)
+            assert request is None or "Authorization" not in getattr(request, "headers", {}), type(exc)
+            texts += [repr(exc), repr(vars(exc))]
+            exc = exc.__cause__ or exc.__context__
     if run.result is not None:
         texts.append(repr(run.result))
     for text in texts:
@@ -151,6 +159,18 @@ def test_bad_key_is_401_with_no_task_and_no_key_in_message(fake, tmp_path, caplo
     assert "invalid or missing API key" in str(run.error)
     assert "ws-wrong-key-9876543210" not in str(run.error) + caplog.text + "".join(run.statuses)
     assert fake.tasks == {} and fake.submits() == []
+    assert_clean(fake, run, caplog)
+
+
+def test_key_from_the_user_config_file(fake, tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("WAVESPEED_API_KEY")
+    config = tmp_path / "config" / "wavespeed.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"api_key": KEY}))
+    monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(config))
+    run = go(fake, tmp_path / "out")
+    assert run.result.frames.shape[0] == FRAMES
+    assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in fake.calls("api"))
     assert_clean(fake, run, caplog)
 
 
