@@ -617,7 +617,8 @@ class WaveSpeedClient:
                             self.check_cancel()
                             f.write(chunk)
                             written += len(chunk)
-                    if expected and expected.isdigit() and int(expected) != written:
+                    encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
+                    if expected and expected.isdigit() and not encoded and int(expected) != written:
                         raise _Transient(f"the download stopped after {written} of {expected} bytes", network=True)
                     if written == 0:
                         raise _Transient("the download was empty", resp.status_code)
