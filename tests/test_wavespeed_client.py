@@ -119,8 +119,15 @@ def test_happy_path_frames_one_task_and_exact_body(fake, tmp_path, caplog):
     assert [type(body[k]) for k in ("guidance_scale", "flow_shift", "seed", "enable_safety_checker")] == [
         float, float, int, bool]
     # The uploaded reference is the PNG of the tensor; the key went with every API call.
-    png = fake.media[media_url]
-    assert png.startswith(b"\x89PNG")
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = Image.open(io.BytesIO(fake.media[media_url]))
+    assert png.format == "PNG" and png.size == (32, 40)
+    expected = (reference()[0] * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(np.asarray(png.convert("RGB")), expected)
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in fake.calls("api"))
     assert [r.path.split("/")[1] for r in fake.calls("cdn")] == ["outputs"]
     # Progress: status words, elapsed time and the task id.
