@@ -390,6 +390,23 @@ class WaveSpeedClient:
 
     # -- the steps --------------------------------------------------------------------------
 
+    def balance(self) -> float:
+        """The account balance: a cheap check that the key works (no task is created)."""
+        what = "checking the account balance"
+
+        def ask() -> dict:
+            try:
+                resp = self._api_request("GET", f"{API_PREFIX}/balance")
+            except requests.exceptions.RequestException as exc:
+                raise _Transient(network_problem(exc), network=True) from None
+            with resp:
+                return self._envelope(resp, what)
+
+        value = self._retrying(what, ask).get("balance")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._error(f"WaveSpeed's answer to {what} had no balance", reason="bad_response")
+        return float(value)
+
     def upload_png(self, png: bytes, filename: str = "reference.png") -> str:
         """Upload image bytes; return the URL WaveSpeed can fetch them from."""
         what = "uploading the reference image"

@@ -474,3 +474,12 @@ def test_the_fake_server_is_strict_about_types():
                    {"enable_safety_checker": "true"}, {"size": "832*480"}, {"num_frames": 129}, {"prompt": ""},
                    {"image": "data:image/png;base64,xx"}):
         assert fw.validate_submit(model, {**good, **change}, {"http://x/a.png"}) is not None, change
+
+
+def test_balance_checks_the_key_without_creating_a_task(fake):
+    with wavespeed.WaveSpeedClient(KEY, fast(fake)) as client:
+        assert client.balance() == 12.5
+    with wavespeed.WaveSpeedClient("ws-bad", fast(fake)) as client:
+        with pytest.raises(WaveSpeedError) as info:
+            client.balance()
+    assert info.value.reason == "auth" and fake.tasks == {}
