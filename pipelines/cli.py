@@ -1,12 +1,18 @@
 """Command line: `python -m hunyuan_custom generate --backend local|remote ...`.
 
-Bad input ends with one clear line on stderr and exit code 2; nothing is written then.
+Same schema and pipelines as the nodes. Every input is checked before any model is loaded or
+any request is sent; bad input ends with one `error: ...` line on stderr and exit code 2, a
+failure during the run with exit code 1, Ctrl-C with 130. The output file appears only when
+complete and an existing file is never overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from . import schema
 
@@ -18,27 +24,134 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_custom", description="HunyuanCustom video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="reference image + prompt -> mp4")
+    gen = sub.add_parser("generate", help="reference image + prompt -> mp4",
+                         description="Generate a video of the reference subject. Local needs the four model paths; "
+                                     "remote needs WAVESPEED_API_KEY (or the config file).")
     gen.add_argument("--backend", choices=(schema.LOCAL, schema.REMOTE), default=schema.LOCAL)
     gen.add_argument("--image", required=True, help="reference image (a cut-out subject on white works best)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default)
-    gen.add_argument("--subject", default=schema.FIELDS["subject"].default)
-    gen.add_argument("--size", default=schema.FIELDS["size"].default)
-    gen.add_argument("--num-frames", type=int, default=schema.FIELDS["num_frames"].default)
-    gen.add_argument("--steps", type=int, default=schema.FIELDS["steps"].default)
+    gen.add_argument("--subject", default=schema.FIELDS["subject"].default,
+                     help="the word for the reference subject in 'The {subject} looks like <image>'")
+    gen.add_argument("--size", default=schema.FIELDS["size"].default, help="W*H, e.g. 1280*720")
+    gen.add_argument("--num-frames", type=int, default=schema.FIELDS["num_frames"].default, help="4n+1 (local)")
+    gen.add_argument("--steps", type=int, default=schema.FIELDS["steps"].default, help="(local)")
     gen.add_argument("--guidance-scale", type=float, default=schema.FIELDS["guidance_scale"].default)
     gen.add_argument("--flow-shift", type=float, default=schema.FIELDS["flow_shift"].default)
-    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default)
+    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
+    gen.add_argument("--disable-safety-checker", action="store_true", help="(remote) do not ask WaveSpeed to check")
+    local = gen.add_argument_group("local backend")
+    local.add_argument("--transformer", help="transformer checkpoint (upstream .pt, ComfyUI .safetensors, diffusers folder)")
+    local.add_argument("--vae", help="VAE file or folder")
+    local.add_argument("--text-encoder", help="LLaVA folder (llava-llama-3-8b-v1_1)")
+    local.add_argument("--text-encoder-2", help="CLIP-L folder (openai_clip-vit-large-patch14)")
+    local.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                       help="default: bfloat16 on cuda, float32 on cpu")
+    local.add_argument("--offload", choices=("none", "model", "group"), default="model")
+    local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default="dequantize")
+    local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_output(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() != ".mp4":
+        raise CliError(f"--output {path!r} must end in .mp4")
+    if out.exists():
+        raise CliError(f"--output {path} already exists; choose another name (files are never overwritten)")
+    if not out.parent.exists():
+        raise CliError(f"--output folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise CliError(f"--output folder {out.parent} is not writable")
+    return out
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    common = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size,
+              "guidance_scale": args.guidance_scale, "flow_shift": args.flow_shift, "seed": args.seed}
+    if args.backend == schema.REMOTE:
+        common["enable_safety_checker"] = not args.disable_safety_checker
+        return schema.validate(common, schema.REMOTE, names=list(common))
+    common.update(num_frames=args.num_frames, steps=args.steps, subject=args.subject)
+    return schema.validate(common, schema.LOCAL, names=list(common))
+
+
+def _status(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, output: Path) -> None:
+    import torch
+
+    from .generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
+    from .video_io import write_video
+
+    missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
+                                        ("--text-encoder", args.text_encoder), ("--text-encoder-2", args.text_encoder_2))
+               if not value]
+    if missing:
+        raise CliError("the local backend needs " + ", ".join(missing))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
     try:
-        raise CliError(f"the {args.backend} backend is not available in this version")
+        generator = LocalGenerator(
+            ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2),
+            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
+                           deep_cache=not args.no_deep_cache),
+        )
+    except GenerationError as exc:
+        raise CliError(str(exc)) from None
+    fields = {k: params[k] for k in ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed")}
+    last = {"stage": None}
+
+    def progress(stage: str, done: int, total: int, _latents) -> None:
+        if stage != last["stage"] or done == total or done % 5 == 0:
+            _status(f"{stage}: {done}/{total}")
+        last["stage"] = stage
+
+    result = generator.generate(prompt=params["prompt"], negative_prompt=params["negative_prompt"],
+                                subject=params["subject"], reference=reference, params=fields,
+                                status=_status, progress=progress)
+    write_video(output, result.frames, result.fps)
+    _status(f"seed {result.seed}")
+
+
+def _run_remote(params: dict[str, Any], reference, output: Path) -> None:
+    from .wavespeed import run_job
+
+    result = run_job(params, reference, output, on_status=_status)
+    if result.seed is not None:
+        _status(f"seed {result.seed} (as reported by WaveSpeed)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        # Everything the user typed is checked before any model loads or request goes out.
+        params = _params(args)
+        output = _check_output(args.output)
+        from .image_io import ImageLoadError, load_image_file
+
+        try:
+            reference = load_image_file(args.image).image
+        except ImageLoadError as exc:
+            raise CliError(str(exc)) from None
+        if args.backend == schema.LOCAL:
+            _run_local(args, params, reference, output)
+        else:
+            _run_remote(params, reference, output)
     except (CliError, schema.ParameterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a clear line, never a traceback (set HYC_DEBUG=1 for one)
+        if os.environ.get("HYC_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(str(output))
+    return 0

@@ -1,0 +1,251 @@
+"""Local generation, stage by stage: reference image + prompt -> video frames.
+
+Stages run one at a time so their peaks do not add up: the text encoders load, encode and are
+freed (and their result is cached: a new seed does not re-run the 8 B LLaVA); the VAE encodes the
+reference; the transformer samples; the VAE decodes in tiles. Between runs the transformer and
+VAE stay in CPU RAM (not VRAM), so the next run skips the disk but leaves the GPU free for others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import schema
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_LOADER_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+OFFLOAD_MODES = ("none", "model", "group")
+FP8_MODES = ("dequantize", "keep")
+ATTENTION_BACKENDS = ("default", "native", "flash", "sage", "_native_cudnn", "_native_flash")
+
+StatusCallback = Callable[[str], None]
+ProgressCallback = Callable[[str, int, int, "torch.Tensor | None"], None]  # (stage, done, total, latents)
+
+
+class GenerationError(RuntimeError):
+    """A user-facing error of local generation (names the file or value that is wrong)."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where the four model parts are (files or folders, as users download them)."""
+
+    transformer: str
+    vae: str
+    text_encoder: str  # LLaVA folder (upstream's llava-llama-3-8b-v1_1/)
+    text_encoder_2: str  # CLIP-L folder (upstream's openai_clip-vit-large-patch14/)
+
+    def check(self) -> None:
+        """Fail before any loading if a path is missing."""
+        for name, path in (("transformer", self.transformer), ("vae", self.vae),
+                           ("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
+            if not path or not os.path.exists(path):
+                raise GenerationError(f"{name}: {path!r} does not exist; point it at the downloaded file or folder")
+        for name, path in (("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
+            if not os.path.isdir(path):
+                raise GenerationError(f"{name}: {path} must be a folder (a transformers model folder with config.json)")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run: device, compute dtype, fp8 handling, offload, attention kernel, deepcache."""
+
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    fp8_mode: str = "dequantize"
+    offload: str = "model"  # none: all on device; model: one stage on the device at a time; group: block offload
+    attention: str = "default"
+    deep_cache: bool = True  # upstream's default; only active at exactly 30 steps
+    vae_tiling: bool = True  # upstream always decodes tiled (tiles only kick in above the tile size)
+
+    def check(self) -> None:
+        if self.dtype not in DTYPES:
+            raise GenerationError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.offload not in OFFLOAD_MODES:
+            raise GenerationError(f"offload {self.offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
+        if self.fp8_mode not in FP8_MODES:
+            raise GenerationError(f"fp8_mode {self.fp8_mode!r} is not one of {', '.join(FP8_MODES)}")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise GenerationError(f"attention {self.attention!r} is not one of {', '.join(ATTENTION_BACKENDS)}")
+        if self.vae_tiling not in ("auto", "on", "off"):
+            raise GenerationError(f"vae_tiling {self.vae_tiling!r} is not one of auto, on, off")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise GenerationError("device 'cuda' was asked for but torch sees no CUDA GPU; use device 'cpu'")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+@dataclass
+class GenerationResult:
+    frames: torch.Tensor  # [F, H, W, 3] float32 0..1 on the CPU
+    fps: float
+    seed: int
+    latents: torch.Tensor = field(repr=False, default=None)
+
+
+def llava_image_size(llava_dir: str) -> int:
+    """The square image size the LLaVA vision tower takes (336 for the released model)."""
+    try:
+        config = json.loads((Path(llava_dir) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GenerationError(f"text_encoder: cannot read {Path(llava_dir) / 'config.json'}: {exc}") from None
+    return int((config.get("vision_config") or {}).get("image_size", 336))
+
+
+class LocalGenerator:
+    """Loads lazily, keeps the transformer/VAE between runs (in CPU RAM), generates videos."""
+
+    def __init__(self, files: ModelFiles, options: RuntimeOptions = RuntimeOptions()):
+        files.check()
+        options.check()
+        self.files = files
+        self.options = options
+        self._transformer: torch.nn.Module | None = None
+        self._vae = None
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.options.device)
+
+    def transformer(self, status: StatusCallback) -> torch.nn.Module:
+        if self._transformer is None:
+            from .transformer_loading import load_transformer
+
+            status(f"loading transformer {Path(self.files.transformer).name}")
+            model = load_transformer(self.files.transformer, dtype=_LOADER_DTYPE[self.options.dtype],
+                                     fp8_mode=self.options.fp8_mode, device="cpu")
+            model.eval().requires_grad_(False)
+            if self.options.attention != "default":
+                model.set_attention_backend(self.options.attention)
+            if self.options.offload == "group" and self.device.type == "cuda":
+                model.enable_group_offload(self.device, offload_device=torch.device("cpu"), offload_type="block_level",
+                                           num_blocks_per_group=1, use_stream=True)
+            self._transformer = model
+        if self.options.offload != "group":
+            self._transformer.to(self.device)
+        return self._transformer
+
+    def vae(self, status: StatusCallback):
+        if self._vae is None:
+            from .vae_loading import load_vae
+
+            status(f"loading VAE {Path(self.files.vae).name}")
+            self._vae = load_vae(self.files.vae, dtype=self.options.torch_dtype, device="cpu")
+        return self._vae.to(self.device)
+
+    def release(self) -> None:
+        """Give the GPU back after a run, an error or a Cancel (weights stay in CPU RAM)."""
+        if self.device.type != "cpu":
+            if self._transformer is not None and self.options.offload != "group":
+                self._transformer.to("cpu")
+            if self._vae is not None:
+                self._vae.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def unload(self) -> None:
+        self._transformer = None
+        self._vae = None
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(
+        self,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        subject: str,
+        reference: torch.Tensor,
+        params: dict[str, Any],
+        status: StatusCallback | None = None,
+        progress: ProgressCallback | None = None,
+        check_cancel: Callable[[], None] | None = None,
+    ) -> GenerationResult:
+        """Generate one video. `params` are schema fields (size, num_frames, steps, guidance_scale,
+        flow_shift, seed); they are validated here, before anything is loaded."""
+        values = schema.validate({"prompt": prompt, "negative_prompt": negative_prompt, "subject": subject, **params},
+                                 schema.LOCAL, names=["prompt", "negative_prompt", "subject", *params])
+        say = status or (lambda _text: None)
+        cancel = check_cancel or (lambda: None)
+        width, height = schema.parse_size(values.get("size", schema.FIELDS["size"].default))
+        num_frames = values.get("num_frames", schema.FIELDS["num_frames"].default)
+        steps = values.get("steps", schema.FIELDS["steps"].default)
+        guidance = values.get("guidance_scale", schema.FIELDS["guidance_scale"].default)
+        shift = values.get("flow_shift", schema.FIELDS["flow_shift"].default)
+        seed = schema.resolve_seed(values.get("seed", schema.FIELDS["seed"].default))
+        with self._lock:
+            try:
+                return self._generate(prompt, negative_prompt, subject, reference, width, height, num_frames, steps,
+                                      guidance, shift, seed, say, progress, cancel)
+            finally:
+                self.release()
+
+    def _generate(self, prompt, negative_prompt, subject, reference, width, height, num_frames, steps, guidance,
+                  shift, seed, say, progress, cancel) -> GenerationResult:
+        from .reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
+        from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
+        from .text_encoding import encode_text_conditioning
+
+        dtype = self.options.torch_dtype
+        do_cfg = guidance > 1.0
+        image_size = llava_image_size(self.files.text_encoder)
+        cancel()
+        text = encode_text_conditioning(
+            self.files.text_encoder, self.files.text_encoder_2, prompt=prompt, negative_prompt=negative_prompt,
+            subject=subject, pixel_values=llava_pixel_values(reference, size=image_size),
+            uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if do_cfg else None, do_cfg=do_cfg,
+            dtype=dtype, device=self.device, status=say,
+        )
+        cancel()
+
+        vae = self.vae(say)
+        say("encoding the reference image")
+        ref_video = reference_for_vae(reference, width, height)
+        tiled = self.options.vae_tiling
+        generator = torch.Generator("cpu").manual_seed(seed)
+        moments = vae.encode(ref_video, tiled=tiled, on_tile=lambda *_: cancel())
+        # Upstream draws the posterior sample with randn of the mean's shape; do it on the CPU so
+        # the seed means the same on every device.
+        noise = torch.randn(moments.mean.shape, generator=generator, dtype=torch.float32)
+        ref_latents = (moments.mean.float().cpu() + moments.std.float().cpu() * noise) * vae.scaling_factor
+        if self.options.offload != "none":
+            vae.to("cpu")
+
+        model = self.transformer(say)
+        say(f"sampling {steps} steps, seed {seed}")
+        shape = latent_shape(num_frames, height, width, channels=int(model.config.in_channels))
+        request = DenoiseRequest(
+            latents=initial_noise(seed, shape), ref_latents=ref_latents, text=text, steps=steps, flow_shift=shift,
+            guidance_scale=guidance, deep_cache=self.options.deep_cache,
+        )
+        on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
+        with torch.no_grad():
+            latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+        if self.options.offload == "model" and self.device.type != "cpu":
+            model.to("cpu")
+            torch.cuda.empty_cache()
+
+        vae = self.vae(say)
+        say("decoding video")
+
+        def on_tile(done: int, total: int) -> None:
+            cancel()
+            if progress:
+                progress("decoding", done, total, None)
+
+        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile)
+        frames = (video.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous().cpu()
+        return GenerationResult(frames=frames, fps=float(schema.FPS), seed=seed, latents=latents.cpu())
