@@ -136,6 +136,18 @@ def _container_kind(path: Path) -> str:
     return "unknown"
 
 
+class _TorchLoadPath(str):
+    """The file's path for torch.load, which must not pick a reader from the name.
+
+    torch.load hands any path ending in ".safetensors" to safetensors, whatever the bytes are; we have
+    already identified a torch zip file from its contents. mmap=True needs a path (not a file object),
+    so the path is passed as a str whose endswith() never matches that suffix test.
+    """
+
+    def endswith(self, *args, **kwargs) -> bool:  # type: ignore[override]
+        return False
+
+
 def load_torch_pickle(path: Path) -> Any:
     """torch.load restricted to tensors and plain containers, memory-mapped; nothing else is unpickled."""
     kind = _container_kind(path)
@@ -148,7 +160,7 @@ def load_torch_pickle(path: Path) -> Any:
     if kind != "torch-zip":
         raise CheckpointError(f"{path}: not a torch checkpoint (unknown file header); is the file complete?")
     try:
-        return torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+        return torch.load(_TorchLoadPath(path), weights_only=True, mmap=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load. The file holds Python objects other than tensors (it could run "

@@ -1,0 +1,172 @@
+"""Transformer checkpoints in every real layout load to the same weights; bad files are refused clearly."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import _checkpoint_writers as W
+from hunyuan_custom.pipelines.checkpoints import CheckpointError, open_checkpoint
+
+LAYOUTS = {
+    # name: (writer, file name, expected format)
+    "upstream_pt": (W.write_upstream_pt, "mp_rank_00_model_states.pt", "upstream-pt"),
+    "upstream_fp8_pt": (W.write_upstream_fp8_pt, "mp_rank_00_model_states_fp8.pt", "upstream-fp8-pt"),
+    "comfy_bf16": (W.write_comfy_safetensors, "hunyuan_video_custom_720p_bf16.safetensors", "comfyui-safetensors"),
+    "comfy_bf16_prefixed": (
+        lambda sd, p: W.write_comfy_safetensors(sd, p, prefix="model.diffusion_model."),
+        "prefixed.safetensors",
+        "comfyui-safetensors",
+    ),
+    "comfy_fp8_scaled": (W.write_comfy_fp8_scaled, "hunyuan_video_custom_720p_fp8_scaled.safetensors", "comfyui-fp8-scaled"),
+}
+FP8_LAYOUTS = {"upstream_fp8_pt", "comfy_fp8_scaled"}
+
+
+@pytest.fixture(scope="module")
+def ref2v(reference_dir: Path) -> Path:
+    return reference_dir / "transformer_ref2v"
+
+
+@pytest.fixture(scope="module")
+def weights(ref2v: Path) -> dict[str, torch.Tensor]:
+    return load_file(ref2v / "weights.safetensors")
+
+
+def write_layout(name: str, sd: dict, folder: Path, ref2v: Path, file_name: str | None = None) -> Path:
+    """The fixture weights in layout `name`, with the fixture's config.json beside them."""
+    writer, default_name, _ = LAYOUTS[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ref2v / "config.json", folder / "config.json")
+    return writer(sd, folder / (file_name or default_name))
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_layout_reads_back_the_fixture_weights(layout, weights, ref2v, tmp_path):
+    path = write_layout(layout, weights, tmp_path, ref2v)
+    ckpt = open_checkpoint(path)
+    assert ckpt.format == LAYOUTS[layout][2]
+    assert sorted(ckpt.keys()) == sorted(weights)
+    expected = W.dequantized_state_dict(weights) if layout in FP8_LAYOUTS else weights
+    fp8_keys = set(W.fp8_linear_weight_keys(weights)) if layout in FP8_LAYOUTS else set()
+    assert set(ckpt.scales) == fp8_keys
+    for key, want in expected.items():
+        got = ckpt.tensor(key)
+        if key in fp8_keys:
+            assert got.dtype == torch.float8_e4m3fn
+            got = got.to(torch.float32) * ckpt.scales[key].to(torch.float32)
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+            torch.testing.assert_close(got, weights[key], rtol=0.07, atol=1e-3)  # fp8 is close to float
+        else:
+            assert torch.equal(got, want), key
+
+
+@pytest.mark.parametrize(
+    "layout, misleading_name",
+    [
+        ("comfy_bf16", "mp_rank_00_model_states.pt"),
+        ("comfy_fp8_scaled", "mp_rank_00_model_states_fp8.pt"),
+        ("upstream_pt", "hunyuan_video_custom_720p_bf16.safetensors"),
+        ("upstream_fp8_pt", "model_fp8_scaled.safetensors"),
+    ],
+)
+def test_format_comes_from_contents_not_the_file_name(layout, misleading_name, weights, ref2v, tmp_path):
+    path = write_layout(layout, weights, tmp_path, ref2v, file_name=misleading_name)
+    assert open_checkpoint(path).format == LAYOUTS[layout][2]
+
+
+@pytest.mark.parametrize("layout", ["upstream_pt", "comfy_bf16"])
+def test_truncated_file_is_refused_naming_it(layout, weights, ref2v, tmp_path):
+    path = write_layout(layout, weights, tmp_path, ref2v)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
+        open_checkpoint(path)
+    assert str(path) in str(err.value)
+
+
+def test_empty_and_foreign_files_are_refused(tmp_path):
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        open_checkpoint(empty)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.pt"):
+        open_checkpoint(text)
+
+
+def test_hunyuanvideo_t2v_checkpoint_is_recognised(weights, ref2v, tmp_path):
+    sd = dict(weights)
+    hidden = sd["img_in.proj.weight"].shape[0]
+    sd["guidance_in.mlp.0.weight"] = torch.zeros(hidden, 256)
+    sd["guidance_in.mlp.0.bias"] = torch.zeros(hidden)
+    path = write_layout("comfy_bf16", sd, tmp_path, ref2v, file_name="hunyuan_custom.safetensors")
+    with pytest.raises(CheckpointError, match=r"HunyuanVideo text-to-video checkpoint \(has guidance_in\); HunyuanCustom needs"):
+        open_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "keys, looks_like",
+    [
+        (["encoder.conv_in.weight", "encoder.down_blocks.0.resnets.0.conv1.conv.weight", "decoder.conv_in.weight"], "VAE"),
+        (["model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"], "text encoder"),
+        (["text_model.encoder.layers.0.mlp.fc1.weight", "text_model.embeddings.token_embedding.weight"], "CLIP"),
+    ],
+)
+def test_other_models_given_as_transformer_say_what_they_are(keys, looks_like, tmp_path):
+    path = tmp_path / "transformer.safetensors"
+    save_file({k: torch.zeros(2, 2) for k in keys}, str(path))
+    with pytest.raises(CheckpointError, match=looks_like) as err:
+        open_checkpoint(path)
+    assert "not a HunyuanCustom transformer" in str(err.value)
+
+
+def test_fp8_checkpoint_without_its_map_names_the_missing_file(weights, ref2v, tmp_path):
+    path = W.write_upstream_fp8_pt(weights, tmp_path / "mp_rank_00_model_states_fp8.pt", write_map=False)
+    with pytest.raises(CheckpointError, match="map file is missing") as err:
+        open_checkpoint(path)
+    assert str(tmp_path / "mp_rank_00_model_states_fp8_map.pt") in str(err.value)
+
+
+def test_fp8_map_of_another_checkpoint_is_refused(weights, ref2v, tmp_path):
+    path = W.write_upstream_fp8_pt(weights, tmp_path / "ckpt_fp8.pt")
+    torch.save({"module": {"double_blocks.99.img_attn_qkv": torch.tensor(1.0)}}, tmp_path / "ckpt_fp8_map.pt")
+    with pytest.raises(CheckpointError, match="no scale for the float8 layer"):
+        open_checkpoint(path)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: a checkpoint must never be able to do that."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("container", ["torch_zip", "plain_pickle"])
+def test_pickle_holding_code_is_refused_and_never_run(container, weights, tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "mp_rank_00_model_states.pt"
+    payload = {"module": dict(weights), "extra": _RunsCode(marker)}
+    if container == "torch_zip":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    with pytest.raises(CheckpointError, match="refused|only tensors|non-zip") as err:
+        open_checkpoint(path)
+    assert str(path) in str(err.value)
+    assert not marker.exists(), "unpickling ran code from the checkpoint"
