@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from .checkpoints import (
-    DIFFUSERS,
     UPSTREAM,
     CheckpointError,
     TransformerCheckpoint,
@@ -75,26 +74,21 @@ def _keys_module():
     return transformer_keys
 
 
-def _convert_one(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Upstream key -> our key(s) for one tensor (fused single-block weights are split by shape)."""
-    keys = _keys_module()
-    per_key = getattr(keys, "convert_upstream_key", None)
-    if per_key is not None:
-        out = per_key(key, tensor)
-        return dict(out) if not isinstance(out, dict) else out
-    return keys.convert_upstream_state_dict({key: tensor})
-
-
 def model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]:
     """(constructor kwargs, where they came from) for this checkpoint."""
     keys = _keys_module()
     if ckpt.config is None:
-        where = "FULL_SIZE_CONFIG (no config.json beside the checkpoint)"
-        return dict(keys.FULL_SIZE_CONFIG), where
+        # Which of the three released variants it is shows in its keys; every size is checked later.
+        variant = "editing" if "bg_in.proj.weight" in ckpt else "audio" if any(k.startswith("audio_proj.") for k in ckpt.keys()) else "ref2v"
+        where = f"FULL_SIZE_CONFIG ({variant}; no config.json beside the checkpoint)"
+        return keys.full_size_config(variant), where
     kind = config_kind(ckpt.config)
     where = str(ckpt.config_path)
     if kind == "upstream":
-        return dict(keys.config_from_upstream_json(ckpt.config)), where
+        try:
+            return dict(keys.config_from_upstream_json(ckpt.config)), where
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
     cls = _model_class()
     init_keys = set(cls.extract_init_dict(ckpt.config)[0]) if hasattr(cls, "extract_init_dict") else set(ckpt.config)
     return {k: v for k, v in ckpt.config.items() if k in init_keys}, where
@@ -114,24 +108,62 @@ def build_empty_model(config: dict[str, Any]) -> nn.Module:
 
 
 class _Plan:
-    """Our key -> (checkpoint key, meta tensor); and which of our weights keep float8 + their scale."""
+    """How checkpoint tensors become model tensors: our key -> (checkpoint key, meta tensor)."""
 
     def __init__(self) -> None:
+        self.mappings: dict[str, Any] = {}  # checkpoint key -> transformer_keys.KeyMapping (upstream naming)
+        self.unknown: list[str] = []  # checkpoint keys with no place in the model
         self.source: dict[str, str] = {}
         self.meta: dict[str, torch.Tensor] = {}
+
+    def convert(self, key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        mapping = self.mappings.get(key)
+        return mapping.apply(tensor) if mapping is not None else {key: tensor}
+
+    def is_view(self, key: str) -> bool:
+        """True when every piece is a plain row range (no reordering copy, works for float8)."""
+        mapping = self.mappings.get(key)
+        return mapping is None or all(piece.target_start is None for piece in mapping.pieces)
 
 
 def _plan(ckpt: TransformerCheckpoint) -> _Plan:
     plan = _Plan()
-    for key in ckpt.keys():
-        meta = ckpt.meta(key)
-        converted = _convert_one(key, meta) if ckpt.naming == UPSTREAM else {key: meta}
-        for our_key, tensor in converted.items():
+    metas = {key: ckpt.meta(key) for key in ckpt.keys()}
+    if ckpt.naming == UPSTREAM:
+        keys = _keys_module()
+        hidden = keys.infer_hidden_size({k: tuple(m.shape) for k, m in metas.items()})
+        for key, meta in metas.items():
+            try:
+                mapping = keys.map_upstream_key(key, tuple(meta.shape), hidden)
+            except ValueError as exc:
+                raise CheckpointError(f"{ckpt.path}: {exc}") from None
+            if mapping is None:
+                plan.unknown.append(key)
+            else:
+                plan.mappings[key] = mapping
+    for key, meta in metas.items():
+        if key in plan.unknown:
+            continue
+        for our_key, tensor in plan.convert(key, meta).items():
             if our_key in plan.source:
                 raise CheckpointError(f"{ckpt.path}: tensors {plan.source[our_key]} and {key} both map to {our_key}.")
             plan.source[our_key] = key
             plan.meta[our_key] = tensor
     return plan
+
+
+# Upstream tensors whose shapes tell the architecture (hidden size, heads, text dims, conditions).
+_SIZE_TELLING = [
+    "img_in.proj.weight",
+    "double_blocks.0.img_attn_q_norm.weight",
+    "single_blocks.0.q_norm.weight",
+    "txt_in.input_embedder.weight",
+    "vector_in.in_layer.weight",
+    "final_layer.linear.weight",
+    "double_blocks.0.img_mlp.fc1.weight",
+    "bg_in.proj.weight",
+    "audio_proj.proj1.weight",
+]
 
 
 def _fmt(shape: Iterable[int]) -> str:
@@ -140,18 +172,21 @@ def _fmt(shape: Iterable[int]) -> str:
 
 def check_shapes(ckpt: TransformerCheckpoint, plan: _Plan, expected: dict[str, torch.Tensor], config_source: str) -> None:
     """Every model tensor must come from the checkpoint with the same shape, and nothing may be left over."""
-    problems = []
+    shape_problems, extra, missing = [], [f"checkpoint tensor {key} {_fmt(ckpt.meta(key).shape)} has no place in the model" for key in plan.unknown], []
     for our_key, meta in plan.meta.items():
         want = expected.get(our_key)
         src = plan.source[our_key]
         name = src if src == our_key else f"{src} (model tensor {our_key})"
         if want is None:
-            problems.append(f"checkpoint tensor {name} {_fmt(meta.shape)} has no place in the model")
+            extra.append(f"checkpoint tensor {name} {_fmt(meta.shape)} has no place in the model")
         elif tuple(want.shape) != tuple(meta.shape):
-            problems.append(f"tensor {name}: checkpoint shape {_fmt(meta.shape)}, model expects {_fmt(want.shape)}")
+            rank = _SIZE_TELLING.index(src) if src in _SIZE_TELLING else len(_SIZE_TELLING)
+            shape_problems.append((rank, f"tensor {name}: checkpoint shape {_fmt(meta.shape)}, model expects {_fmt(want.shape)}"))
     for our_key, want in expected.items():
         if our_key not in plan.meta:
-            problems.append(f"model tensor {our_key} {_fmt(want.shape)} is missing from the checkpoint")
+            missing.append(f"model tensor {our_key} {_fmt(want.shape)} is missing from the checkpoint")
+    # the tensors that tell hidden size, head count, text dims come first; then depth/condition differences
+    problems = [text for _, text in sorted(shape_problems, key=lambda item: item[0])] + extra + missing
     if not problems:
         return
     # The first few lines name tensors and shapes; the summary says what the file actually is.
@@ -194,7 +229,10 @@ def load_transformer(
     config, config_source = model_config_for(ckpt)
     plan = _plan(ckpt)
 
-    model = build_empty_model(config)
+    try:
+        model = build_empty_model(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt.path}: cannot build the transformer from {config_source}: {exc}") from None
     model.requires_grad_(False)  # inference weights; float8 tensors cannot require grad anyway
 
     # Which of our weights stay float8: Linear weights from a float8 tensor with a per-tensor scale.
@@ -202,7 +240,7 @@ def load_transformer(
     if fp8_mode == "keep":
         for our_key, src in plan.source.items():
             scale = ckpt.scales.get(src)
-            if scale is None or not our_key.endswith(".weight") or not is_float8(plan.meta[our_key].dtype):
+            if scale is None or not our_key.endswith(".weight") or not is_float8(plan.meta[our_key].dtype) or not plan.is_view(src):
                 continue
             scale = _scalar_scale(scale)
             if scale is not None and replace_linear(model, our_key[: -len(".weight")]):
@@ -222,7 +260,7 @@ def load_transformer(
             tensor = dequantize(tensor, ckpt.scales.get(src, torch.ones(())), target)
         elif tensor.is_floating_point() and not is_float8(tensor.dtype):
             tensor = tensor.to(target)  # no copy when the dtype already matches: stays memory-mapped
-        converted = _convert_one(src, tensor) if ckpt.naming == UPSTREAM else {src: tensor}
+        converted = plan.convert(src, tensor)
         for our_key, value in converted.items():
             state[our_key] = value
             if our_key in kept_fp8:

@@ -170,3 +170,152 @@ def test_pickle_holding_code_is_refused_and_never_run(container, weights, tmp_pa
         open_checkpoint(path)
     assert str(path) in str(err.value)
     assert not marker.exists(), "unpickling ran code from the checkpoint"
+
+
+# ----------------------------------------------------------------------------------------------
+# building the model: every layout gives the reference output
+
+
+VARIANTS = ["transformer_ref2v", "transformer_editing"]
+
+
+def _forward(model, io: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(
+            hidden_states=io["x"],
+            timestep=io["t"],
+            encoder_hidden_states=io["text_states"],
+            encoder_attention_mask=io["text_mask"],
+            pooled_projections=io["text_states_2"],
+            ref_latents=io["ref_latents"],
+            bg_latents=io.get("bg_latents"),
+            return_dict=False,
+        )[0]
+
+
+@pytest.fixture(scope="module")
+def variants(reference_dir: Path) -> dict[str, tuple[Path, dict, dict]]:
+    out = {}
+    for name in VARIANTS:
+        folder = reference_dir / name
+        out[name] = (folder, load_file(folder / "weights.safetensors"), load_file(folder / "io.safetensors"))
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("layout", sorted(set(LAYOUTS) - FP8_LAYOUTS))
+def test_parity_every_layout_gives_the_reference_output(layout, variant, variants, tmp_path):
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    folder, sd, io = variants[variant]
+    model = load_transformer(write_layout(layout, sd, tmp_path, folder))
+    assert model.hyc_checkpoint_format == LAYOUTS[layout][2]
+    torch.testing.assert_close(_forward(model, io), io["out"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parity_diffusers_folder_round_trip(variant, variants, tmp_path):
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    folder, sd, io = variants[variant]
+    model = load_transformer(write_layout("upstream_pt", sd, tmp_path / "upstream", folder))
+    # sharded on purpose: the index json must be followed
+    model.save_pretrained(tmp_path / "diffusers", max_shard_size="1MB", safe_serialization=True)
+    assert list((tmp_path / "diffusers").glob("*.index.json"))
+    again = load_transformer(tmp_path / "diffusers")
+    assert again.hyc_checkpoint_format == "diffusers-folder"
+    torch.testing.assert_close(_forward(again, io), io["out"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", sorted(FP8_LAYOUTS))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fp8_keep_and_dequantize_give_the_same_output(layout, variant, variants, tmp_path):
+    from hunyuan_custom.pipelines.transformer_loading import fp8_layer_names, load_transformer
+
+    folder, sd, io = variants[variant]
+    path = write_layout(layout, sd, tmp_path, folder)
+    dequantized = load_transformer(path, fp8_mode="dequantize")
+    kept = load_transformer(path, fp8_mode="keep")
+    assert not fp8_layer_names(dequantized)
+    assert fp8_layer_names(kept)
+    for name in fp8_layer_names(kept):
+        assert kept.get_submodule(name).weight.dtype == torch.float8_e4m3fn
+    assert all(p.dtype == torch.float32 for p in dequantized.parameters())
+    out_kept, out_deq = _forward(kept, io), _forward(dequantized, io)
+    assert torch.equal(out_kept, out_deq)
+    # fp8 weights are an approximation: close to the float32 reference, not equal
+    err = (out_deq - io["out"]).abs().max() / io["out"].abs().max()
+    assert 0 < err < 0.1
+    # and exactly what the float model gives with the dequantized weights
+    reference = load_transformer(write_layout("comfy_bf16", W.dequantized_state_dict(sd), tmp_path / "deq", folder))
+    torch.testing.assert_close(out_deq, _forward(reference, io), atol=1e-5, rtol=1e-5)
+
+
+def test_dtype_option_casts_every_weight(variants, tmp_path):
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    folder, sd, io = variants["transformer_ref2v"]
+    bf16 = {k: v.to(torch.bfloat16) for k, v in sd.items()}
+    path = write_layout("comfy_bf16", bf16, tmp_path, folder)
+    kept = load_transformer(path)  # "keep": the file's bf16
+    assert {p.dtype for p in kept.parameters()} == {torch.bfloat16}
+    as_fp32 = load_transformer(path, dtype="fp32")
+    assert {p.dtype for p in as_fp32.parameters()} == {torch.float32}
+    err = (_forward(as_fp32, io) - io["out"]).abs().max() / io["out"].abs().max()
+    assert err < 0.05  # bf16-rounded weights, float32 compute
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_transformer(path, dtype="int8")
+
+
+def _edited_config(folder: Path, **changes) -> dict:
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["constructor_kwargs"].update(changes)
+    return cfg
+
+
+def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_path):
+    import json
+
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    folder, sd, _ = variants["transformer_ref2v"]
+    path = write_layout("comfy_bf16", sd, tmp_path, folder)
+    heads = _edited_config(folder)["constructor_kwargs"]["num_heads"]
+    hidden = sd["img_in.proj.weight"].shape[0]
+    # twice the heads at the same hidden size: half the head_dim (RoPE dims shrunk to match)
+    head_dim = hidden // (heads * 2)
+    rope = [head_dim - 2 * (head_dim // 6 * 2), head_dim // 6 * 2, head_dim // 6 * 2]
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, num_heads=heads * 2, rope_dim_list=rope)))
+    with pytest.raises(CheckpointError) as err:
+        load_transformer(path)
+    message = str(err.value)
+    assert str(tmp_path / "config.json") in message
+    assert "double_blocks.0.img_attn_q_norm.weight" in message
+    assert f"checkpoint shape [{hidden // heads}], model expects [{hidden // (heads * 2)}]" in message
+
+    depth = _edited_config(folder)["constructor_kwargs"]["depth_double_blocks"]
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, depth_double_blocks=depth + 1)))
+    with pytest.raises(CheckpointError, match=rf"model tensor transformer_blocks\.{depth}\.\S+ \[.*\] is missing"):
+        load_transformer(path)
+
+    # a config the model cannot even be built from is named too
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, rope_dim_list=[2, 2, 2])))
+    with pytest.raises(CheckpointError, match="cannot build the transformer from .*config.json.*rope"):
+        load_transformer(path)
+
+
+def test_without_config_json_the_full_size_config_is_checked(variants, tmp_path):
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    folder, sd, _ = variants["transformer_ref2v"]
+    path = W.write_comfy_safetensors(sd, tmp_path / "tiny.safetensors")  # no config.json beside it
+    shape = list(sd["img_in.proj.weight"].shape)
+    with pytest.raises(CheckpointError) as err:
+        load_transformer(path)
+    message = str(err.value)
+    assert "FULL_SIZE_CONFIG" in message
+    assert f"tensor img_in.proj.weight (model tensor x_embedder.proj.weight): checkpoint shape {shape}" in message
+    assert "model expects [3072, 16, 1, 2, 2]" in message
+    assert f"hidden_size={shape[0]}" in message  # what the file really is
