@@ -227,8 +227,8 @@ def read_config_beside(path: Path) -> tuple[dict | None, Path | None]:
 
 def config_kind(config: dict) -> str:
     """'upstream' (fixture format: constructor_kwargs + args_namespace) or 'diffusers'."""
-    if "constructor_kwargs" in config:
-        return "upstream"
+    if "constructor_kwargs" in config or "constructor_kwargs" in config.get("B_transformer_level", {}):
+        return "upstream"  # (the audio fixture nests it under B_transformer_level)
     if "_class_name" in config or "_diffusers_version" in config:
         return "diffusers"
     raise CheckpointError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -39,11 +40,15 @@ def weights(ref2v: Path) -> dict[str, torch.Tensor]:
     return load_file(ref2v / "weights.safetensors")
 
 
-def write_layout(name: str, sd: dict, folder: Path, ref2v: Path, file_name: str | None = None) -> Path:
-    """The fixture weights in layout `name`, with the fixture's config.json beside them."""
+def write_layout(name: str, sd: dict, folder: Path, config: Path | dict, file_name: str | None = None) -> Path:
+    """The fixture weights in layout `name`, with the fixture's config.json beside them
+    (`config`: a fixture folder holding config.json, or the config itself)."""
     writer, default_name, _ = LAYOUTS[name]
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ref2v / "config.json", folder / "config.json")
+    if isinstance(config, dict):
+        (folder / "config.json").write_text(json.dumps(config))
+    else:
+        shutil.copy(config / "config.json", folder / "config.json")
     return writer(sd, folder / (file_name or default_name))
 
 
@@ -176,10 +181,16 @@ def test_pickle_holding_code_is_refused_and_never_run(container, weights, tmp_pa
 # building the model: every layout gives the reference output
 
 
-VARIANTS = ["transformer_ref2v", "transformer_editing"]
+# fixture folder, weights file, io file; the audio fixture keeps its transformer under B_transformer_level
+VARIANTS = {
+    "transformer_ref2v": ("transformer_ref2v", "weights.safetensors", "io.safetensors"),
+    "transformer_editing": ("transformer_editing", "weights.safetensors", "io.safetensors"),
+    "transformer_audio": ("audio", "transformer_audio_weights.safetensors", "transformer_audio_io.safetensors"),
+}
 
 
-def _forward(model, io: dict[str, torch.Tensor]) -> torch.Tensor:
+def _forward(model, io: dict[str, torch.Tensor], audio_strength: float | None) -> torch.Tensor:
+    extra = {"audio_prompts": io["audio_prompts"], "audio_strength": audio_strength} if "audio_prompts" in io else {}
     with torch.no_grad():
         return model(
             hidden_states=io["x"],
@@ -190,16 +201,26 @@ def _forward(model, io: dict[str, torch.Tensor]) -> torch.Tensor:
             ref_latents=io["ref_latents"],
             bg_latents=io.get("bg_latents"),
             return_dict=False,
+            **extra,
         )[0]
 
 
+class Variant:
+    def __init__(self, reference_dir: Path, name: str) -> None:
+        folder, weights, io = VARIANTS[name]
+        self.sd = load_file(reference_dir / folder / weights)
+        self.io = load_file(reference_dir / folder / io)
+        config = json.loads((reference_dir / folder / "config.json").read_text())
+        self.config = config.get("B_transformer_level", config)
+        self.audio_strength = self.config.get("audio_strength")
+
+    def forward(self, model) -> torch.Tensor:
+        return _forward(model, self.io, self.audio_strength)
+
+
 @pytest.fixture(scope="module")
-def variants(reference_dir: Path) -> dict[str, tuple[Path, dict, dict]]:
-    out = {}
-    for name in VARIANTS:
-        folder = reference_dir / name
-        out[name] = (folder, load_file(folder / "weights.safetensors"), load_file(folder / "io.safetensors"))
-    return out
+def variants(reference_dir: Path) -> dict[str, Variant]:
+    return {name: Variant(reference_dir, name) for name in VARIANTS}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -207,24 +228,24 @@ def variants(reference_dir: Path) -> dict[str, tuple[Path, dict, dict]]:
 def test_parity_every_layout_gives_the_reference_output(layout, variant, variants, tmp_path):
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
-    folder, sd, io = variants[variant]
-    model = load_transformer(write_layout(layout, sd, tmp_path, folder))
+    v = variants[variant]
+    model = load_transformer(write_layout(layout, v.sd, tmp_path, v.config))
     assert model.hyc_checkpoint_format == LAYOUTS[layout][2]
-    torch.testing.assert_close(_forward(model, io), io["out"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(v.forward(model), v.io["out"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parity_diffusers_folder_round_trip(variant, variants, tmp_path):
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
-    folder, sd, io = variants[variant]
-    model = load_transformer(write_layout("upstream_pt", sd, tmp_path / "upstream", folder))
+    v = variants[variant]
+    model = load_transformer(write_layout("upstream_pt", v.sd, tmp_path / "upstream", v.config))
     # sharded on purpose: the index json must be followed
     model.save_pretrained(tmp_path / "diffusers", max_shard_size="1MB", safe_serialization=True)
     assert list((tmp_path / "diffusers").glob("*.index.json"))
     again = load_transformer(tmp_path / "diffusers")
     assert again.hyc_checkpoint_format == "diffusers-folder"
-    torch.testing.assert_close(_forward(again, io), io["out"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(v.forward(again), v.io["out"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("layout", sorted(FP8_LAYOUTS))
@@ -232,8 +253,8 @@ def test_parity_diffusers_folder_round_trip(variant, variants, tmp_path):
 def test_fp8_keep_and_dequantize_give_the_same_output(layout, variant, variants, tmp_path):
     from hunyuan_custom.pipelines.transformer_loading import fp8_layer_names, load_transformer
 
-    folder, sd, io = variants[variant]
-    path = write_layout(layout, sd, tmp_path, folder)
+    v = variants[variant]
+    path = write_layout(layout, v.sd, tmp_path, v.config)
     dequantized = load_transformer(path, fp8_mode="dequantize")
     kept = load_transformer(path, fp8_mode="keep")
     assert not fp8_layer_names(dequantized)
@@ -241,53 +262,50 @@ def test_fp8_keep_and_dequantize_give_the_same_output(layout, variant, variants,
     for name in fp8_layer_names(kept):
         assert kept.get_submodule(name).weight.dtype == torch.float8_e4m3fn
     assert all(p.dtype == torch.float32 for p in dequantized.parameters())
-    out_kept, out_deq = _forward(kept, io), _forward(dequantized, io)
+    out_kept, out_deq = v.forward(kept), v.forward(dequantized)
     assert torch.equal(out_kept, out_deq)
     # fp8 weights are an approximation: close to the float32 reference, not equal
-    err = (out_deq - io["out"]).abs().max() / io["out"].abs().max()
+    err = (out_deq - v.io["out"]).abs().max() / v.io["out"].abs().max()
     assert 0 < err < 0.1
     # and exactly what the float model gives with the dequantized weights
-    reference = load_transformer(write_layout("comfy_bf16", W.dequantized_state_dict(sd), tmp_path / "deq", folder))
-    torch.testing.assert_close(out_deq, _forward(reference, io), atol=1e-5, rtol=1e-5)
+    reference = load_transformer(write_layout("comfy_bf16", W.dequantized_state_dict(v.sd), tmp_path / "deq", v.config))
+    torch.testing.assert_close(out_deq, v.forward(reference), atol=1e-5, rtol=1e-5)
 
 
 def test_dtype_option_casts_every_weight(variants, tmp_path):
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
-    folder, sd, io = variants["transformer_ref2v"]
-    bf16 = {k: v.to(torch.bfloat16) for k, v in sd.items()}
-    path = write_layout("comfy_bf16", bf16, tmp_path, folder)
+    v = variants["transformer_ref2v"]
+    bf16 = {k: t.to(torch.bfloat16) for k, t in v.sd.items()}
+    path = write_layout("comfy_bf16", bf16, tmp_path, v.config)
     kept = load_transformer(path)  # "keep": the file's bf16
     assert {p.dtype for p in kept.parameters()} == {torch.bfloat16}
     as_fp32 = load_transformer(path, dtype="fp32")
     assert {p.dtype for p in as_fp32.parameters()} == {torch.float32}
-    err = (_forward(as_fp32, io) - io["out"]).abs().max() / io["out"].abs().max()
+    err = (v.forward(as_fp32) - v.io["out"]).abs().max() / v.io["out"].abs().max()
     assert err < 0.05  # bf16-rounded weights, float32 compute
     with pytest.raises(ValueError, match="dtype must be one of"):
         load_transformer(path, dtype="int8")
 
 
-def _edited_config(folder: Path, **changes) -> dict:
-    import json
-
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["constructor_kwargs"].update(changes)
-    return cfg
+def _edited_config(config: dict, **changes) -> dict:
+    edited = json.loads(json.dumps(config))
+    edited["constructor_kwargs"].update(changes)
+    return edited
 
 
 def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_path):
-    import json
-
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
-    folder, sd, _ = variants["transformer_ref2v"]
-    path = write_layout("comfy_bf16", sd, tmp_path, folder)
-    heads = _edited_config(folder)["constructor_kwargs"]["num_heads"]
+    v = variants["transformer_ref2v"]
+    sd, config = v.sd, v.config
+    path = write_layout("comfy_bf16", sd, tmp_path, config)
+    heads = config["constructor_kwargs"]["num_heads"]
     hidden = sd["img_in.proj.weight"].shape[0]
     # twice the heads at the same hidden size: half the head_dim (RoPE dims shrunk to match)
     head_dim = hidden // (heads * 2)
     rope = [head_dim - 2 * (head_dim // 6 * 2), head_dim // 6 * 2, head_dim // 6 * 2]
-    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, num_heads=heads * 2, rope_dim_list=rope)))
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(config, num_heads=heads * 2, rope_dim_list=rope)))
     with pytest.raises(CheckpointError) as err:
         load_transformer(path)
     message = str(err.value)
@@ -295,13 +313,13 @@ def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_pa
     assert "double_blocks.0.img_attn_q_norm.weight" in message
     assert f"checkpoint shape [{hidden // heads}], model expects [{hidden // (heads * 2)}]" in message
 
-    depth = _edited_config(folder)["constructor_kwargs"]["depth_double_blocks"]
-    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, depth_double_blocks=depth + 1)))
+    depth = config["constructor_kwargs"]["depth_double_blocks"]
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(config, depth_double_blocks=depth + 1)))
     with pytest.raises(CheckpointError, match=rf"model tensor transformer_blocks\.{depth}\.\S+ \[.*\] is missing"):
         load_transformer(path)
 
     # a config the model cannot even be built from is named too
-    (tmp_path / "config.json").write_text(json.dumps(_edited_config(folder, rope_dim_list=[2, 2, 2])))
+    (tmp_path / "config.json").write_text(json.dumps(_edited_config(config, rope_dim_list=[2, 2, 2])))
     with pytest.raises(CheckpointError, match="cannot build the transformer from .*config.json.*rope"):
         load_transformer(path)
 
@@ -309,7 +327,7 @@ def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_pa
 def test_without_config_json_the_full_size_config_is_checked(variants, tmp_path):
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
-    folder, sd, _ = variants["transformer_ref2v"]
+    sd = variants["transformer_ref2v"].sd
     path = W.write_comfy_safetensors(sd, tmp_path / "tiny.safetensors")  # no config.json beside it
     shape = list(sd["img_in.proj.weight"].shape)
     with pytest.raises(CheckpointError) as err:
