@@ -3,7 +3,8 @@
 The model is created on the meta device (accelerate's init_empty_weights), every checkpoint tensor is
 converted one at a time (rename, split fused weights, dtype, fp8) and handed over with
 load_state_dict(assign=True). Tensors whose dtype does not change stay memory-mapped views of the
-file, so peak RAM stays near one copy of the weights.
+file; converted ones get new memory and their file pages are given back (mapped_memory), so peak
+RAM stays near one copy of the (converted) weights.
 
 Before any weight is read, the shapes the model expects are compared with the checkpoint's: a
 config.json beside the checkpoint (fixture/upstream format or diffusers format) gives the constructor
@@ -30,6 +31,7 @@ from .checkpoints import (
     open_checkpoint,
 )
 from .fp8_linear import Fp8ScaledLinear, dequantize, replace_linear
+from .mapped_memory import FileMappings
 
 DTYPE_CHOICES = ("keep", "bf16", "fp16", "fp32")
 FP8_MODES = ("dequantize", "keep")
@@ -253,13 +255,18 @@ def load_transformer(
     for our_key, src in plan.source.items():
         by_source.setdefault(src, []).append(our_key)
     total = len(by_source)
+    mapped = FileMappings(ckpt.files)
     for i, (src, our_keys) in enumerate(by_source.items()):
-        tensor = ckpt.tensor(src)
+        stored = ckpt.tensor(src)
+        tensor = stored
         keep_float8 = all(k in kept_fp8 for k in our_keys)
         if is_float8(tensor.dtype) and not keep_float8:
             tensor = dequantize(tensor, ckpt.scales.get(src, torch.ones(())), target)
         elif tensor.is_floating_point() and not is_float8(tensor.dtype):
             tensor = tensor.to(target)  # no copy when the dtype already matches: stays memory-mapped
+        if tensor.data_ptr() != stored.data_ptr():
+            mapped.release(stored)  # converted into new memory: the file pages are not needed any more
+        del stored
         converted = plan.convert(src, tensor)
         for our_key, value in converted.items():
             state[our_key] = value
