@@ -77,8 +77,6 @@ class RuntimeOptions:
             raise GenerationError(f"fp8_mode {self.fp8_mode!r} is not one of {', '.join(FP8_MODES)}")
         if self.attention not in ATTENTION_BACKENDS:
             raise GenerationError(f"attention {self.attention!r} is not one of {', '.join(ATTENTION_BACKENDS)}")
-        if self.vae_tiling not in ("auto", "on", "off"):
-            raise GenerationError(f"vae_tiling {self.vae_tiling!r} is not one of auto, on, off")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise GenerationError("device 'cuda' was asked for but torch sees no CUDA GPU; use device 'cpu'")
 

@@ -1,0 +1,49 @@
+"""A complete tiny HunyuanCustom model set in the REAL on-disk layouts users download.
+
+- hunyuancustom_720P/mp_rank_00_model_states.pt: upstream pickle, weights under `module`, with the
+  fixture's config.json beside it (tiny sizes);
+- vae_3d/hyvae_v1_0801/: upstream config.json + pytorch_model.pt with `vae.` keys;
+- llava-llama-3-8b-v1_1/ and openai_clip-vit-large-patch14/: HF folders, tokenizers built in code.
+Weights come from the upstream reference fixtures (random, tiny).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from _tiny_text_encoders import build_tiny_text_encoders
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference"
+
+
+@dataclass(frozen=True)
+class TinyModelSet:
+    transformer: Path
+    vae: Path
+    text_encoder: Path
+    text_encoder_2: Path
+
+
+def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
+    root = Path(root)
+    dit_dir = root / "hunyuancustom_720P"
+    dit_dir.mkdir(parents=True)
+    weights = load_file(str(fixtures / "transformer_ref2v" / "weights.safetensors"))
+    torch.save({"module": weights}, dit_dir / "mp_rank_00_model_states.pt")
+    shutil.copy(fixtures / "transformer_ref2v" / "config.json", dit_dir / "config.json")
+
+    vae_dir = root / "vae_3d" / "hyvae_v1_0801"
+    vae_dir.mkdir(parents=True)
+    vae_weights = load_file(str(fixtures / "vae" / "weights.safetensors"))
+    torch.save({"vae." + k: v for k, v in vae_weights.items()}, vae_dir / "pytorch_model.pt")
+    vae_config = json.loads((fixtures / "vae" / "config.json").read_text())["constructor_kwargs"]
+    (vae_dir / "config.json").write_text(json.dumps(vae_config))
+
+    llava_dir, clip_dir = build_tiny_text_encoders(root)
+    return TinyModelSet(dit_dir / "mp_rank_00_model_states.pt", vae_dir, Path(llava_dir), Path(clip_dir))
