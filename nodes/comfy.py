@@ -62,33 +62,57 @@ class Progress:
             send(message, self.node_id)
 
 
-def folder_files(folder: str) -> list[str]:
-    """Files ComfyUI knows in a model folder (extra_model_paths.yaml included); [] outside."""
-    fp = _comfy_module("folder_paths")
-    if fp is None:
-        return []
-    try:
-        return list(fp.get_filename_list(folder))
-    except Exception:
-        return []
-
-
 def folder_paths_of(folder: str) -> list[str]:
+    """The directories of a model folder: ComfyUI's (extra_model_paths.yaml included), or
+    $HYC_MODELS_DIR/<folder> outside ComfyUI (scripts, tests)."""
     fp = _comfy_module("folder_paths")
     if fp is None:
-        return []
+        base = os.environ.get("HYC_MODELS_DIR")
+        return [os.path.join(base, folder)] if base else []
     try:
         return list(fp.get_folder_paths(folder))
     except Exception:
         return []
 
 
-def full_path(folder: str, name: str) -> str:
-    """Resolve a name picked in a model-folder combo; outside ComfyUI the name is a path."""
+def folder_files(folder: str) -> list[str]:
+    """Files in a model folder, relative names with '/' (ComfyUI's list inside ComfyUI)."""
     fp = _comfy_module("folder_paths")
-    if fp is None:
+    if fp is not None:
+        try:
+            return list(fp.get_filename_list(folder))
+        except Exception:
+            return []
+    names: set[str] = set()
+    for base in folder_paths_of(folder):
+        for dirpath, _dirs, files in os.walk(base, followlinks=True):
+            for f in files:
+                names.add(os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/"))
+    return sorted(names)
+
+
+def folder_subdirs(folder: str, marker: str = "config.json") -> list[str]:
+    """Sub-folders (any depth) of a model folder that contain `marker`, e.g. transformers model
+    folders such as upstream's llava-llama-3-8b-v1_1/ (listed with a trailing '/')."""
+    names: set[str] = set()
+    for base in folder_paths_of(folder):
+        for dirpath, _dirs, files in os.walk(base, followlinks=True):
+            if marker in files and os.path.abspath(dirpath) != os.path.abspath(base):
+                names.add(os.path.relpath(dirpath, base).replace(os.sep, "/") + "/")
+    return sorted(names)
+
+
+def resolve_model_path(folder: str, name: str) -> str:
+    """Full path of a file or sub-folder picked from a model-folder list; an existing absolute
+    path is taken as it is (scripts, tests)."""
+    if os.path.isabs(name) and os.path.exists(name):
         return name
-    return fp.get_full_path_or_raise(folder, name)
+    for base in folder_paths_of(folder):
+        candidate = os.path.join(base, name.rstrip("/"))
+        if os.path.exists(candidate):
+            return candidate
+    searched = ", ".join(folder_paths_of(folder)) or "none configured"
+    raise FileNotFoundError(f"{name!r} was not found in the {folder} model folder(s) ({searched})")
 
 
 def input_directory() -> str:

@@ -171,9 +171,11 @@ class LocalGenerator:
         status: StatusCallback | None = None,
         progress: ProgressCallback | None = None,
         check_cancel: Callable[[], None] | None = None,
+        deep_cache: bool | None = None,
     ) -> GenerationResult:
         """Generate one video. `params` are schema fields (size, num_frames, steps, guidance_scale,
-        flow_shift, seed); they are validated here, before anything is loaded."""
+        flow_shift, seed); they are validated here, before anything is loaded. `deep_cache` overrides
+        the option for this run."""
         values = schema.validate({"prompt": prompt, "negative_prompt": negative_prompt, "subject": subject, **params},
                                  schema.LOCAL, names=["prompt", "negative_prompt", "subject", *params])
         say = status or (lambda _text: None)
@@ -187,12 +189,13 @@ class LocalGenerator:
         with self._lock:
             try:
                 return self._generate(prompt, negative_prompt, subject, reference, width, height, num_frames, steps,
-                                      guidance, shift, seed, say, progress, cancel)
+                                      guidance, shift, seed, say, progress, cancel,
+                                      self.options.deep_cache if deep_cache is None else deep_cache)
             finally:
                 self.release()
 
     def _generate(self, prompt, negative_prompt, subject, reference, width, height, num_frames, steps, guidance,
-                  shift, seed, say, progress, cancel) -> GenerationResult:
+                  shift, seed, say, progress, cancel, deep_cache) -> GenerationResult:
         from .reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
         from .text_encoding import encode_text_conditioning
@@ -227,7 +230,7 @@ class LocalGenerator:
         shape = latent_shape(num_frames, height, width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
             latents=initial_noise(seed, shape), ref_latents=ref_latents, text=text, steps=steps, flow_shift=shift,
-            guidance_scale=guidance, deep_cache=self.options.deep_cache,
+            guidance_scale=guidance, deep_cache=deep_cache,
         )
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():

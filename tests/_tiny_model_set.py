@@ -1,5 +1,7 @@
 """A complete tiny HunyuanCustom model set in the REAL on-disk layouts users download.
 
+Laid out as ComfyUI's models/ folder (diffusion_models/, vae/, text_encoders/), so the same set
+serves the CLI (paths) and the nodes ($HYC_MODELS_DIR):
 - hunyuancustom_720P/mp_rank_00_model_states.pt: upstream pickle, weights under `module`, with the
   fixture's config.json beside it (tiny sizes);
 - vae_3d/hyvae_v1_0801/: upstream config.json + pytorch_model.pt with `vae.` keys;
@@ -32,18 +34,19 @@ class TinyModelSet:
 
 def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
     root = Path(root)
-    dit_dir = root / "hunyuancustom_720P"
+    dit_dir = root / "diffusion_models" / "hunyuancustom_720P"
     dit_dir.mkdir(parents=True)
     weights = load_file(str(fixtures / "transformer_ref2v" / "weights.safetensors"))
     torch.save({"module": weights}, dit_dir / "mp_rank_00_model_states.pt")
     shutil.copy(fixtures / "transformer_ref2v" / "config.json", dit_dir / "config.json")
 
-    vae_dir = root / "vae_3d" / "hyvae_v1_0801"
+    vae_dir = root / "vae" / "hyvae_v1_0801"
     vae_dir.mkdir(parents=True)
     vae_weights = load_file(str(fixtures / "vae" / "weights.safetensors"))
     torch.save({"vae." + k: v for k, v in vae_weights.items()}, vae_dir / "pytorch_model.pt")
     vae_config = json.loads((fixtures / "vae" / "config.json").read_text())["constructor_kwargs"]
     (vae_dir / "config.json").write_text(json.dumps(vae_config))
 
-    llava_dir, clip_dir = build_tiny_text_encoders(root)
+    (root / "text_encoders").mkdir()
+    llava_dir, clip_dir = build_tiny_text_encoders(root / "text_encoders")
     return TinyModelSet(dit_dir / "mp_rank_00_model_states.pt", vae_dir, Path(llava_dir), Path(clip_dir))

@@ -1,0 +1,97 @@
+"""HunyuanCustomModelLoader: picks the four model parts from ComfyUI's model folders.
+
+Nothing is loaded here: the output (HYC_MODEL) loads each part when the sampler first needs it,
+so queueing a graph is instant and only the stage that runs occupies memory.
+"""
+
+from __future__ import annotations
+
+from . import comfy
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
+CATEGORY = "HunyuanCustom"
+
+
+def _weights(folder: str) -> list[str]:
+    return [n for n in comfy.folder_files(folder) if n.lower().endswith(WEIGHT_SUFFIXES)]
+
+
+def _choices(folder: str, folders_too: bool = True) -> list[str]:
+    # Folders (diffusers / upstream layouts, transformers model folders) end with "/".
+    names = _weights(folder) + (comfy.folder_subdirs(folder) if folders_too else [])
+    return names or [f"(no files in models/{folder})"]
+
+
+class HunyuanCustomModelLoader:
+    DESCRIPTION = (
+        "Chooses the HunyuanCustom transformer, VAE and text encoders for local sampling. "
+        "Files are read only when the sampler runs; the format is recognised from the contents."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("HYC_MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "transformer": (_choices("diffusion_models"), {"tooltip": (
+                    "models/diffusion_models: upstream hunyuancustom_720P/mp_rank_00_model_states.pt (or _fp8.pt "
+                    "with its _fp8_map.pt beside it), ComfyUI's hunyuan_video_custom_720p_bf16/fp8_scaled "
+                    ".safetensors, or a diffusers folder.")}),
+                "vae": (_choices("vae"), {"tooltip": (
+                    "models/vae: upstream vae_3d/hyvae_v1_0801/ folder (config.json + pytorch_model.pt), "
+                    "hunyuan_video_vae_bf16.safetensors, or a diffusers folder.")}),
+                "text_encoder": (_choices("text_encoders"), {"tooltip": (
+                    "models/text_encoders: the LLaVA folder llava-llama-3-8b-v1_1/ (transformers format, "
+                    "xtuner/llava-llama-3-8b-v1_1-transformers).")}),
+                "text_encoder_2": (_choices("text_encoders"), {"tooltip": (
+                    "models/text_encoders: the CLIP-L folder openai_clip-vit-large-patch14/.")}),
+                "dtype": (["bfloat16", "float16", "float32"], {"default": "bfloat16", "tooltip": (
+                    "Compute precision. bfloat16 is what the model was trained in; float32 only for checks.")}),
+                "fp8_mode": (["dequantize", "keep"], {"default": "dequantize", "tooltip": (
+                    "fp8 checkpoints only: 'keep' stores weights in fp8 (half the memory, scaled per layer at run "
+                    "time); 'dequantize' converts them to the compute dtype when loading.")}),
+                "offload": (["model", "group", "none"], {"default": "model", "tooltip": (
+                    "none: everything stays on the GPU (80 GB class). model: one stage at a time on the GPU. "
+                    "group: transformer blocks streamed from CPU RAM (fits 720p on 24 GB cards, slower).")}),
+                "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
+                    "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, **_):
+        for folder, name in (("diffusion_models", transformer), ("vae", vae), ("text_encoders", text_encoder),
+                             ("text_encoders", text_encoder_2)):
+            if name is None:
+                continue
+            try:
+                comfy.resolve_model_path(folder, name)
+            except FileNotFoundError as exc:
+                return str(exc)
+        return True
+
+    def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
+             offload="model", attention="default"):
+        from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
+
+        files = ModelFiles(
+            transformer=comfy.resolve_model_path("diffusion_models", transformer),
+            vae=comfy.resolve_model_path("vae", vae),
+            text_encoder=comfy.resolve_model_path("text_encoders", text_encoder),
+            text_encoder_2=comfy.resolve_model_path("text_encoders", text_encoder_2),
+        )
+        device = str(comfy.torch_device())
+        if device == "cpu" and dtype != "float32":
+            dtype = "float32"  # CPU kernels for bf16 attention are slow and not what users expect
+        try:
+            return (LocalGenerator(files, RuntimeOptions(device=device, dtype=dtype, fp8_mode=fp8_mode,
+                                                         offload=offload, attention=attention)),)
+        except GenerationError as exc:
+            raise RuntimeError(str(exc)) from None
+
+
+NODE_CLASS_MAPPINGS = {"HunyuanCustomModelLoader": HunyuanCustomModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanCustomModelLoader": "HunyuanCustom Model Loader"}

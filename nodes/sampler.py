@@ -1,0 +1,95 @@
+"""HunyuanCustomSampler: local sampling on the user's GPU, over the shared parameter schema."""
+
+from __future__ import annotations
+
+import math
+
+from ..pipelines import schema
+from . import comfy
+from .widgets import validation_message, widgets
+
+PREVIEW_SIZE = 512
+
+
+def _preview(latents):
+    """A rough RGB preview of the middle latent frame (first three latent channels, normalised):
+    enough to see composition and motion start, at no decode cost."""
+    import numpy as np
+    from PIL import Image
+
+    frame = latents[0, :3, latents.shape[2] // 2].float().cpu()
+    lo, hi = frame.amin(dim=(1, 2), keepdim=True), frame.amax(dim=(1, 2), keepdim=True)
+    rgb = ((frame - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(rgb)).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.BILINEAR)
+    return ("JPEG", image, PREVIEW_SIZE)
+
+
+class HunyuanCustomSampler:
+    DESCRIPTION = (
+        "Generates the video locally: prompt encoding, reference encoding, sampling with true "
+        "classifier-free guidance and tiled VAE decoding, one stage on the GPU at a time. Outputs the "
+        "frames, the frame rate (25) and the seed used."
+    )
+    CATEGORY = "HunyuanCustom"
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
+    RETURN_NAMES = ("frames", "fps", "seed")
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("HYC_MODEL", {"tooltip": "From HunyuanCustom Model Loader."}),
+                "prompt": ("HYC_PROMPT", {"tooltip": "From HunyuanCustom Prompt: texts and reference image."}),
+                **widgets(schema.LOCAL_SAMPLER_FIELDS),
+            },
+            "optional": {
+                "deep_cache": ("BOOLEAN", {"default": True, "tooltip": (
+                    "Upstream's deepcache: at exactly 30 steps, 8 steps re-run only the last block (about 25% "
+                    "faster, slightly different result). No effect at other step counts.")}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, size=None, guidance_scale=None, flow_shift=None, seed=None, num_frames=None, steps=None):
+        # Declaring `size` here lets any W*H (multiples of 16) through ComfyUI's combo check.
+        values = {k: v for k, v in dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
+                                        num_frames=num_frames, steps=steps).items() if v is not None}
+        return validation_message(values, schema.LOCAL)
+
+    @classmethod
+    def IS_CHANGED(cls, seed=-1, **_):
+        return float("nan") if seed == schema.SEED_RANDOM else seed
+
+    def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, deep_cache=True,
+               unique_id=None):
+        params = dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
+                      num_frames=num_frames, steps=steps)
+        schema.validate(params, schema.LOCAL, names=list(params))  # before anything loads
+        bar = comfy.Progress(steps, node_id=unique_id)
+        decode_bar: list = []
+
+        def progress(stage, done, total, latents):
+            if stage == "sampling":
+                bar.update(done, _preview(latents) if latents is not None else None)
+            else:
+                if not decode_bar:
+                    decode_bar.append(comfy.Progress(total, node_id=unique_id))
+                decode_bar[0].update(done)
+
+        comfy.free_comfy_models()  # ComfyUI's own models out of VRAM before 13 B parameters of ours
+        try:
+            result = model.generate(
+                prompt=prompt.prompt, negative_prompt=prompt.negative_prompt, subject=prompt.subject,
+                reference=prompt.reference, params=params, status=bar.text, progress=progress,
+                check_cancel=comfy.throw_if_cancelled, deep_cache=deep_cache,
+            )
+        finally:
+            comfy.empty_cache()
+        bar.text(f"done: {result.frames.shape[0]} frames, seed {result.seed}")
+        return (result.frames, result.fps, result.seed)
+
+
+NODE_CLASS_MAPPINGS = {"HunyuanCustomSampler": HunyuanCustomSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanCustomSampler": "HunyuanCustom Sampler (local)"}

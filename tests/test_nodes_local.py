@@ -1,0 +1,100 @@
+"""The local nodes (model loader + sampler) called as ComfyUI would, with a tiny model set."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from _tiny_model_set import build_tiny_model_set
+from hunyuan_custom import NODE_CLASS_MAPPINGS
+from hunyuan_custom.pipelines import schema
+from hunyuan_custom.pipelines.prompt_spec import PromptSpec
+
+Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
+Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]
+Remote = NODE_CLASS_MAPPINGS["HunyuanCustomWaveSpeed"]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model_set(root)
+    return root
+
+
+@pytest.fixture
+def comfy_models(models_dir, monkeypatch):
+    monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
+    return models_dir
+
+
+def test_shared_fields_have_identical_specs_on_local_and_remote():
+    local = Sampler.INPUT_TYPES()["required"]
+    remote = Remote.INPUT_TYPES()["required"]
+    for name in schema.SHARED_SAMPLER_FIELDS:
+        (lt, lo), (rt, ro) = local[name], remote[name]
+        assert lt == rt
+        assert {k: v for k, v in lo.items() if k != "tooltip"} == {k: v for k, v in ro.items() if k != "tooltip"}
+    assert Sampler.RETURN_TYPES[:2] == Remote.RETURN_TYPES[:2] == ("IMAGE", "FLOAT")
+
+
+def test_every_widget_has_a_tooltip(comfy_models):
+    for cls in (Loader, Sampler):
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                assert entry[1].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
+
+
+def test_loader_lists_files_and_model_folders(comfy_models):
+    req = Loader.INPUT_TYPES()["required"]
+    assert "hunyuancustom_720P/mp_rank_00_model_states.pt" in req["transformer"][0]
+    assert "hyvae_v1_0801/" in req["vae"][0]
+    assert "llava-llama-3-8b-v1_1/" in req["text_encoder"][0]
+    assert "openai_clip-vit-large-patch14/" in req["text_encoder_2"][0]
+    assert Loader.VALIDATE_INPUTS(transformer="missing.pt") is not True
+    assert "missing.pt" in Loader.VALIDATE_INPUTS(transformer="missing.pt")
+
+
+def test_sampler_validation_and_rerun_rules():
+    assert Sampler.VALIDATE_INPUTS(size="48*64") is True  # any multiple of 16 locally
+    assert "multiples of 16" in Sampler.VALIDATE_INPUTS(size="50*64")
+    assert "num_frames" in Sampler.VALIDATE_INPUTS(num_frames=10)
+    assert "WaveSpeed accepts" in Remote.VALIDATE_INPUTS(size="960*544")
+    assert math.isnan(Sampler.IS_CHANGED(seed=-1)) and Sampler.IS_CHANGED(seed=5) == 5
+
+
+def test_loader_and_sampler_make_frames(comfy_models):
+    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
+                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
+    ref = torch.ones(1, 40, 30, 3)
+    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
+    spec = PromptSpec(prompt="a blue square", negative_prompt="", subject="square", reference=ref)
+    frames, fps, seed = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+                                         num_frames=9, steps=2)
+    assert frames.shape == (9, 48, 64, 3) and frames.dtype == torch.float32
+    assert 0.0 <= frames.min() and frames.max() <= 1.0
+    assert fps == 25.0 and seed == 3
+    with pytest.raises(schema.ParameterError, match="steps"):
+        Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=9, steps=0)
+
+
+def test_cancel_is_honoured(comfy_models, monkeypatch):
+    from hunyuan_custom.nodes import comfy
+
+    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
+                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
+    spec = PromptSpec(prompt="x", negative_prompt="", subject="object", reference=torch.ones(1, 32, 32, 3))
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        if len(calls) > 3:
+            raise InterruptedError("cancelled by user")
+
+    monkeypatch.setattr(comfy, "throw_if_cancelled", cancel)
+    with pytest.raises(InterruptedError):
+        Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=9, steps=20)
+    assert len(calls) == 4  # stopped at the first check after the cancel, long before 20 steps
