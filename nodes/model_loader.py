@@ -62,15 +62,19 @@ class HunyuanCustomModelLoader:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, **_):
-        for folder, name in (("diffusion_models", transformer), ("vae", vae), ("text_encoders", text_encoder),
-                             ("text_encoders", text_encoder_2)):
+    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None):
+        # Only the four file inputs: ComfyUI skips its own combo check for every input named here
+        # (and for ALL inputs if this took **kwargs, letting dtype='float64' through /prompt), and
+        # it repeats a returned message under each input named here.
+        for key, folder, name in (("transformer", "diffusion_models", transformer), ("vae", "vae", vae),
+                                  ("text_encoder", "text_encoders", text_encoder),
+                                  ("text_encoder_2", "text_encoders", text_encoder_2)):
             if name is None:
                 continue
             try:
                 comfy.resolve_model_path(folder, name)
             except FileNotFoundError as exc:
-                return str(exc)
+                return f"{key}: {exc}"  # named, as ComfyUI shows this under each of the four inputs
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",

@@ -48,11 +48,12 @@ class HunyuanCustomPrompt:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, prompt: Any = None, negative_prompt: Any = None, subject: Any = None) -> bool | str:
-        # Inputs fed by links arrive as None here; they are checked again when the node runs.
-        values = {k: v for k, v in (("prompt", prompt), ("negative_prompt", negative_prompt),
-                                    ("subject", subject)) if v is not None}
-        return validation_message(values, schema.LOCAL)
+    def VALIDATE_INPUTS(cls, prompt: Any = None) -> bool | str:
+        # Only `prompt` (empty by default, the usual mistake): ComfyUI repeats a returned message
+        # under every input named here, so naming subject/negative_prompt too blamed all three for
+        # one empty prompt. The subject is checked when the node runs (in milliseconds, before any
+        # sampler). A linked prompt arrives as None and is checked then too.
+        return True if prompt is None else validation_message({"prompt": prompt}, schema.LOCAL)
 
     def build(self, prompt: str, negative_prompt: str, subject: str, image: Any,
               image_2: Any = None, image_3: Any = None) -> tuple:

@@ -52,11 +52,13 @@ class HunyuanCustomSampler:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, size=None, guidance_scale=None, flow_shift=None, seed=None, num_frames=None, steps=None):
+    def VALIDATE_INPUTS(cls, size=None):
         # Declaring `size` here lets any W*H (multiples of 16) through ComfyUI's combo check.
-        values = {k: v for k, v in dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
-                                        num_frames=num_frames, steps=steps).items() if v is not None}
-        return validation_message(values, schema.LOCAL)
+        # Only `size`: ComfyUI repeats a returned message under EVERY input named here (a bad size
+        # showed up six times, under guidance_scale, seed, ...), and it checks the numbers' min/max
+        # itself when they are not named. num_frames' 4n+1 rule is checked when the node runs,
+        # before anything loads. A linked size (None) is checked then too.
+        return True if size is None else validation_message({"size": size}, schema.LOCAL)
 
     @classmethod
     def IS_CHANGED(cls, seed=-1, **_):

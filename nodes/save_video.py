@@ -54,14 +54,12 @@ class HunyuanCustomSaveVideo:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, fps: Any = None, filename_prefix: Any = None, crf: Any = None) -> bool | str:
+    def VALIDATE_INPUTS(cls, filename_prefix: Any = None) -> bool | str:
         from ..pipelines.save_paths import SavePathError, next_save_target
 
-        # Linked inputs arrive as None at validation time: only check literal values.
-        if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS):
-            return f"fps = {fps!r} is not valid: a number above 0 and at most {MAX_FPS:g}."
-        if crf is not None and not (isinstance(crf, int) and 0 <= crf <= 51):
-            return f"crf = {crf!r} is not valid: a whole number from 0 to 51."
+        # Only filename_prefix: ComfyUI checks fps/crf against the widgets' min/max itself when
+        # they are not named here, and it repeats a returned message under every input named
+        # here. Linked inputs arrive as None: checked when the node runs.
         if isinstance(filename_prefix, str):
             try:
                 next_save_target(filename_prefix, comfy.output_directory())
@@ -78,6 +76,8 @@ class HunyuanCustomSaveVideo:
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
         if not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS):
             raise ValueError(f"HunyuanCustom Save Video: fps = {fps!r} is not valid; use a number above 0 and at most {MAX_FPS:g}.")
+        if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:  # a linked crf skips ComfyUI's min/max
+            raise ValueError(f"HunyuanCustom Save Video: crf = {crf!r} is not valid; use a whole number from 0 to 51.")
         if count < 1:
             raise ValueError("HunyuanCustom Save Video got an empty frames batch (0 frames); nothing to save.")
         metadata = None if comfy.metadata_disabled() else video_metadata(prompt, extra_pnginfo)

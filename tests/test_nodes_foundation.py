@@ -148,11 +148,12 @@ def test_empty_prompt_error_names_the_field():
     image = _comfy_image(4, 4, 0.5)
     with pytest.raises(ValueError, match=r"^prompt\b"):
         HunyuanCustomPrompt().build("   ", "", "man", image)
-    message = HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="", negative_prompt="", subject="man")
+    message = HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="")
     assert isinstance(message, str) and message.startswith("prompt")
-    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok", negative_prompt="", subject="man") is True
-    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt=None, subject="man") is True  # linked input
-    assert "subject" in HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok", subject="")
+    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok") is True
+    assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt=None) is True  # linked input
+    with pytest.raises(ValueError, match="subject"):  # checked when the node runs
+        HunyuanCustomPrompt().build("ok", "", "", image)
 
 
 def test_prompt_node_refuses_a_non_image():

@@ -61,8 +61,15 @@ def test_loader_lists_files_and_model_folders(comfy_models):
 def test_sampler_validation_and_rerun_rules():
     assert Sampler.VALIDATE_INPUTS(size="48*64") is True  # any multiple of 16 locally
     assert "multiples of 16" in Sampler.VALIDATE_INPUTS(size="50*64")
-    assert "num_frames" in Sampler.VALIDATE_INPUTS(num_frames=10)
     assert "WaveSpeed accepts" in Remote.VALIDATE_INPUTS(size="960*544")
+
+    class NeverLoaded:  # num_frames is not in VALIDATE_INPUTS: refused when the node runs, before loading
+        def generate(self, **_):
+            raise AssertionError("generate must not be reached")
+
+    with pytest.raises(schema.ParameterError, match="num_frames"):
+        Sampler().sample(NeverLoaded(), None, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+                         num_frames=10, steps=2)
     assert math.isnan(Sampler.IS_CHANGED(seed=-1)) and Sampler.IS_CHANGED(seed=5) == 5
 
 

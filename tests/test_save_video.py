@@ -84,11 +84,19 @@ def test_a_name_taken_meanwhile_is_skipped_not_replaced(output_dir, monkeypatch)
 def test_prefix_outside_output_folder_is_refused(output_dir):
     with pytest.raises(save_paths.SavePathError, match="outside the output folder"):
         _save(filename_prefix="../escape/video")
-    message = HunyuanCustomSaveVideo.VALIDATE_INPUTS(fps=25.0, filename_prefix="/abs/video", crf=19)
+    message = HunyuanCustomSaveVideo.VALIDATE_INPUTS(filename_prefix="/abs/video")
     assert isinstance(message, str) and "outside" in message
-    assert HunyuanCustomSaveVideo.VALIDATE_INPUTS(fps=25.0, filename_prefix="ok/video", crf=19) is True
-    assert "crf" in HunyuanCustomSaveVideo.VALIDATE_INPUTS(crf=60)
-    assert HunyuanCustomSaveVideo.VALIDATE_INPUTS(fps=None) is True  # linked: checked at run time
+    assert HunyuanCustomSaveVideo.VALIDATE_INPUTS(filename_prefix="ok/video") is True
+    assert HunyuanCustomSaveVideo.VALIDATE_INPUTS(filename_prefix=None) is True  # linked: checked at run time
+
+
+def test_fps_and_crf_are_checked_at_run_time_when_linked(output_dir):
+    # Not named in VALIDATE_INPUTS (ComfyUI checks literal values against min/max), so a linked
+    # value must be refused when the node runs.
+    with pytest.raises(ValueError, match="crf"):
+        _save(crf=60)
+    with pytest.raises(ValueError, match="fps"):
+        _save(fps=0.0)
 
 
 def test_odd_size_is_cropped_to_even(output_dir):
