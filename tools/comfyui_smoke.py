@@ -1,0 +1,405 @@
+"""Smoke run of this node pack inside a REAL ComfyUI server (CPU), over HTTP only.
+
+The unit tests run without ComfyUI; this script checks what only a real server shows: the pack
+imports, /object_info lists our nodes, the web extension and our route are served, /prompt
+validation accepts/refuses what it should, graphs run end to end (tiny models, CPU), and the
+WaveSpeed node completes and stops on Cancel (/interrupt) against the fake WaveSpeed server.
+
+It contains no ComfyUI code: it starts ComfyUI's main.py as a subprocess and talks HTTP to it.
+It builds the tiny model set (tests/_tiny_model_set.py) in a temporary folder and points ComfyUI
+at it with an extra_model_paths.yaml; input, output and temp folders are temporary too, so the
+ComfyUI checkout is not touched (except that the pack must be linked into its custom_nodes/).
+
+Setup (once):
+    git clone <ComfyUI> /path/to/ComfyUI    # + its requirements, in some Python environment
+    ln -s "$PWD" /path/to/ComfyUI/custom_nodes/ComfyUI-HunyuanCustom
+
+Run (from this repository's root; needs torch, pillow, requests, imageio-ffmpeg here):
+    python tools/comfyui_smoke.py --comfyui /path/to/ComfyUI --python /path/to/comfy-env/bin/python
+
+Exit status 0 when every check passed; each check prints PASS/FAIL with details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fake WaveSpeed
+
+OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader",
+             "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo")
+WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
+TINY_SIZE, TINY_FRAMES, TINY_STEPS = "64*48", 9, 2
+
+
+class Smoke:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.failures: list[str] = []
+        self.client_id = uuid.uuid4().hex
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def check(self, name: str, ok: bool, detail: Any = "") -> bool:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  [{detail}]" if detail not in ("", None) else ""),
+              flush=True)
+        if not ok:
+            self.failures.append(name)
+        return ok
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kw)
+
+    def post_prompt(self, graph: dict) -> requests.Response:
+        return requests.post(self.url + "/prompt", json={"prompt": graph, "client_id": self.client_id}, timeout=60)
+
+    def queue(self, graph: dict) -> str:
+        resp = self.post_prompt(graph)
+        if resp.status_code != 200:
+            raise RuntimeError(f"/prompt refused the graph: {resp.status_code} {resp.text[:2000]}")
+        return resp.json()["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout_s: float = 600) -> dict:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            entry = self.get(f"/history/{prompt_id}").json().get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None and (
+                    entry["status"].get("status_str") in ("success", "error")):
+                return entry
+            time.sleep(0.1)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout_s} s")
+
+    def upload_png(self, name: str) -> str:
+        from PIL import Image
+
+        img = Image.new("RGBA", (40, 56), (0, 0, 0, 0))  # transparent background, a coloured subject
+        img.paste((30, 120, 220, 255), (8, 10, 32, 46))
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "image/png")},
+                             data={"overwrite": "true"}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["name"]
+
+
+# ------------------------------------------------------------------ graphs (API format)
+
+def prompt_part(image: str) -> dict:
+    return {
+        "1": {"class_type": "HunyuanCustomLoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "HunyuanCustomPrompt", "inputs": {
+            "prompt": "a blue box slides across a table", "negative_prompt": "", "subject": "box",
+            "image": ["1", 0]}},
+    }
+
+
+def local_graph(image: str, models: dict, size: str = TINY_SIZE, save: str = "ours") -> dict:
+    graph = prompt_part(image)
+    graph["3"] = {"class_type": "HunyuanCustomModelLoader", "inputs": {
+        **models, "dtype": "float32", "fp8_mode": "dequantize", "offload": "model", "attention": "default"}}
+    graph["4"] = {"class_type": "HunyuanCustomSampler", "inputs": {
+        "model": ["3", 0], "prompt": ["2", 0], "size": size, "guidance_scale": 7.5, "flow_shift": 13.0,
+        "seed": 7, "num_frames": TINY_FRAMES, "steps": TINY_STEPS, "deep_cache": True}}
+    add_savers(graph, "4", save, "smoke/local")
+    return graph
+
+
+def remote_graph(image: str, size: str = "832*480", save: str = "ours", seed: int = 5) -> dict:
+    graph = prompt_part(image)
+    graph["4"] = {"class_type": "HunyuanCustomWaveSpeed", "inputs": {
+        "prompt": ["2", 0], "size": size, "guidance_scale": 7.5, "flow_shift": 13.0, "seed": seed,
+        "enable_safety_checker": True}}
+    add_savers(graph, "4", save, "smoke/remote")
+    return graph
+
+
+def add_savers(graph: dict, sampler: str, save: str, prefix: str) -> None:
+    if save in ("ours", "both"):
+        graph["5"] = {"class_type": "HunyuanCustomSaveVideo", "inputs": {
+            "frames": [sampler, 0], "fps": [sampler, 1], "filename_prefix": prefix, "crf": 19}}
+    if save in ("core", "both"):
+        # Core CreateVideo takes fps as FLOAT: our fps output plugs straight in.
+        graph["6"] = {"class_type": "CreateVideo", "inputs": {"images": [sampler, 0], "fps": [sampler, 1]}}
+        graph["7"] = {"class_type": "SaveVideo", "inputs": {
+            "video": ["6", 0], "filename_prefix": prefix + "_core", "format": "auto", "codec": "auto"}}
+
+
+# ------------------------------------------------------------------ checks
+
+def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
+    # ComfyUI lists each custom node folder under "Import times for custom nodes:", marked
+    # "(IMPORT FAILED)" when its import raised, and logs "Cannot import <path> module ...".
+    ours = [line for line in log_text().splitlines() if "ComfyUI-HunyuanCustom" in line]
+    s.check("pack imported without error", bool(ours) and not any(
+        "IMPORT FAILED" in line or "Cannot import" in line for line in ours), ours)
+    info = s.get("/object_info").json()
+    missing = [n for n in OUR_NODES if n not in info]
+    s.check("object_info lists our 6 nodes", not missing, f"missing {missing}" if missing else "")
+    for name in OUR_NODES:
+        node = info.get(name)
+        if not node:
+            continue
+        problems = []
+        if not str(node.get("category", "")).startswith("HunyuanCustom"):
+            problems.append(f"category {node.get('category')!r}")
+        if not node.get("description"):
+            problems.append("no description")
+        for section in ("required", "optional"):
+            for inp, spec in node["input"].get(section, {}).items():
+                if not (len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("tooltip")):
+                    problems.append(f"{inp}: no tooltip")
+        if len(node["output"]) != len(node["output_name"]):
+            problems.append("outputs/names differ")
+        s.check(f"spec of {name}", not problems, "; ".join(problems))
+    js = s.get("/extensions/ComfyUI-HunyuanCustom/hunyuan_custom.js")
+    s.check("web extension served", js.status_code == 200 and "registerExtension" in js.text,
+            f"{js.status_code} {js.headers.get('content-type')}")
+    listed = s.get("/extensions").json()
+    s.check("web extension listed in /extensions",
+            "/extensions/ComfyUI-HunyuanCustom/hunyuan_custom.js" in listed, [x for x in listed if "Hunyuan" in x])
+    for path in ("/hunyuan_custom/wavespeed_key_status", "/api/hunyuan_custom/wavespeed_key_status"):
+        r = s.get(path)
+        s.check(f"GET {path}", r.status_code == 200 and isinstance(r.json().get("configured"), bool),
+                f"{r.status_code} {r.text[:100]}")
+
+
+def check_model_combos(s: Smoke) -> dict:
+    req = s.get("/object_info/HunyuanCustomModelLoader").json()["HunyuanCustomModelLoader"]["input"]["required"]
+    want = {"transformer": "hunyuancustom_720P/mp_rank_00_model_states.pt", "vae": "hyvae_v1_0801/",
+            "text_encoder": "llava-llama-3-8b-v1_1/", "text_encoder_2": "openai_clip-vit-large-patch14/"}
+    for key, name in want.items():
+        s.check(f"loader combo {key} lists {name}", name in req[key][0], req[key][0])
+    return want
+
+
+def check_history_ok(s: Smoke, name: str, entry: dict) -> bool:
+    status = entry.get("status", {})
+    ok = status.get("status_str") == "success"
+    detail = "" if ok else json.dumps([m for m in status.get("messages", []) if m[0] == "execution_error"])[:3000]
+    return s.check(name, ok, detail)
+
+
+def saved_files(entry: dict, node_id: str) -> list[dict]:
+    ui = entry.get("outputs", {}).get(node_id, {})
+    return list(ui.get("images", [])) + list(ui.get("videos", []))
+
+
+def check_saved(s: Smoke, name: str, entry: dict, node_id: str, output_dir: Path) -> None:
+    files = saved_files(entry, node_id)
+    ok = bool(files)
+    for f in files:
+        path = output_dir / f.get("subfolder", "") / f["filename"]
+        ok = ok and f.get("type") == "output" and path.is_file() and path.stat().st_size > 0
+        ok = ok and s.get("/view", params={"filename": f["filename"], "subfolder": f.get("subfolder", ""),
+                                           "type": "output"}).status_code == 200
+    s.check(name, ok, json.dumps(entry.get("outputs", {}).get(node_id)))
+
+
+def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
+    pid = s.queue(local_graph(image, models, save="both"))
+    entry = s.wait(pid)
+    if check_history_ok(s, "local graph (ours + core savers) ran", entry):
+        check_saved(s, "our saver wrote an mp4 into output/ and answered ui", entry, "5", output_dir)
+        check_saved(s, "core CreateVideo+SaveVideo from our frames/fps", entry, "7", output_dir)
+        ui = entry["outputs"]["5"]
+        s.check("our saver ui marks the file animated", ui.get("animated") == [True], ui.get("animated"))
+    r = s.post_prompt(local_graph(image, models, size="48*64"))
+    s.check("custom size 48*64 accepted by the local sampler at /prompt", r.status_code == 200, r.text[:500])
+    if r.status_code == 200:
+        check_history_ok(s, "local graph at 48*64 ran", s.wait(r.json()["prompt_id"]))
+    r = s.post_prompt(local_graph(image, models, size="50*64"))
+    s.check("size 50*64 refused at /prompt, once, under 'size', with our message",
+            node_errors(r, "4") == [("size", True)] and "multiples of 16" in r.text, r.text[:800])
+    graph = local_graph(image, models)
+    graph["3"]["inputs"]["dtype"] = "float64"
+    r = s.post_prompt(graph)
+    s.check("loader: dtype float64 refused at /prompt under 'dtype'", node_errors(r, "3") == [("dtype", False)],
+            r.text[:800])
+    graph = local_graph(image, dict(models, vae="no_such_vae/"))
+    r = s.post_prompt(graph)
+    s.check("loader: a missing model file refused at /prompt naming it", r.status_code == 400
+            and "no_such_vae/" in r.text and all(n in want_files for n, _ in node_errors(r, "3")), r.text[:800])
+    graph = local_graph(image, models)
+    graph["2"]["inputs"]["prompt"] = ""
+    r = s.post_prompt(graph)
+    s.check("empty prompt refused at /prompt, once, under 'prompt'", node_errors(r, "2") == [("prompt", True)],
+            r.text[:800])
+
+
+want_files = ("transformer", "vae", "text_encoder", "text_encoder_2")
+
+
+def node_errors(resp: requests.Response, node: str) -> list[tuple[str, bool]]:
+    """(input name, came from our VALIDATE_INPUTS) for each error /prompt reported for a node."""
+    if resp.status_code != 400:
+        return []
+    errors = resp.json().get("node_errors", {}).get(node, {}).get("errors", [])
+    return [(e.get("extra_info", {}).get("input_name"), e.get("type") == "custom_validation_failed")
+            for e in errors]
+
+
+def check_remote_validation(s: Smoke, image: str) -> None:
+    r = s.post_prompt(remote_graph(image, size="960*544"))
+    s.check("local-only size on WaveSpeed refused at /prompt with our message",
+            r.status_code == 400 and "WaveSpeed accepts" in r.text, r.text[:600])
+
+
+def check_remote(s: Smoke, image: str, fake: Any, output_dir: Path, comfy_pid: int) -> None:
+    fake.faults.statuses = ["created", "processing", "completed"]
+    pid = s.queue(remote_graph(image, save="both", seed=11))
+    entry = s.wait(pid, 120)
+    if check_history_ok(s, "WaveSpeed graph (fake server) ran", entry):
+        check_saved(s, "WaveSpeed frames saved by our saver", entry, "5", output_dir)
+        check_saved(s, "WaveSpeed frames saved by core SaveVideo", entry, "7", output_dir)
+    key_status = s.get("/hunyuan_custom/wavespeed_key_status").json()
+    s.check("key status says configured when WAVESPEED_API_KEY is set", key_status.get("configured") is True,
+            key_status)
+
+    # Cancel while the task never finishes, then while a poll hangs (a stalled connection).
+    # A poll blocked on a silent server is only seen to be cancelled when its read times out
+    # (the client's poll read timeout, 15 s): the client runs no background threads.
+    for label, setup, limit_s in (
+            ("task never finishes", lambda f: setattr(f.faults, "statuses", ["processing"]), 2.0),
+            ("a poll hangs 30 s", lambda f: f.faults.poll_delays.extend([30.0] * 3), 17.0)):
+        setup(fake)
+        check_cancel(s, label, image, fake, comfy_pid, limit_s)
+        fake.faults.statuses = ["created", "processing", "completed"]
+        fake.faults.poll_delays.clear()
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return -1
+
+
+def check_cancel(s: Smoke, label: str, image: str, fake: Any, comfy_pid: int, limit_s: float) -> None:
+    threads_before = _threads(comfy_pid)
+    submits_before = len(fake.submits())
+    pid = s.queue(remote_graph(image, seed=int(time.time()) % 100000))  # a new seed: never a cached result
+    end = time.monotonic() + 60
+    while len(fake.submits()) == submits_before and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into polling
+    t0 = time.monotonic()
+    requests.post(s.url + "/interrupt", json={}, timeout=10)
+    entry = s.wait(pid, 60)
+    took = time.monotonic() - t0
+    msgs = [m[0] for m in entry["status"].get("messages", [])]
+    s.check(f"Cancel ({label}): job interrupted", "execution_interrupted" in msgs, msgs)
+    s.check(f"Cancel ({label}): stopped within {limit_s:g} s", took <= limit_s, f"{took:.2f} s")
+    polls = len(fake.polls())
+    time.sleep(1.5)
+    s.check(f"Cancel ({label}): no polling after the stop", len(fake.polls()) == polls,
+            f"{len(fake.polls()) - polls} more polls")
+    threads_after = _threads(comfy_pid)
+    s.check(f"Cancel ({label}): no thread left behind", threads_after <= threads_before,
+            f"threads {threads_before} -> {threads_after}")
+
+
+# ------------------------------------------------------------------ setup
+
+def tiny_video_bytes(folder: Path) -> bytes:
+    import imageio_ffmpeg
+    import numpy as np
+
+    path = folder / "fake_wavespeed.mp4"
+    writer = imageio_ffmpeg.write_frames(str(path), (48, 32), fps=25, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=16)
+    writer.send(None)
+    for i in range(5):
+        writer.send(np.full((32, 48, 3), 40 * i, dtype=np.uint8).tobytes())
+    writer.close()
+    return path.read_bytes()
+
+
+def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tuple[subprocess.Popen, Path]:
+    log_path = work / "comfyui.log"
+    cmd = [args.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(args.port),
+           "--extra-model-paths-config", str(work / "extra_model_paths.yaml"),
+           "--output-directory", str(work / "output"), "--input-directory", str(work / "input"),
+           "--temp-directory", str(work / "tempdir"), "--disable-auto-launch"]
+    env = {**os.environ, **extra_env}
+    proc = subprocess.Popen(cmd, cwd=args.comfyui, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    end = time.monotonic() + args.start_timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited ({proc.returncode}); see {log_path}")
+        try:
+            if requests.get(f"http://127.0.0.1:{args.port}/system_stats", timeout=2).status_code == 200:
+                return proc, log_path
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise TimeoutError(f"ComfyUI did not answer within {args.start_timeout} s; see {log_path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comfyui", required=True, help="ComfyUI checkout (with this pack in custom_nodes/)")
+    parser.add_argument("--python", default=sys.executable, help="Python of ComfyUI's environment")
+    parser.add_argument("--port", type=int, default=8199)
+    parser.add_argument("--start-timeout", type=float, default=180)
+    parser.add_argument("--work", help="folder for models/input/output/log (default: a new temp folder)")
+    parser.add_argument("--skip-local", action="store_true", help="skip the local sampling runs")
+    args = parser.parse_args()
+
+    import _fake_wavespeed as fw
+    from _tiny_model_set import build_tiny_model_set
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="hyc_comfyui_smoke_")).resolve()
+    for sub in ("input", "output", "tempdir"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    if not (work / "models" / "diffusion_models").exists():
+        build_tiny_model_set(work / "models")
+    (work / "extra_model_paths.yaml").write_text(
+        "hyc_smoke:\n"
+        f"    base_path: {work / 'models'}\n"
+        "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n")
+    print(f"work folder: {work}", flush=True)
+
+    fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
+    env = {"WAVESPEED_API_KEY": WAVESPEED_KEY, "WAVESPEED_BASE_URL": fake.base_url,
+           "WAVESPEED_POLL_INTERVAL_S": "0.05"}
+    proc, log_path = start_comfyui(args, work, env)
+    s = Smoke(f"http://127.0.0.1:{args.port}")
+    try:
+        check_registration(s, lambda: log_path.read_text(errors="replace"))
+        models = check_model_combos(s)
+        image = s.upload_png("hyc_smoke_ref.png")
+        check_remote_validation(s, image)
+        if not args.skip_local:
+            check_local(s, image, models, work / "output")
+        check_remote(s, image, fake, work / "output", proc.pid)
+        log = log_path.read_text(errors="replace")
+        s.check("no traceback in ComfyUI's log", "Traceback" not in log.split("Starting server")[-1],
+                log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        fake.stop()
+    print(f"\n{len(s.failures)} check(s) failed" + (": " + ", ".join(s.failures) if s.failures else ""))
+    print(f"ComfyUI log: {log_path}")
+    return 1 if s.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
