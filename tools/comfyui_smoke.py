@@ -311,6 +311,29 @@ def check_cancel(s: Smoke, label: str, image: str, fake: Any, comfy_pid: int, li
             f"threads {threads_before} -> {threads_after}")
 
 
+def check_workflows(s: Smoke, folder: Path) -> None:
+    """Each API-format example workflow, shrunk to the tiny models (local samplers: 64*48, 9
+    frames, 2 steps, float32), passes /prompt and runs; images it names are uploaded first."""
+    for path in sorted(folder.glob("*.json")):
+        graph = json.loads(path.read_text(encoding="utf-8"))
+        for node in graph.values():
+            inputs = node["inputs"]
+            if node["class_type"] == "HunyuanCustomLoadImage" and isinstance(inputs.get("image"), str):
+                s.upload_png(inputs["image"])
+            if node["class_type"] == "HunyuanCustomSampler":
+                inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
+            if node["class_type"] == "HunyuanCustomModelLoader":
+                inputs["dtype"] = "float32"
+        r = s.post_prompt(graph)
+        if not s.check(f"workflow {path.name} passes /prompt", r.status_code == 200, r.text[:800]):
+            continue
+        entry = s.wait(r.json()["prompt_id"])
+        if check_history_ok(s, f"workflow {path.name} ran", entry):
+            savers = [k for k, n in graph.items() if n["class_type"] in ("HunyuanCustomSaveVideo", "SaveVideo")]
+            missing = [k for k in savers if not saved_files(entry, k)]
+            s.check(f"workflow {path.name}: every saver answered a file", not missing, f"missing {missing}")
+
+
 # ------------------------------------------------------------------ setup
 
 def tiny_video_bytes(folder: Path) -> bytes:
@@ -356,7 +379,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--start-timeout", type=float, default=180)
     parser.add_argument("--work", help="folder for models/input/output/log (default: a new temp folder)")
-    parser.add_argument("--skip-local", action="store_true", help="skip the local sampling runs")
+    parser.add_argument("--skip-local", action="store_true", help="skip the local sampling runs (and workflows)")
+    parser.add_argument("--workflows", default=str(REPO / "workflows" / "api"),
+                        help="folder of API-format example workflows to run (default: workflows/api)")
     args = parser.parse_args()
 
     import _fake_wavespeed as fw
@@ -386,6 +411,9 @@ def main() -> int:
         if not args.skip_local:
             check_local(s, image, models, work / "output")
         check_remote(s, image, fake, work / "output", proc.pid)
+        workflows = Path(args.workflows)
+        if workflows.is_dir() and not args.skip_local:
+            check_workflows(s, workflows)
         log = log_path.read_text(errors="replace")
         s.check("no traceback in ComfyUI's log", "Traceback" not in log.split("Starting server")[-1],
                 log_path)
