@@ -352,6 +352,11 @@ def tiny_video_bytes(folder: Path) -> bytes:
 
 def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tuple[subprocess.Popen, Path]:
     log_path = work / "comfyui.log"
+    try:  # another server on the port would answer our checks instead of the one started here
+        requests.get(f"http://127.0.0.1:{args.port}/", timeout=2)
+        raise RuntimeError(f"port {args.port} is already in use; stop that server or pass --port")
+    except requests.ConnectionError:
+        pass
     cmd = [args.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(args.port),
            "--extra-model-paths-config", str(work / "extra_model_paths.yaml"),
            "--output-directory", str(work / "output"), "--input-directory", str(work / "input"),
