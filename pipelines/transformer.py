@@ -123,7 +123,9 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         self._rope_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------ helpers
-    def _rotary_tables(self, tt: int, th: int, tw: int, with_reference: bool, device: torch.device):
+    def _rotary_tables(
+        self, tt: int, th: int, tw: int, with_reference: bool, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         key = (tt, th, tw, with_reference, str(device))
         if self._rope_cache is None or self._rope_cache[0] != key:
             tables = reference_rope_tables(
@@ -189,7 +191,10 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
             return self._gradient_checkpointing_func(block, *args)
         return block(*args)
 
-    def _output_layers(self, video_tokens, temb, batch, tt, th, tw) -> torch.Tensor:
+    def _output_layers(
+        self, video_tokens: torch.Tensor, temb: torch.Tensor, batch: int, tt: int, th: int, tw: int
+    ) -> torch.Tensor:
+        """norm_out + proj_out on the video tokens, then tokens -> [B, C, T, H, W]."""
         p, p_t = self.config.patch_size, self.config.patch_size_t
         hidden = self.proj_out(self.norm_out(video_tokens, temb))
         hidden = hidden.reshape(batch, tt, th, tw, -1, p_t, p, p)
@@ -202,7 +207,7 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         hidden_states: torch.Tensor,
         timestep: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
-        encoder_attention_mask: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
         pooled_projections: torch.Tensor,
         ref_latents: torch.Tensor | None = None,
         bg_latents: torch.Tensor | None = None,
@@ -229,6 +234,10 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         batch, _, frames, height, width = hidden_states.shape
         p, p_t = self.config.patch_size, self.config.patch_size_t
         tt, th, tw = frames // p_t, height // p, width // p
+        if timestep.ndim == 0:
+            timestep = timestep.expand(batch)
+        if encoder_attention_mask is None:
+            encoder_attention_mask = torch.ones(encoder_hidden_states.shape[:2], dtype=torch.int64, device=encoder_hidden_states.device)
         temb, _ = self.time_text_embed(timestep, pooled_projections)
         mode = deep_cache.mode if deep_cache is not None else "off"
         if mode not in ("off", "store", "reuse"):

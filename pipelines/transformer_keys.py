@@ -283,6 +283,25 @@ def map_upstream_key(key: str, shape: Sequence[int], hidden_size: int) -> KeyMap
     return KeyMapping(key, _whole(f"{prefix}{renamed}.{param}", rows))
 
 
+# Prefixes that wrap the upstream names in other packagings (ComfyUI single files, DeepSpeed dumps).
+CHECKPOINT_KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.")
+
+
+def strip_checkpoint_prefix(key: str) -> str:
+    """`key` without a known wrapper prefix (ComfyUI's files keep upstream names after it)."""
+    for prefix in CHECKPOINT_KEY_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def upstream_module_targets(module: str, weight_shape: Sequence[int], hidden_size: int) -> tuple[str, ...]:
+    """Our module names made from one upstream module (e.g. to give each piece of a fused float8
+    weight that module's per-tensor scale); empty when the module is unknown."""
+    mapping = map_upstream_key(f"{module}.weight", weight_shape, hidden_size)
+    return () if mapping is None else tuple(target.rpartition(".")[0] for target in mapping.targets)
+
+
 def infer_hidden_size(shapes: Mapping[str, Sequence[int]]) -> int:
     """Hidden size from an upstream state dict's shapes (the patch embed's output channels)."""
     for key in ("img_in.proj.weight", "img_in.proj.bias", "time_in.mlp.2.weight"):
