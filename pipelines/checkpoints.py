@@ -34,7 +34,7 @@ DIFFUSERS = "diffusers"  # key naming of our diffusers-style module
 
 # Prefixes ComfyUI (and other tools) put in front of the diffusion model's keys.
 _COMFY_UNET_PREFIX = "model.diffusion_model."
-_KNOWN_PREFIXES = (_COMFY_UNET_PREFIX, "diffusion_model.", "model.")
+_KNOWN_PREFIXES = (_COMFY_UNET_PREFIX, "diffusion_model.", "module.", "model.")
 _SCALE_SUFFIX = ".scale_weight"  # ComfyUI scaled fp8: per-Linear weight scale
 _INPUT_SCALE_SUFFIX = ".scale_input"  # ComfyUI scaled fp8: activation scale, only for fp8 matmul
 _COMFY_FP8_MARKER = "scaled_fp8"
