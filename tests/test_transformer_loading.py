@@ -313,6 +313,26 @@ def test_dtype_option_casts_every_weight(variants, tmp_path):
         load_transformer(path, dtype="int8")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@pytest.mark.parametrize("layout", ["upstream_pt", "comfy_bf16"])
+def test_weights_in_the_file_dtype_stay_memory_mapped(layout, variants, tmp_path):
+    """dtype 'keep' copies nothing: the model's weights are views of the mapped file (one copy in RAM)."""
+    from hunyuan_custom.pipelines.mapped_memory import FileMappings
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    v = variants["transformer_ref2v"]
+    path = write_layout(layout, v.sd, tmp_path, v.config)
+    model = load_transformer(path)
+    ranges = FileMappings([path]).ranges
+    assert ranges
+    in_file = [
+        any(lo <= p.data_ptr() < hi for lo, hi in ranges)
+        for name, p in model.named_parameters()
+        if not name.startswith("norm_out.linear")  # upstream's (shift, scale) halves are swapped: a copy
+    ]
+    assert all(in_file)
+
+
 def _edited_config(config: dict, **changes) -> dict:
     edited = json.loads(json.dumps(config))
     edited["constructor_kwargs"].update(changes)
