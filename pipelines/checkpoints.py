@@ -33,7 +33,8 @@ UPSTREAM = "upstream"  # key naming of hymm_sp / ComfyUI files
 DIFFUSERS = "diffusers"  # key naming of our diffusers-style module
 
 # Prefixes ComfyUI (and other tools) put in front of the diffusion model's keys.
-_KNOWN_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
+_COMFY_UNET_PREFIX = "model.diffusion_model."
+_KNOWN_PREFIXES = (_COMFY_UNET_PREFIX, "diffusion_model.", "module.", "model.")
 _SCALE_SUFFIX = ".scale_weight"  # ComfyUI scaled fp8: per-Linear weight scale
 _INPUT_SCALE_SUFFIX = ".scale_input"  # ComfyUI scaled fp8: activation scale, only for fp8 matmul
 _COMFY_FP8_MARKER = "scaled_fp8"
@@ -321,6 +322,9 @@ def _normalise_keys(ckpt: TransformerCheckpoint, entries: dict[str, Any]) -> Non
     """Drop prefixes and ComfyUI's fp8 bookkeeping keys; keep scales aside; decide the key naming."""
     marker_keys = [k for k in entries if k.split(".")[-1] == _COMFY_FP8_MARKER]
     keys = [k for k in entries if k not in marker_keys]
+    if any(k.startswith(_COMFY_UNET_PREFIX) for k in keys):
+        # a ComfyUI "full" checkpoint may also hold vae.* / text_encoders.*: take the diffusion model
+        keys = [k for k in keys if k.startswith(_COMFY_UNET_PREFIX)]
     prefix = _strip_prefix(keys)
     tensors, scales = {}, {}
     for key in keys:
