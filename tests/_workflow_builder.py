@@ -248,8 +248,8 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "One prompt, two renders: a quick local preview (480*272, 33 frames, 20 steps) to check the scene "
         "and the subject, and the final 1280*720 video on WaveSpeed. The preview is not a small copy of "
         "the final video (other size, length and steps); it shows whether prompt and reference work.\n"
-        "To iterate on the preview only, mute the WaveSpeed group (select it, Ctrl+M); unmute it for the "
-        "final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=REFERENCE_IMAGE)
+        "To iterate on the preview only, select the three nodes of the WaveSpeed group and press Ctrl+M "
+        "(mute); press it again for the final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=REFERENCE_IMAGE)
         + "\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
     prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(

@@ -140,6 +140,12 @@ def test_nodes_do_not_overlap(name):
         for b in boxes[i + 1:]:
             apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
             assert apart, f"nodes {a[0]} and {b[0]} overlap"
+    for group in load(name).get("groups") or []:  # a node is wholly inside a group or wholly outside
+        gx, gy, gw, gh = group["bounding"]
+        for node_id, left, top, right, bottom in boxes:
+            inside = gx <= left and gy <= top and right <= gx + gw and bottom <= gy + gh
+            outside = right <= gx or gx + gw <= left or bottom <= gy or gy + gh <= top
+            assert inside or outside, f"node {node_id} straddles the border of group {group['title']!r}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -216,3 +222,29 @@ def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fa
     saved = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*.mp4"))
     expected = [n["inputs"]["filename_prefix"] for n in api.values() if n["class_type"] == "HunyuanCustomSaveVideo"]
     assert [s.rsplit("_", 2)[0] for s in saved] == sorted(expected)
+
+
+def test_model_names_are_really_checked(comfy_dirs, tmp_path, monkeypatch):
+    """The loader's combos list what is on disk: the same workflow fails validation when the
+    model folder lacks the files its Note names (so the passing test above means something)."""
+    (tmp_path / "empty_models").mkdir()
+    monkeypatch.setenv("HYC_MODELS_DIR", str(tmp_path / "empty_models"))
+    problems = wf.validate_ui_workflow(load("hunyuan_custom_local_720p"))
+    assert any("hunyuancustom_720P/mp_rank_00_model_states.pt" in p for p in problems), problems
+
+
+def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_dirs, fake_wavespeed):
+    """What the hybrid's Note suggests for iterating: mute the WaveSpeed group's nodes."""
+    input_dir, output_dir = comfy_dirs
+    graph = load("hunyuan_custom_hybrid_preview_local_final_remote")
+    remote_group = next(g for g in graph["groups"] if "WaveSpeed" in g["title"])
+    x, y, w, h = remote_group["bounding"]
+    muted = [n for n in graph["nodes"] if x <= n["pos"][0] < x + w and y <= n["pos"][1] < y + h]
+    assert {n["type"] for n in muted} == {REMOTE, "CreateVideo", "SaveVideo"}
+    for node in muted:
+        node["mode"] = wf.MODE_NEVER
+    api = wf.ui_to_api(graph)
+    assert {n["class_type"] for n in api.values()} & {REMOTE, "CreateVideo", "SaveVideo"} == set()
+    wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
+    assert fake_wavespeed.submits() == []
+    assert [p.name for p in output_dir.rglob("*.mp4")] == ["preview_00001_.mp4"]
