@@ -36,7 +36,7 @@ SIZES = {
     "HunyuanCustomSampler": (360, 310),
     "HunyuanCustomWaveSpeed": (380, 250),
     "HunyuanCustomSaveVideo": (380, 460),
-    "CreateVideo": (280, 100),
+    "CreateVideo": (280, 130),
     "SaveVideo": (380, 460),
 }
 
@@ -263,7 +263,7 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
                                                                   "crf": 23}, linked_widgets=("fps",))
     remote = g.add("HunyuanCustomWaveSpeed", (1080, 930), _remote_720p_values(), title="Final 720p on WaveSpeed")
     create = g.add("CreateVideo", (1520, 930), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1090), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    save_final = g.add("SaveVideo", (1520, 1110), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")
