@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -132,7 +131,20 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def child(path: str, dtype: str) -> None:
+def quantize_blocks(sd: dict) -> dict:
+    """Upstream --use-fp8 layout: block Linears as float8_e4m3fn, per-module scale in the map's `module`."""
+    import torch
+
+    scales = {}
+    for key, w in sd.items():
+        if key.startswith(("double_blocks.", "single_blocks.")) and key.endswith(".weight") and w.ndim == 2:
+            scale = w.abs().max().float() / torch.finfo(torch.float8_e4m3fn).max
+            sd[key] = (w.float() / scale).to(torch.float8_e4m3fn)
+            scales[key[: -len(".weight")]] = scale
+    return {"module": scales}
+
+
+def child(path: str, dtype: str, fp8_mode: str = "dequantize") -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -144,14 +156,15 @@ def child(path: str, dtype: str) -> None:
 
     baseline = peak_rss()
     t0 = time.perf_counter()
-    model = load_transformer(path, dtype=dtype)
+    model = load_transformer(path, dtype=dtype, fp8_mode=fp8_mode)
     t_load = time.perf_counter() - t0
     rss_after_load = peak_rss()
     t0 = time.perf_counter()
     checksum = 0.0
     with torch.no_grad():
         for p in model.parameters():  # read every weight once: mapped pages now count in RSS
-            checksum += float(torch.amax(p))  # reads every element without a temporary copy
+            flat = p.view(torch.uint8) if p.element_size() == 1 else p  # no amax kernel for float8 on CPU
+            checksum += float(torch.amax(flat))  # reads every element without a temporary copy
     t_touch = time.perf_counter() - t0
     peak = peak_rss()
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -166,11 +179,13 @@ def child(path: str, dtype: str) -> None:
 # parent: write, measure, delete
 
 
-def measure(path: Path, dtype: str) -> dict:
+def measure(path: Path, dtype: str, fp8_mode: str = "dequantize") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), "--dtype", dtype],
-        check=True, capture_output=True, text=True,
+        [sys.executable, __file__, "--child", str(path), "--dtype", dtype, "--fp8-mode", fp8_mode],
+        capture_output=True, text=True,
     )
+    if out.returncode:
+        raise SystemExit(f"loading {path} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -179,7 +194,7 @@ def report(label: str, path: Path, r: dict) -> None:
     gib = 1024**3
     net = r["peak_rss"] - r["baseline_rss"]
     print(
-        f"{label:<28} file {size / gib:6.2f} GiB | load {r['load_s']:6.2f} s (+ read all weights {r['read_all_s']:6.2f} s) | "
+        f"{label:<30} file {size / gib:6.2f} GiB | load {r['load_s']:6.2f} s (+ read all weights {r['read_all_s']:6.2f} s) | "
         f"peak RSS {r['peak_rss'] / gib:5.2f} GiB = {r['peak_rss'] / size:4.2f}x file "
         f"(after load only {r['peak_rss_after_load'] / gib:5.2f} GiB; imports baseline {r['baseline_rss'] / gib:4.2f} GiB; "
         f"above baseline {net / gib:5.2f} GiB = {net / size:4.2f}x) | model {r['model_bytes'] / gib:5.2f} GiB [{r['format']}]",
@@ -193,10 +208,12 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1, help="single-stream blocks (each ~0.28 GB bf16)")
     parser.add_argument("--dtype", default="keep", help="keep / bf16 / fp16 / fp32")
     parser.add_argument("--dir", default=None, help="where to write the temporary checkpoints")
+    parser.add_argument("--fp8", action="store_true", help="also measure an upstream fp8 .pt + _map.pt (keep / dequantize)")
+    parser.add_argument("--fp8-mode", default="dequantize", help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.dtype)
+        child(args.child, args.dtype, args.fp8_mode)
         return
 
     import torch
@@ -218,7 +235,20 @@ def main() -> None:
         save_file(torch.load(pt, weights_only=True, mmap=True)["module"], str(st))
         pt.unlink()
         report("ComfyUI safetensors", st, measure(st, args.dtype))
-        st.unlink()
+        if args.fp8:
+            from safetensors.torch import load_file
+
+            sd = load_file(str(st))
+            st.unlink()
+            fp8 = work / "mp_rank_00_model_states_fp8.pt"
+            torch.save(quantize_blocks(sd), work / "mp_rank_00_model_states_fp8_map.pt")
+            torch.save({"module": sd}, fp8)
+            del sd
+            for mode in ("keep", "dequantize"):
+                report(f"upstream fp8 .pt ({mode})", fp8, measure(fp8, args.dtype, mode))
+            fp8.unlink()
+        else:
+            st.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -13,27 +13,28 @@ Layouts:
 - diffusers folders (config.json + diffusion_pytorch_model*.safetensors, maybe sharded + index).
 
 Tensors are memory-mapped (torch.load(mmap=True) / safetensors safe_open) and handed out one by one,
-so building a model from them holds about one copy of the weights.
-Pickles are only ever read with torch.load(weights_only=True): nothing executable is unpickled.
+so building a model from them holds about one copy of the weights (legacy non-zip pickles cannot be
+memory-mapped and cost a second copy). Pickles are only ever read with torch.load(weights_only=True):
+nothing executable is unpickled. The raw file reading is pipelines/weights_io.py, shared with the VAE.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import struct
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from . import weights_io
+
 UPSTREAM = "upstream"  # key naming of hymm_sp / ComfyUI files
 DIFFUSERS = "diffusers"  # key naming of our diffusers-style module
 
 # Prefixes ComfyUI (and other tools) put in front of the diffusion model's keys.
-_KNOWN_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
+_COMFY_UNET_PREFIX = "model.diffusion_model."
+_KNOWN_PREFIXES = (_COMFY_UNET_PREFIX, "diffusion_model.", "module.", "model.")
 _SCALE_SUFFIX = ".scale_weight"  # ComfyUI scaled fp8: per-Linear weight scale
 _INPUT_SCALE_SUFFIX = ".scale_input"  # ComfyUI scaled fp8: activation scale, only for fp8 matmul
 _COMFY_FP8_MARKER = "scaled_fp8"
@@ -44,7 +45,7 @@ FLOAT8_DTYPES = tuple(
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(weights_io.WeightsFileError, ValueError):
     """A checkpoint that cannot be used, with what was wrong, in which file, and what to do."""
 
 
@@ -89,7 +90,7 @@ class TransformerCheckpoint:
             return torch.empty(entry.shape, dtype=entry.dtype, device="meta")
         handle, stored_key = entry
         sl = handle.get_slice(stored_key)
-        return torch.empty(sl.get_shape(), dtype=_safetensors_dtype(sl.get_dtype()), device="meta")
+        return torch.empty(sl.get_shape(), dtype=weights_io.safetensors_dtype(sl.get_dtype(), CheckpointError), device="meta")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(self.meta(k).shape) for k in self._tensors}
@@ -103,103 +104,10 @@ class TransformerCheckpoint:
         return any(is_float8(self.meta(k).dtype) for k in self._tensors)
 
 
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
-}
-
-
-def _safetensors_dtype(name: str) -> torch.dtype:
-    dtype = _ST_DTYPES.get(name)
-    if dtype is None:
-        raise CheckpointError(f"unsupported safetensors dtype {name}")
-    return dtype
-
-
 # ----------------------------------------------------------------------------------------------
-# container detection and raw reading
+# key layout (reading the files themselves: pipelines/weights_io.py)
 
-
-def _container_kind(path: Path) -> str:
-    """'safetensors', 'torch-zip', 'legacy-pickle' or 'unknown', from the first bytes."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:4] == b"PK\x03\x04":
-        return "torch-zip"
-    if len(head) >= 9:
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    if head[:1] == b"\x80" or head[:2] == b"\x8a\x0a":  # pickle protocol 2+ / old torch magic number
-        return "legacy-pickle"
-    return "unknown"
-
-
-class _TorchLoadPath(str):
-    """The file's path for torch.load, which must not pick a reader from the name.
-
-    torch.load hands any path ending in ".safetensors" to safetensors, whatever the bytes are; we have
-    already identified a torch zip file from its contents. mmap=True needs a path (not a file object),
-    so the path is passed as a str whose endswith() never matches that suffix test.
-    """
-
-    def endswith(self, *args, **kwargs) -> bool:  # type: ignore[override]
-        return False
-
-
-def load_torch_pickle(path: Path) -> Any:
-    """torch.load restricted to tensors and plain containers, memory-mapped; nothing else is unpickled."""
-    kind = _container_kind(path)
-    if kind == "legacy-pickle":
-        raise CheckpointError(
-            f"{path}: this is a plain (non-zip) Python pickle. Only torch zip checkpoints are read, and "
-            "only their tensors (torch.load weights_only=True, mmap=True), so that no code inside a "
-            "file can run. Convert it to safetensors with a tool you trust, or re-save it with torch.save."
-        )
-    if kind != "torch-zip":
-        raise CheckpointError(f"{path}: not a torch checkpoint (unknown file header); is the file complete?")
-    try:
-        return torch.load(_TorchLoadPath(path), weights_only=True, mmap=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused to load. The file holds Python objects other than tensors (it could run "
-            f"code when unpickled), and only tensors are read from .pt files. Details: {str(exc).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise CheckpointError(
-            f"{path}: cannot read this torch checkpoint; it looks truncated or corrupt ({exc}). "
-            "Download it again and compare its size/checksum with the original."
-        ) from None
-
-
-def _open_safetensors(path: Path):
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        return safe_open(str(path), framework="pt", device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path}: cannot read this safetensors file; it looks truncated or corrupt ({exc}). "
-            "Download it again and compare its size/checksum with the original."
-        ) from None
-
-
-def _flat_tensor_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The state dict inside a torch checkpoint: under `module` (upstream/DeepSpeed) or top level."""
-    if isinstance(obj, dict) and isinstance(obj.get("module"), dict):
-        obj = obj["module"]
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors.")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(
-            f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:10]}). Upstream checkpoints "
-            "keep the weights under the key 'module'."
-        )
-    return tensors
+_NESTED_KEYS = ("module", "state_dict")  # upstream/DeepSpeed keep the weights under `module`
 
 
 def _strip_prefix(keys: list[str]) -> str:
@@ -258,7 +166,7 @@ def _read_fp8_map(path: Path, fp8_weight_keys: list[str]) -> dict[str, torch.Ten
             f"{fp8_weight_keys[0]}) but its scale map file is missing: expected {candidates[0]} next to it. "
             "Download the matching *_map.pt file from the same place as the checkpoint."
         )
-    raw = load_torch_pickle(map_path)
+    raw = weights_io.load_torch_file(map_path, CheckpointError)
     if isinstance(raw, dict) and isinstance(raw.get("module"), dict):
         raw = raw["module"]
     if not isinstance(raw, dict):
@@ -294,23 +202,20 @@ def open_checkpoint(path: str | Path) -> TransformerCheckpoint:
 
 
 def _open_file(path: Path) -> TransformerCheckpoint:
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty (interrupted download?).")
-    kind = _container_kind(path)
+    kind = weights_io.container_kind(path, CheckpointError)
     config, config_path = read_config_beside(path)
-    if kind == "safetensors":
-        handle = _open_safetensors(path)
+    if kind == weights_io.SAFETENSORS:
+        handle = weights_io.open_safetensors(path, CheckpointError)
         stored = list(handle.keys())
         entries = {k: (handle, k) for k in stored}
         fmt_base = "comfyui-safetensors"
-    elif kind in ("torch-zip", "legacy-pickle"):
-        entries = _flat_tensor_dict(load_torch_pickle(path), path)
+    elif kind in (weights_io.TORCH_ZIP, weights_io.LEGACY_PICKLE):
+        entries = weights_io.tensor_state_dict(
+            weights_io.load_torch_file(path, CheckpointError), path, _NESTED_KEYS,
+            "a transformer state dict (upstream checkpoints keep it under the key 'module')", CheckpointError)
         fmt_base = "upstream-pt"
     else:
-        raise CheckpointError(
-            f"{path}: not a checkpoint this loader knows (neither safetensors nor a torch zip file); "
-            "it may be truncated, or a different kind of file."
-        )
+        raise CheckpointError(weights_io.unknown_container_message(path))
     ckpt = TransformerCheckpoint(path, fmt_base, UPSTREAM, [path], config, config_path)
     _normalise_keys(ckpt, entries)
     _attach_scales(ckpt, from_torch_pickle=(fmt_base == "upstream-pt"))
@@ -321,6 +226,9 @@ def _normalise_keys(ckpt: TransformerCheckpoint, entries: dict[str, Any]) -> Non
     """Drop prefixes and ComfyUI's fp8 bookkeeping keys; keep scales aside; decide the key naming."""
     marker_keys = [k for k in entries if k.split(".")[-1] == _COMFY_FP8_MARKER]
     keys = [k for k in entries if k not in marker_keys]
+    if any(k.startswith(_COMFY_UNET_PREFIX) for k in keys):
+        # a ComfyUI "full" checkpoint may also hold vae.* / text_encoders.*: take the diffusion model
+        keys = [k for k in keys if k.startswith(_COMFY_UNET_PREFIX)]
     prefix = _strip_prefix(keys)
     tensors, scales = {}, {}
     for key in keys:
@@ -391,9 +299,9 @@ def _open_folder(path: Path) -> TransformerCheckpoint:
             )
     entries: dict[str, Any] = {}
     for file in files:
-        if _container_kind(file) != "safetensors":
+        if weights_io.container_kind(file, CheckpointError) != weights_io.SAFETENSORS:
             raise CheckpointError(f"{file}: not a safetensors file (truncated or corrupt?).")
-        handle = _open_safetensors(file)
+        handle = weights_io.open_safetensors(file, CheckpointError)
         for key in handle.keys():
             entries[key] = (handle, key)
     config, config_path = read_config_beside(path)

@@ -9,8 +9,10 @@
 * a diffusers folder (config.json of an AutoencoderKLHunyuanVideo + weights, sharded or not).
 
 Pickled checkpoints go through torch.load(weights_only=True) only: a pickle that holds code is
-refused, never run. The model is built on the meta device and each tensor is converted to the
-requested dtype/device one at a time, then assigned, so peak RAM stays near one copy.
+refused, never run (file reading: pipelines/weights_io.py, shared with the transformer loader).
+The model is built on the meta device and each tensor is converted to the requested dtype/device
+one at a time, then assigned, so peak RAM stays near one copy (legacy non-zip pickles cannot be
+memory-mapped and cost a second copy).
 
 Without any config the full-size HunyuanVideo 884-16c config is assumed (FULL_SIZE_CONFIG) and
 every tensor shape is checked against it; the mid-block attention is then causal, as in
@@ -24,48 +26,27 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import struct
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import torch
 
+from . import weights_io
 from .vae import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig, VAEConfigError, build_diffusers_vae, config_from_dict
 from .vae_key_layouts import is_ldm_layout, ldm_to_upstream_names
 
 ANCHOR = "decoder.conv_in.conv.weight"  # present in every layout of this VAE (upstream/diffusers names)
 KNOWN_PREFIXES = ("vae.", "first_stage_model.")
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_NESTED_KEYS = ("state_dict", "module", "model")  # upstream VAE: state_dict; upstream DiT: module
 _WEIGHT_NAMES_PREFERRED = ("pytorch_model.pt", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
-class VAELoadError(RuntimeError):
+class VAELoadError(weights_io.WeightsFileError, RuntimeError):
     """The VAE could not be loaded; the message names the file and says what to do."""
 
 
 # ---------------------------------------------------------------- reading tensors
-
-
-def sniff_format(path: Path) -> str | None:
-    """'safetensors', 'torch-zip', 'torch-legacy' or None, from the first bytes."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError as exc:
-        raise VAELoadError(f"cannot read {path}: {exc}") from exc
-    if head.startswith(_ZIP_MAGIC):
-        return "torch-zip"
-    if head[:2] in _PICKLE_PROTOCOLS:
-        return "torch-legacy"
-    if len(head) >= 9:
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    return None
 
 
 class TensorSource:
@@ -79,26 +60,18 @@ class TensorSource:
             self._open(path)
 
     def _open(self, path: Path) -> None:
-        kind = sniff_format(path)
-        if kind == "safetensors":
-            from safetensors import safe_open
-
-            try:
-                handle = safe_open(str(path), framework="pt", device="cpu")
-                names = list(handle.keys())
-            except Exception as exc:  # safetensors raises its own error types
-                raise VAELoadError(f"{path} is truncated or corrupt (unreadable safetensors header: {exc}); "
-                                   "download it again") from exc
+        kind = weights_io.container_kind(path, VAELoadError)
+        if kind == weights_io.SAFETENSORS:
+            handle = weights_io.open_safetensors(path, VAELoadError)
             self._handles.append(handle)
-            for name in names:
+            for name in handle.keys():
                 self._where[name] = (path, handle)
-        elif kind in ("torch-zip", "torch-legacy"):
-            state = _torch_load(path, mmap=kind == "torch-zip")
-            for name, tensor in _flatten_checkpoint(state, path).items():
+        elif kind in (weights_io.TORCH_ZIP, weights_io.LEGACY_PICKLE):
+            state = weights_io.load_torch_file(path, VAELoadError)
+            for name, tensor in weights_io.tensor_state_dict(state, path, _NESTED_KEYS, "VAE weights", VAELoadError).items():
                 self._where[name] = (path, tensor)
         else:
-            raise VAELoadError(f"{path} is neither a safetensors file nor a PyTorch checkpoint "
-                               "(or it is empty/corrupt); expected VAE weights")
+            raise VAELoadError(weights_io.unknown_container_message(path) + " Expected VAE weights.")
 
     def keys(self) -> list[str]:
         return list(self._where)
@@ -116,36 +89,7 @@ class TensorSource:
         try:
             return holder.get_tensor(name)
         except Exception as exc:
-            raise VAELoadError(f"{path}: tensor {name!r} cannot be read ({exc}); the file is truncated or corrupt") from exc
-
-
-def _torch_load(path: Path, mmap: bool) -> object:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        raise VAELoadError(
-            f"refused to load {path}: it contains pickled Python objects other than tensors "
-            "(possibly code), and only plain tensor checkpoints are loaded (weights_only). "
-            "Nothing from it was run. Use a safetensors VAE or the official pytorch_model.pt.") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise VAELoadError(f"{path} is truncated or corrupt ({str(exc).splitlines()[0]}); download it again") from exc
-
-
-_NESTED_KEYS = ("state_dict", "module", "model")  # upstream VAE: state_dict; upstream DiT: module
-
-
-def _flatten_checkpoint(state: object, path: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(state, Mapping):
-        raise VAELoadError(f"{path} holds a {type(state).__name__}, not a dictionary of tensors; expected VAE weights")
-    for key in _NESTED_KEYS:
-        if isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise VAELoadError(f"{path} holds no tensors at its top level (keys: {sorted(map(str, state))[:8]}); "
-                           "expected VAE weights")
-    return tensors
+            raise VAELoadError(weights_io.corrupt_message(path, f"tensor {name!r}: {exc}")) from exc
 
 
 # ---------------------------------------------------------------- what is this file?
@@ -235,7 +179,7 @@ def _weights_in_folder(folder: Path) -> list[Path]:
             raise VAELoadError(f"{index} lists shards that are missing: {absent}")
         return shards
     candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() not in (".json", ".md", ".txt")
-                  and sniff_format(p) is not None]
+                  and weights_io.container_kind(p, VAELoadError) != weights_io.UNKNOWN]
     if len(candidates) > 1:
         preferred = [p for name in _WEIGHT_NAMES_PREFERRED for p in candidates if p.name == name]
         if preferred:

@@ -591,7 +591,7 @@ def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | Non
         else:
             raise WorkflowRunError(f"node {node_id}: class_type {kind!r} is neither ours nor an emulated core node")
 
-    _check_api_graph(api, infos)
+    _check_api_graph(api, infos, impls)
     order = _execution_order(api, infos, impls)
     results: dict[str, NodeRun] = {}
     for node_id in order:
@@ -627,10 +627,21 @@ def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | Non
     return results
 
 
-def _check_api_graph(api: Mapping[str, dict], infos: dict[str, dict]) -> None:
+def _self_validated(cls: Any) -> tuple[set[str], bool]:
+    """Inputs a node's VALIDATE_INPUTS takes (and whether it takes **kwargs): ComfyUI's server
+    skips its own min/max and 'value not in list' checks for those and leaves them to the node."""
+    validate = getattr(cls, "VALIDATE_INPUTS", None)
+    if validate is None:
+        return set(), False
+    params = inspect.signature(validate).parameters
+    return set(params), any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _check_api_graph(api: Mapping[str, dict], infos: dict[str, dict], impls: Mapping[str, Any] | None = None) -> None:
     problems = []
     for node_id, node in api.items():
         info = infos[node_id]
+        own_checks, checks_all = _self_validated((impls or {}).get(node_id))
         declared = {name: (spec, required) for name, spec, required in declared_inputs(info)}
         inputs = node.get("inputs") or {}
         for name in inputs:
@@ -654,6 +665,8 @@ def _check_api_graph(api: Mapping[str, dict], infos: dict[str, dict]) -> None:
                     problems.append(f"node {node_id} ({node['class_type']}): input {name!r} ({spec_type(spec)}) "
                                     f"is linked to output {outputs[value[1]]!r} of node {value[0]}")
             elif is_widget(spec):
+                if checks_all or name in own_checks:
+                    continue  # the node's VALIDATE_INPUTS judges this value (called before it runs)
                 message = value_problem(name, spec, value)
                 if message:
                     problems.append(f"node {node_id} ({node['class_type']}): {message}")

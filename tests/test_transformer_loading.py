@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,30 @@ def test_every_layout_reads_back_the_fixture_weights(layout, weights, ref2v, tmp
 def test_format_comes_from_contents_not_the_file_name(layout, misleading_name, weights, ref2v, tmp_path):
     path = write_layout(layout, weights, tmp_path, ref2v, file_name=misleading_name)
     assert open_checkpoint(path).format == LAYOUTS[layout][2]
+
+
+def test_comfy_checkpoint_with_vae_and_text_encoder_keys_reads_the_diffusion_model(weights, tmp_path):
+    sd = {"model.diffusion_model." + k: v for k, v in weights.items()}
+    sd["vae.encoder.conv_in.weight"] = torch.zeros(2, 2)
+    sd["text_encoders.clip_l.transformer.text_model.embeddings.token_embedding.weight"] = torch.zeros(2, 2)
+    save_file(sd, str(tmp_path / "all_in_one.safetensors"))
+    ckpt = open_checkpoint(tmp_path / "all_in_one.safetensors")
+    assert sorted(ckpt.keys()) == sorted(weights)
+
+
+def test_converted_tensors_give_back_their_file_pages_without_changing_data(weights, ref2v, tmp_path):
+    from hunyuan_custom.pipelines.mapped_memory import FileMappings
+
+    big = {"img_in.proj.weight": torch.randn(1024, 1024, dtype=torch.bfloat16), **weights}
+    for layout in ("upstream_pt", "comfy_bf16"):
+        ckpt = open_checkpoint(write_layout(layout, big, tmp_path / layout, ref2v))
+        tensor = ckpt.tensor("img_in.proj.weight")
+        before = tensor.clone()
+        mappings = FileMappings(ckpt.files)
+        if sys.platform.startswith("linux"):
+            assert mappings.release(tensor) > 0
+        assert torch.equal(tensor, before)  # pages come back from the file when read again
+        assert mappings.release(before) == 0  # never anonymous memory
 
 
 @pytest.mark.parametrize("layout", ["upstream_pt", "comfy_bf16"])
@@ -286,6 +311,26 @@ def test_dtype_option_casts_every_weight(variants, tmp_path):
     assert err < 0.05  # bf16-rounded weights, float32 compute
     with pytest.raises(ValueError, match="dtype must be one of"):
         load_transformer(path, dtype="int8")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@pytest.mark.parametrize("layout", ["upstream_pt", "comfy_bf16"])
+def test_weights_in_the_file_dtype_stay_memory_mapped(layout, variants, tmp_path):
+    """dtype 'keep' copies nothing: the model's weights are views of the mapped file (one copy in RAM)."""
+    from hunyuan_custom.pipelines.mapped_memory import FileMappings
+    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+
+    v = variants["transformer_ref2v"]
+    path = write_layout(layout, v.sd, tmp_path, v.config)
+    model = load_transformer(path)
+    ranges = FileMappings([path]).ranges
+    assert ranges
+    in_file = [
+        any(lo <= p.data_ptr() < hi for lo, hi in ranges)
+        for name, p in model.named_parameters()
+        if not name.startswith("norm_out.linear")  # upstream's (shift, scale) halves are swapped: a copy
+    ]
+    assert all(in_file)
 
 
 def _edited_config(config: dict, **changes) -> dict:

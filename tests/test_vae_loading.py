@@ -156,6 +156,19 @@ def test_dtype_and_weights_are_assigned_not_left_on_meta(reference, tmp_path):
         assert torch.equal(tensor, state[name].to(torch.bfloat16)), name
 
 
+@pytest.mark.parametrize("zip_format", [True, False], ids=["torch_zip", "legacy_pickle"])
+def test_torch_checkpoint_named_safetensors_loads(reference, tmp_path, zip_format):
+    """The file's bytes decide, not its name: torch.load alone would hand "*.safetensors" to safetensors."""
+    state, latent = reference
+    path = tmp_path / "hunyuan_video_vae_bf16.safetensors"
+    torch.save({"state_dict": {"vae." + k: v for k, v in state.items()}}, path,
+               _use_new_zipfile_serialization=zip_format)
+    vae = load_vae(path, config=TINY)
+    for name, tensor in vae.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert torch.equal(_decode(vae, latent, False), _expected(reference, False))
+
+
 def test_truncated_files_name_the_file(reference, tmp_path):
     state, _ = reference
     st = tmp_path / "vae.safetensors"

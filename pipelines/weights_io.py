@@ -1,0 +1,157 @@
+"""Low-level reading of weight files, shared by every loader (transformer, VAE).
+
+One place decides what a file is (from its bytes, never its name: people rename checkpoints
+freely, and torch.load picks safetensors for any "*.safetensors" name), opens safetensors
+memory-mapped, reads pickled checkpoints with torch.load(weights_only=True) only, and words the
+errors. Loaders pass their own exception class (`error=`), so their callers keep catching what
+they caught before, while the messages are the same whichever loader met the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+SAFETENSORS = "safetensors"
+TORCH_ZIP = "torch-zip"  # torch.save's default format since torch 1.6
+LEGACY_PICKLE = "legacy-pickle"  # older torch.save(_use_new_zipfile_serialization=False), or a bare pickle
+UNKNOWN = "unknown"
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library refuses larger headers as well
+
+
+class WeightsFileError(Exception):
+    """A weight file that cannot be read; the message names the file and says what to do."""
+
+
+def container_kind(path: Path, error: type[Exception] = WeightsFileError) -> str:
+    """SAFETENSORS, TORCH_ZIP, LEGACY_PICKLE or UNKNOWN (also for an empty file), from the first bytes."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc}).") from None
+    if head.startswith(_ZIP_MAGIC):
+        return TORCH_ZIP
+    # safetensors before pickles: a header length such as 0x0280 also starts with the pickle byte 0x80.
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 0 < header_len < _MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
+            return SAFETENSORS
+    if head[:1] == b"\x80" or head[:2] == b"\x8a\x0a":  # pickle protocol 2+ / old torch magic number
+        return LEGACY_PICKLE
+    return UNKNOWN
+
+
+def unknown_container_message(path: Path) -> str:
+    if path.is_file() and path.stat().st_size == 0:
+        return f"{path}: the file is empty (interrupted download?). Download it again."
+    return (f"{path}: neither a safetensors file nor a PyTorch checkpoint (unknown file header); it may be "
+            "truncated, or a different kind of file.")
+
+
+def corrupt_message(path: Path, detail: object) -> str:
+    """The one wording for a file whose container is recognised but whose contents cannot be read."""
+    detail = str(detail).strip().splitlines()[0] if str(detail).strip() else type(detail).__name__
+    return (f"{path}: cannot read this file; it looks truncated or corrupt ({detail}). "
+            "Download it again and compare its size/checksum with the original.")
+
+
+# ---------------------------------------------------------------- safetensors
+
+
+def open_safetensors(path: Path, error: type[Exception] = WeightsFileError):
+    """A memory-mapped safetensors handle (safe_open); tensors are read only when asked for."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise error(corrupt_message(path, exc)) from None
+
+
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+}
+
+
+def safetensors_dtype(name: str, error: type[Exception] = WeightsFileError) -> torch.dtype:
+    """The torch dtype of a safetensors dtype string (as get_slice().get_dtype() gives it)."""
+    dtype = _ST_DTYPES.get(name)
+    if dtype is None:
+        raise error(f"unsupported safetensors dtype {name}")
+    return dtype
+
+
+# ---------------------------------------------------------------- torch pickles
+
+
+class _TorchLoadPath(str):
+    """The file's path for torch.load, which must not pick a reader from the name.
+
+    torch.load hands any path ending in ".safetensors" to safetensors, whatever the bytes are; we have
+    already identified a torch checkpoint from its contents. mmap=True needs a path (not a file object),
+    so the path is passed as a str whose endswith() never matches that suffix test.
+    """
+
+    def endswith(self, *args, **kwargs) -> bool:  # type: ignore[override]
+        return False
+
+
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The line of torch's weights_only message that says what was refused (the rest is boilerplate)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    return (reasons or lines or [type(exc).__name__])[0]
+
+
+def load_torch_file(path: Path, error: type[Exception] = WeightsFileError) -> Any:
+    """torch.load restricted to tensors and plain containers (weights_only=True): nothing else is unpickled.
+
+    Zip checkpoints are memory-mapped (mmap=True), so their tensors are views of the file. Legacy
+    (non-zip) pickles cannot be memory-mapped by torch: they are read into RAM, which costs a second
+    copy of the weights while a model is built from them; re-saving them with torch.save avoids that.
+    """
+    kind = container_kind(path, error)
+    if kind not in (TORCH_ZIP, LEGACY_PICKLE):
+        raise error(unknown_container_message(path) if kind == UNKNOWN else
+                    f"{path}: a {kind} file, not a PyTorch checkpoint.")
+    try:
+        # torch can memory-map only zip checkpoints; a legacy pickle is read whole (a second copy in RAM).
+        return torch.load(_TorchLoadPath(path), map_location="cpu", weights_only=True, mmap=kind == TORCH_ZIP)
+    except pickle.UnpicklingError as exc:
+        raise error(
+            f"{path}: refused to load. It holds pickled Python objects other than tensors (possibly code), and "
+            "only tensors are read from pickled checkpoints (torch.load weights_only=True); nothing from it "
+            f"was run. Use a safetensors file or the official checkpoint. Details: {_unpickling_reason(exc)}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
+        raise error(corrupt_message(path, exc)) from None
+
+
+def tensor_state_dict(obj: Any, path: Path, nested_keys: Iterable[str], expected: str,
+                      error: type[Exception] = WeightsFileError) -> dict[str, torch.Tensor]:
+    """The name -> tensor dict inside a loaded checkpoint: under the first of `nested_keys` that holds a
+    dict (upstream DiT: `module`, upstream VAE: `state_dict`), else the top level. Non-tensor entries
+    (optimizer state, step counters) are dropped. `expected` says what the loader looks for."""
+    if not isinstance(obj, Mapping):
+        raise error(f"{path}: holds a {type(obj).__name__}, not a dictionary of tensors; expected {expected}.")
+    for key in nested_keys:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise error(f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:10]}); expected {expected}.")
+    return tensors

@@ -1,0 +1,338 @@
+"""Writes the example workflows (workflows/*.json) and their API-format twins (workflows/api/).
+
+The committed JSON files are what ships and what tests/test_workflows.py checks; this script is
+only how they were made (links, slots and widget order are error-prone by hand). After editing a
+workflow in ComfyUI, either save it over the file (then refresh the twin with `--twins-only`) or
+change the script and run it again:
+
+    python tests/_workflow_builder.py            # rewrite the UI files and the twins
+    python tests/_workflow_builder.py --twins-only
+
+Widget values are given by input name and placed in the node's declared widget order (with the
+seed's "control after generate" value and the upload button's value where the frontend puts them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+SEED_CONTROL = "fixed"  # seed -1 stays -1, so every run picks a new random seed itself
+
+REFERENCE_IMAGE = "example_subject.png"
+REFERENCE_IMAGE_2 = "example_subject_2.png"
+
+# Node sizes (width, height), large enough for their widgets so the frontend does not grow them.
+SIZES = {
+    "Note": (470, 330),
+    "HunyuanCustomLoadImage": (340, 410),
+    "PreviewImage": (340, 300),
+    "HunyuanCustomModelLoader": (420, 270),
+    "HunyuanCustomPrompt": (440, 400),
+    "HunyuanCustomSampler": (360, 310),
+    "HunyuanCustomWaveSpeed": (380, 250),
+    "HunyuanCustomSaveVideo": (380, 460),
+    "CreateVideo": (280, 130),
+    "SaveVideo": (380, 460),
+}
+
+MODEL_FILES = {
+    "transformer": "hunyuancustom_720P/mp_rank_00_model_states.pt",
+    "vae": "hyvae_v1_0801/",
+    "text_encoder": "llava-llama-3-8b-v1_1/",
+    "text_encoder_2": "openai_clip-vit-large-patch14/",
+    "dtype": "bfloat16",
+    "fp8_mode": "dequantize",
+    "offload": "model",
+    "attention": "default",
+}
+
+MODELS_NOTE = (
+    "Model files (ComfyUI/models/...), names as in the downloads:\n"
+    "- diffusion_models/hunyuancustom_720P/mp_rank_00_model_states.pt  (tencent/HunyuanCustom; "
+    "or mp_rank_00_model_states_fp8.pt with its _fp8_map.pt beside it, or ComfyUI's "
+    "hunyuan_video_custom_720p_*.safetensors)\n"
+    "- vae/hyvae_v1_0801/  (the folder vae_3d/hyvae_v1_0801 of the download: config.json + pytorch_model.pt)\n"
+    "- text_encoders/llava-llama-3-8b-v1_1/  (xtuner/llava-llama-3-8b-v1_1-transformers)\n"
+    "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14)\n"
+    "Memory: offload 'model' needs a 40-80 GB GPU at 720p; 'group' fits 24 GB cards (slower); "
+    "the fp8 checkpoint with fp8_mode 'keep' halves the transformer's memory."
+)
+
+KEY_NOTE = (
+    "WaveSpeed (remote): the API key is read from the environment variable WAVESPEED_API_KEY "
+    "(set it before starting ComfyUI) or from the user config file "
+    "~/.config/hunyuan-custom/wavespeed.json ({\"api_key\": \"...\"}); never type it into a node, "
+    "widget values are saved into workflows and videos. Each run is billed to your WaveSpeed account. "
+    "1280*720 / 720*1280 use the 720p model, 832*480 / 480*832 the 480p model; WaveSpeed decides "
+    "the length (upstream: 129 frames at 25 fps)."
+)
+
+IMAGE_NOTE = (
+    "Reference image: upload a picture of the subject in the Load Reference Image node "
+    "(\"{name}\" is a placeholder name). A cut-out subject on white or on a transparent "
+    "background works best. The subject word goes into upstream's template "
+    "'The <subject> looks like <image>'."
+)
+
+SEED_NOTE = "Seed -1 picks a new random seed every run (the local sampler's seed output reports it)."
+
+
+def _schema():
+    from hunyuan_custom.pipelines import schema
+
+    return schema
+
+
+class Graph:
+    """A UI-format (frontend 0.4) graph under construction."""
+
+    def __init__(self, object_info: dict[str, dict]):
+        import _workflows as wf
+
+        self.wf = wf
+        self.info = object_info
+        self.nodes: list[dict] = []
+        self.links: list[list] = []
+        self.groups: list[dict] = []
+
+    def add(self, kind: str, pos: tuple[int, int], values: dict[str, Any] | None = None, title: str | None = None,
+            linked_widgets: tuple[str, ...] = (), text: str | None = None) -> dict:
+        node_id = len(self.nodes) + 1
+        node: dict[str, Any] = {"id": node_id, "type": kind, "pos": list(pos), "size": list(SIZES[kind]),
+                                "flags": {}, "order": 0, "mode": 0}
+        if kind == "Note":
+            node.update(inputs=[], outputs=[], properties={}, widgets_values=[text or ""],
+                        color="#432", bgcolor="#653")
+        else:
+            info = self.info[kind]
+            inputs = []
+            for name, spec, _ in self.wf.declared_inputs(info):
+                if not self.wf.is_widget(spec):
+                    inputs.append({"name": name, "type": self.wf.spec_type(spec), "link": None})
+                elif name in linked_widgets:
+                    inputs.append({"name": name, "type": self.wf.spec_type(spec), "widget": {"name": name},
+                                   "link": None})
+            outputs = [{"name": name, "type": kind_, "links": [], "slot_index": slot}
+                       for slot, (name, kind_) in enumerate(zip(info.get("output_name") or info["output"],
+                                                                 info["output"]))]
+            node.update(inputs=inputs, outputs=outputs, properties={"Node name for S&R": kind},
+                        widgets_values=self._widget_values(info, values or {}))
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node
+
+    def _widget_values(self, info: dict, values: dict[str, Any]) -> list:
+        out = []
+        unused = set(values)
+        for slot in self.wf.widget_slots(info):
+            if slot.kind == "value":
+                if slot.name in values:
+                    out.append(values[slot.name])
+                    unused.discard(slot.name)
+                else:
+                    out.append(self.wf.spec_options(slot.spec)["default"])
+            elif slot.kind == "control":
+                out.append(SEED_CONTROL)
+            else:
+                out.append("image")
+        if unused:
+            raise KeyError(f"{info['name']} has no widgets {sorted(unused)}")
+        return out
+
+    def link(self, src: dict, output: str, dst: dict, input_name: str) -> None:
+        src_slot = next(i for i, o in enumerate(src["outputs"]) if o["name"] == output)
+        dst_slot = next(i for i, e in enumerate(dst["inputs"]) if e["name"] == input_name)
+        link_id = len(self.links) + 1
+        kind = src["outputs"][src_slot]["type"]
+        self.links.append([link_id, src["id"], src_slot, dst["id"], dst_slot, kind])
+        src["outputs"][src_slot]["links"].append(link_id)
+        dst["inputs"][dst_slot]["link"] = link_id
+
+    def group(self, title: str, members: list[dict], color: str) -> None:
+        """A frame around nodes (their title bars included, 30 px above pos)."""
+        pad, title_h = 20, 30
+        left = min(n["pos"][0] for n in members) - pad
+        top = min(n["pos"][1] for n in members) - title_h - pad - 40  # room for the group's title
+        right = max(n["pos"][0] + n["size"][0] for n in members) + pad
+        bottom = max(n["pos"][1] + n["size"][1] for n in members) + pad
+        self.groups.append({"title": title, "bounding": [left, top, right - left, bottom - top], "color": color,
+                            "font_size": 24, "flags": {}})
+
+    def to_json(self) -> dict:
+        self._set_order()
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": self.groups, "config": {}, "extra": {"ds": {"scale": 0.8,
+                "offset": [0, 0]}}, "version": 0.4}
+
+    def _set_order(self) -> None:
+        """`order` = a dependency order (the frontend recomputes it; keep it plausible)."""
+        deps = {n["id"]: {link[1] for link in self.links if link[3] == n["id"]} for n in self.nodes}
+        done: list[int] = []
+        while len(done) < len(self.nodes):
+            ready = [nid for nid in sorted(deps) if nid not in done and deps[nid] <= set(done)]
+            done += ready[:1]
+        for node in self.nodes:
+            node["order"] = done.index(node["id"])
+
+
+def _prompt_values(prompt: str, subject: str) -> dict[str, Any]:
+    return {"prompt": prompt, "negative_prompt": _schema().DEFAULT_NEGATIVE_PROMPT, "subject": subject}
+
+
+def _local_720p_values() -> dict[str, Any]:
+    """Upstream's defaults for 720p single-subject generation."""
+    return {"size": "1280*720", "guidance_scale": 7.5, "flow_shift": 13.0, "seed": -1, "num_frames": 129,
+            "steps": 30, "deep_cache": True}
+
+
+def _remote_720p_values() -> dict[str, Any]:
+    return {"size": "1280*720", "guidance_scale": 7.5, "flow_shift": 13.0, "seed": -1,
+            "enable_safety_checker": True}
+
+
+def local_720p(info: dict) -> dict:
+    g = Graph(info)
+    note = g.add("Note", (40, 40), text=(
+        "HunyuanCustom, local 720p with upstream's defaults: 1280*720, 129 frames at 25 fps (about 5 s), "
+        "30 steps, flow shift 13, guidance 7.5, upstream's negative prompt.\n\n" + MODELS_NOTE + "\n\n"
+        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " The preview shows the image as the model gets it "
+        "(e.g. when loaded from the url).\n\n" + SEED_NOTE))
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    preview = g.add("PreviewImage", (40, 900), title="Reference as used")
+    loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
+    prompt = g.add("HunyuanCustomPrompt", (560, 380), _prompt_values(
+        "A man in a grey coat walks along a rainy city street at night, neon signs reflecting on the wet "
+        "pavement; he stops, looks up and smiles. The camera slowly follows him.", "man"))
+    sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
+    save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/local_720p", "crf": 19},
+                 linked_widgets=("fps",))
+    g.link(image, "image", prompt, "image")
+    g.link(image, "image", preview, "images")
+    g.link(loader, "model", sampler, "model")
+    g.link(prompt, "prompt", sampler, "prompt")
+    g.link(sampler, "frames", save, "frames")
+    g.link(sampler, "fps", save, "fps")
+    del note
+    return g.to_json()
+
+
+def remote_wavespeed_720p(info: dict) -> dict:
+    g = Graph(info)
+    g.add("Note", (40, 40), text=(
+        "HunyuanCustom on WaveSpeed (remote, no local GPU or model files needed), 720p.\n\n" + KEY_NOTE + "\n\n"
+        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + "\n\n" + SEED_NOTE + "\n\n"
+        "To render locally instead, use the local workflow: the sampler nodes share these parameters."))
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    prompt = g.add("HunyuanCustomPrompt", (560, 40), _prompt_values(
+        "A golden retriever runs across a sunny meadow toward the camera, ears flapping, then sits down "
+        "and tilts its head. Shallow depth of field, warm afternoon light.", "dog"))
+    remote = g.add("HunyuanCustomWaveSpeed", (1070, 40), _remote_720p_values())
+    save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/wavespeed_720p",
+                                                         "crf": 19}, linked_widgets=("fps",))
+    g.link(image, "image", prompt, "image")
+    g.link(prompt, "prompt", remote, "prompt")
+    g.link(remote, "frames", save, "frames")
+    g.link(remote, "fps", save, "fps")
+    return g.to_json()
+
+
+def hybrid_preview_local_final_remote(info: dict) -> dict:
+    g = Graph(info)
+    g.add("Note", (40, 40), text=(
+        "One prompt, two renders: a quick local preview (480*272, 33 frames, 20 steps) to check the scene "
+        "and the subject, and the final 1280*720 video on WaveSpeed. The preview is not a small copy of "
+        "the final video (other size, length and steps); it shows whether prompt and reference work.\n"
+        "To iterate on the preview only, select the three nodes of the WaveSpeed group and press Ctrl+M "
+        "(mute); press it again for the final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=REFERENCE_IMAGE)
+        + "\n\n" + SEED_NOTE))
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(
+        "A woman in a red jacket rides a bicycle along a seaside road, her hair blowing in the wind; "
+        "waves break on the rocks below. Tracking shot from the side.", "woman"))
+    loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
+    sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
+                                                           "num_frames": 33, "steps": 20},
+                    title="Quick local preview")
+    save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
+                                                                  "crf": 23}, linked_widgets=("fps",))
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 930), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 930), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 1110), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+                                                   "codec": "h264"})
+    g.link(image, "image", prompt, "image")
+    g.link(loader, "model", sampler, "model")
+    g.link(prompt, "prompt", sampler, "prompt")
+    g.link(sampler, "frames", save_preview, "frames")
+    g.link(sampler, "fps", save_preview, "fps")
+    g.link(prompt, "prompt", remote, "prompt")
+    g.link(remote, "frames", create, "images")
+    g.link(remote, "fps", create, "fps")
+    g.link(create, "VIDEO", save_final, "video")
+    g.group("Quick local preview", [loader, sampler, save_preview], "#3f789e")
+    g.group("Final 720p on WaveSpeed (remote, billed)", [remote, create, save_final], "#8A8")
+    return g.to_json()
+
+
+def multi_subject(info: dict) -> dict:
+    g = Graph(info)
+    g.add("Note", (40, 40), text=(
+        "Two subjects, local 720p with upstream's defaults. The Prompt node places the references side "
+        "by side on one white image (equal-width cells); the released checkpoint was trained on ONE "
+        "reference image, so results with several subjects vary: describe both in the prompt and name "
+        "them in the subject word.\n\n" + MODELS_NOTE + "\n\nReference images: upload one picture per "
+        f"subject (\"{REFERENCE_IMAGE}\" and \"{REFERENCE_IMAGE_2}\" are placeholder names); cut-out subjects "
+        "on white work best.\n\n" + SEED_NOTE))
+    image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": REFERENCE_IMAGE, "url": ""}, title="Subject 1")
+    image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": REFERENCE_IMAGE_2, "url": ""}, title="Subject 2")
+    loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
+    prompt = g.add("HunyuanCustomPrompt", (560, 420), _prompt_values(
+        "A man and his dog walk side by side along a beach at sunset; the dog jumps up and the man laughs "
+        "and pats its head. Wide shot, the camera slowly pans with them.", "man and dog"))
+    sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
+    save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/multi_subject",
+                                                         "crf": 19}, linked_widgets=("fps",))
+    g.link(image, "image", prompt, "image")
+    g.link(image_2, "image", prompt, "image_2")
+    g.link(loader, "model", sampler, "model")
+    g.link(prompt, "prompt", sampler, "prompt")
+    g.link(sampler, "frames", save, "frames")
+    g.link(sampler, "fps", save, "fps")
+    return g.to_json()
+
+
+BUILDERS = {
+    "hunyuan_custom_local_720p": local_720p,
+    "hunyuan_custom_remote_wavespeed_720p": remote_wavespeed_720p,
+    "hunyuan_custom_hybrid_preview_local_final_remote": hybrid_preview_local_final_remote,
+    "hunyuan_custom_multi_subject": multi_subject,
+}
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str]) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import conftest  # noqa: F401  (registers this checkout as `hunyuan_custom`)
+    import _workflows as wf
+
+    info = wf.all_object_info()
+    for name, build in BUILDERS.items():
+        path = WORKFLOWS / f"{name}.json"
+        if "--twins-only" not in argv:
+            _write(path, build(info))
+        graph = json.loads(path.read_text(encoding="utf-8"))
+        _write(WORKFLOWS / "api" / f"{name}.json", wf.ui_to_api(graph, info))
+        print("wrote", path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

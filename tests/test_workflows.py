@@ -1,0 +1,260 @@
+"""The example workflows in workflows/: valid for the frontend and the server, their API twins
+up to date, their notes helpful, and each one executed with tiny models and the fake WaveSpeed
+server (the API twin, through tests/_workflows.run_api_graph)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import _fake_wavespeed as fw
+import _workflows as wf
+from _tiny_model_set import build_tiny_model_set
+from hunyuan_custom.nodes import comfy
+from hunyuan_custom.pipelines import schema, video_io
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.json"))
+NAMES = [p.stem for p in FILES]
+KEY = "ws-workflow-test-key-7777bbbb"
+TITLE_BAR = 30  # LiteGraph draws a node's title above its pos
+LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomPrompt"
+TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
+
+
+def load(name: str, api: bool = False) -> dict:
+    return json.loads((WORKFLOWS / ("api" if api else "") / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def nodes_of(graph: dict, kind: str) -> list[dict]:
+    return [n for n in graph["nodes"] if n["type"] == kind]
+
+
+def widget_dict(node: dict, object_info: dict) -> dict:
+    slots = wf.widget_slots(object_info[node["type"]])
+    values = {}
+    for slot, value in zip(slots, node["widgets_values"]):
+        values[slot.name + ("/control" if slot.kind == "control" else "/upload" if slot.kind == "upload" else "")] = value
+    return values
+
+
+def for_tiny_models(api: dict) -> dict:
+    """The API graph with the local samplers shrunk to what the tiny model set runs quickly
+    (remote sizes stay: the fake server answers with a small mp4 anyway)."""
+    api = copy.deepcopy(api)
+    for node in api.values():
+        if node["class_type"] == LOCAL:
+            node["inputs"].update(TINY)
+        if node["class_type"] == "HunyuanCustomModelLoader":
+            node["inputs"]["dtype"] = "float32"
+    return api
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model_set(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def remote_video(tmp_path_factory) -> bytes:
+    frames = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 32, 48, 3).contiguous()
+    return video_io.write_video(tmp_path_factory.mktemp("v") / "remote.mp4", frames, fps=25).read_bytes()
+
+
+@pytest.fixture
+def comfy_dirs(models_dir, tmp_path, monkeypatch):
+    """ComfyUI's folders as our nodes see them outside ComfyUI, with the reference images the
+    workflows name in the input folder."""
+    input_dir, output_dir = tmp_path / "input", tmp_path / "output"
+    input_dir.mkdir()
+    subject = Image.new("RGBA", (40, 56), (0, 0, 0, 0))
+    subject.paste((30, 90, 200, 255), (8, 10, 32, 50))
+    subject.save(input_dir / "example_subject.png")
+    Image.new("RGB", (48, 32), (220, 120, 20)).save(input_dir / "example_subject_2.png")
+    monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
+    monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
+    monkeypatch.setattr(comfy, "temp_directory", lambda: str(tmp_path / "temp"))
+    return input_dir, output_dir
+
+
+@pytest.fixture
+def fake_wavespeed(remote_video, tmp_path, monkeypatch):
+    with fw.FakeWaveSpeed(KEY, remote_video) as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
+        monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
+        monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)
+        yield server
+
+
+def test_the_four_workflows_and_their_twins_exist():
+    assert set(NAMES) == {"hunyuan_custom_local_720p", "hunyuan_custom_remote_wavespeed_720p",
+                          "hunyuan_custom_hybrid_preview_local_final_remote", "hunyuan_custom_multi_subject"}
+    assert sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json")) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_is_valid_for_frontend_and_server(name, comfy_dirs):
+    graph = load(name)
+    assert graph["version"] == 0.4
+    assert wf.validate_ui_workflow(graph) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_is_the_converted_ui_graph(name):
+    assert load(name, api=True) == wf.ui_to_api(load(name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_note_says_where_the_files_and_the_key_go(name):
+    graph = load(name)
+    notes = [n["widgets_values"][0] for n in nodes_of(graph, "Note")]
+    assert notes, "every example workflow carries a Note"
+    text = "\n".join(notes)
+    for loader in nodes_of(graph, "HunyuanCustomModelLoader"):
+        transformer, vae, text_encoder, text_encoder_2 = loader["widgets_values"][:4]
+        assert f"diffusion_models/{transformer}" in text
+        assert f"vae/{vae}" in text
+        assert f"text_encoders/{text_encoder}" in text and f"text_encoders/{text_encoder_2}" in text
+    if nodes_of(graph, REMOTE):
+        assert "WAVESPEED_API_KEY" in text
+    for image in nodes_of(graph, "HunyuanCustomLoadImage"):
+        assert image["widgets_values"][0] in text  # the placeholder name, with "upload" nearby
+    assert "upload" in text.lower()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nodes_do_not_overlap(name):
+    boxes = [(n["id"], n["pos"][0], n["pos"][1] - TITLE_BAR, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in load(name)["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+            assert apart, f"nodes {a[0]} and {b[0]} overlap"
+    for group in load(name).get("groups") or []:  # a node is wholly inside a group or wholly outside
+        gx, gy, gw, gh = group["bounding"]
+        for node_id, left, top, right, bottom in boxes:
+            inside = gx <= left and gy <= top and right <= gx + gw and bottom <= gy + gh
+            outside = right <= gx or gx + gw <= left or bottom <= gy or gy + gh <= top
+            assert inside or outside, f"node {node_id} straddles the border of group {group['title']!r}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seeds_are_random_per_run_and_prompts_use_upstreams_negative(name):
+    graph, info = load(name), wf.all_object_info()
+    for node in nodes_of(graph, LOCAL) + nodes_of(graph, REMOTE):
+        values = widget_dict(node, info)
+        assert (values["seed"], values["seed/control"]) == (-1, "fixed")
+        assert (values["guidance_scale"], values["flow_shift"]) == (7.5, 13.0)
+    for node in nodes_of(graph, PROMPT):
+        assert widget_dict(node, info)["negative_prompt"] == schema.DEFAULT_NEGATIVE_PROMPT
+
+
+@pytest.mark.parametrize("name", ["hunyuan_custom_local_720p", "hunyuan_custom_multi_subject"])
+def test_local_720p_uses_upstreams_defaults(name):
+    (sampler,) = nodes_of(load(name), LOCAL)
+    values = widget_dict(sampler, wf.all_object_info())
+    assert {k: values[k] for k in ("size", "num_frames", "steps", "deep_cache")} == {
+        "size": "1280*720", "num_frames": 129, "steps": 30, "deep_cache": True}
+    (save,) = nodes_of(load(name), "HunyuanCustomSaveVideo")
+    assert [entry["name"] for entry in save["inputs"] if entry["link"] is not None] == ["frames", "fps"]
+
+
+def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_final():
+    api = load("hunyuan_custom_hybrid_preview_local_final_remote", api=True)
+    (prompt_id,) = [i for i, n in api.items() if n["class_type"] == PROMPT]
+    (local,) = [n for n in api.values() if n["class_type"] == LOCAL]
+    (remote,) = [n for n in api.values() if n["class_type"] == REMOTE]
+    assert local["inputs"]["prompt"] == remote["inputs"]["prompt"] == [prompt_id, 0]
+    assert remote["inputs"]["size"] == "1280*720"
+    w, h = schema.parse_size(local["inputs"]["size"])
+    assert w * h <= 1280 * 720 / 4 and local["inputs"]["num_frames"] < 129 and local["inputs"]["steps"] < 30
+    core = {n["class_type"] for n in api.values()}
+    assert {"CreateVideo", "SaveVideo"} <= core
+
+
+def test_multi_subject_has_two_references():
+    api = load("hunyuan_custom_multi_subject", api=True)
+    (prompt,) = [n for n in api.values() if n["class_type"] == PROMPT]
+    sources = [prompt["inputs"][k][0] for k in ("image", "image_2")]
+    assert len(set(sources)) == 2
+    assert {api[s]["inputs"]["image"] for s in sources} == {"example_subject.png", "example_subject_2.png"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fake_wavespeed):
+    input_dir, output_dir = comfy_dirs
+    api = load(name, api=True)
+    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir, extra_pnginfo={"workflow": load(name)})
+
+    remote_ids = [i for i, n in api.items() if n["class_type"] == REMOTE]
+    submits = fake_wavespeed.submits()
+    assert len(submits) == len(remote_ids)
+    for node_id, submit in zip(remote_ids, submits):
+        assert submit.path.endswith("hunyuan-custom-ref2v-720p")
+        assert submit.json["size"] == api[node_id]["inputs"]["size"] == "1280*720"
+        assert results[node_id].outputs[0].shape == (5, 32, 48, 3)
+
+    for node_id, node in api.items():
+        if node["class_type"] == LOCAL:
+            frames, fps, seed = results[node_id].outputs
+            assert frames.shape == (9, 48, 64, 3) and fps == 25.0 and 0 <= seed <= schema.SEED_MAX
+        if node["class_type"] == "HunyuanCustomSaveVideo":
+            path = Path(results[node_id].outputs[0])
+            assert path.is_file() and output_dir in path.parents
+            source = api[node["inputs"]["frames"][0]]["class_type"]
+            info = video_io.video_info(path)
+            assert info["frames"] == (9 if source == LOCAL else 5) and info["fps"] == 25.0
+            assert KEY not in path.read_bytes().decode("latin-1")
+        if node["class_type"] == "SaveVideo":
+            assert results[node_id].ui["videos"][0]["frames"] == 5
+        if node["class_type"] == "PreviewImage":
+            assert node_id in results
+    saved = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*.mp4"))
+    expected = [n["inputs"]["filename_prefix"] for n in api.values() if n["class_type"] == "HunyuanCustomSaveVideo"]
+    assert [s.rsplit("_", 2)[0] for s in saved] == sorted(expected)
+
+
+def test_model_names_are_really_checked(comfy_dirs, tmp_path, monkeypatch):
+    """The loader's combos list what is on disk: the same workflow fails validation when the
+    model folder lacks the files its Note names (so the passing test above means something)."""
+    (tmp_path / "empty_models").mkdir()
+    monkeypatch.setenv("HYC_MODELS_DIR", str(tmp_path / "empty_models"))
+    problems = wf.validate_ui_workflow(load("hunyuan_custom_local_720p"))
+    assert any("hunyuancustom_720P/mp_rank_00_model_states.pt" in p for p in problems), problems
+
+
+def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_dirs, fake_wavespeed):
+    """What the hybrid's Note suggests for iterating: mute the WaveSpeed group's nodes."""
+    input_dir, output_dir = comfy_dirs
+    graph = load("hunyuan_custom_hybrid_preview_local_final_remote")
+    remote_group = next(g for g in graph["groups"] if "WaveSpeed" in g["title"])
+    x, y, w, h = remote_group["bounding"]
+    muted = [n for n in graph["nodes"] if x <= n["pos"][0] < x + w and y <= n["pos"][1] < y + h]
+    assert {n["type"] for n in muted} == {REMOTE, "CreateVideo", "SaveVideo"}
+    for node in muted:
+        node["mode"] = wf.MODE_NEVER
+    api = wf.ui_to_api(graph)
+    assert {n["class_type"] for n in api.values()} & {REMOTE, "CreateVideo", "SaveVideo"} == set()
+    wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
+    assert fake_wavespeed.submits() == []
+    assert [p.name for p in output_dir.rglob("*.mp4")] == ["preview_00001_.mp4"]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("_workflow_builder").BUILDERS))
+def test_committed_workflow_is_what_the_builder_makes(name):
+    """The JSON files are generated by tests/_workflow_builder.py: keep the two in step."""
+    import _workflow_builder as builder
+
+    info = wf.all_object_info()
+    committed = json.loads((builder.WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    assert builder.BUILDERS[name](info) == committed
