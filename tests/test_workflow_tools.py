@@ -163,7 +163,7 @@ def test_run_api_graph_runs_our_save_node_and_emulated_core_nodes(dirs):
     (lambda api: api["4"]["inputs"].__setitem__("filename_prefix", "../outside"), "VALIDATE_INPUTS said"),
     (lambda api: api["4"]["inputs"].__setitem__("frames", ["1", 1]), "is linked to output 'MASK'"),
     (lambda api: api["4"]["inputs"].pop("frames"), "required input 'frames' is missing"),
-    (lambda api: api["4"]["inputs"].__setitem__("crf", 99), "crf = 99 is not valid"),  # its VALIDATE_INPUTS judges crf
+    (lambda api: api["4"]["inputs"].__setitem__("crf", 99), "crf = 99 is above its maximum"),  # ComfyUI checks crf
     (lambda api: api["4"]["inputs"].__setitem__("frames", "not a link"), "needs a link"),
     (lambda api: api["4"]["inputs"].__setitem__("colour", "red"), "unknown input 'colour'"),
     (lambda api: api["6"].__setitem__("class_type", "KSampler"), "neither ours nor an emulated core node"),
