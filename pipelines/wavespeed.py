@@ -68,7 +68,7 @@ class Settings:
     poll_growth: float = 1.5
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0  # uploads and downloads (per chunk when downloading)
-    poll_read_timeout_s: float = 15.0  # polls answer fast; short so a stalled poll is retried (and Cancel seen)
+    poll_read_timeout_s: float = 5.0  # polls answer fast; short so a stalled poll is retried and Cancel is seen within 5 s
     submit_read_timeout_s: float = 120.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
