@@ -12,7 +12,11 @@ Frontend rules followed here (ComfyUI frontend, UI format version 0.4):
   "randomize") when it declares `control_after_generate`, or, when it says nothing, when it is
   named `seed` or `noise_seed` (useIntWidget: `control_after_generate ?? [seed, noise_seed]`).
   A combo gets one only when it declares `control_after_generate`.
-- A combo with `image_upload`/`video_upload` is followed by the upload button's value ("image").
+- The first REQUIRED combo with `image_upload`/`video_upload` gets an upload button whose value
+  ("image") is saved too. The frontend adds it as an extra required input that /object_info's
+  `input_order` does not name, and widgets follow `input_order` (required, then optional) with
+  unnamed inputs last: so the upload value comes after ALL widgets, optional ones included
+  (frontend 1.27: LoadImage -> [image, "image"]; our LoadImage -> [image, url, "image"]).
 - A widget converted to an input and linked from an output keeps its slot in widgets_values.
 - Frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode) never reach the server;
   modes: 0 always, 2 never (muted), 4 bypass.
@@ -144,16 +148,18 @@ class Slot:
 
 
 def widget_slots(info: dict) -> list[Slot]:
-    slots = []
-    for name, spec, _ in declared_inputs(info):
+    slots, upload = [], []
+    for name, spec, required in declared_inputs(info):
         if not is_widget(spec):
             continue
         slots.append(Slot(name, "value", spec))
         if has_control(name, spec):
             slots.append(Slot(name, "control"))
-        if is_upload_combo(spec):
-            slots.append(Slot(name, "upload"))
-    return slots
+        if required and is_upload_combo(spec) and not upload:
+            upload.append(Slot(name, "upload"))
+    # The upload button is last: it is not in input_order (see the module docstring). Seen in a
+    # real browser: with it right after `image`, our LoadImage's url widget loaded as "image".
+    return slots + upload
 
 
 def value_problem(name: str, spec: Any, value: Any) -> str | None:

@@ -74,6 +74,11 @@ def test_widget_slot_rules_follow_the_frontend():
     ours = wf.our_object_info()["HunyuanCustomSaveVideo"]
     assert [s.name for s in wf.widget_slots(ours)] == ["fps", "filename_prefix", "crf"]
     assert ours["output"] == ["STRING"] and ours["output_node"] is True
+    # The upload button comes after the optional url widget (checked in frontend 1.27 in a browser:
+    # a fresh node saves [image, url, "image"]).
+    load = wf.our_object_info()["HunyuanCustomLoadImage"]
+    assert [(s.name, s.kind) for s in wf.widget_slots(load)] == [
+        ("image", "value"), ("url", "value"), ("image", "upload")]
 
 
 @pytest.mark.parametrize("mutate, expected", [
