@@ -1,13 +1,14 @@
 // HunyuanCustom frontend extension (classic app.registerExtension API).
-// - WaveSpeed node: a badge in the title saying whether a WaveSpeed key is configured on the
+// - WaveSpeed node: under the node, a line saying whether a WaveSpeed key is configured on the
 //   server (asks our route for yes/no; this file never sees or handles a key), a red line when
-//   the chosen size is one WaveSpeed refuses, and a hint under the node of what WaveSpeed fixes.
+//   the chosen size is one WaveSpeed refuses, and a hint of what WaveSpeed fixes; wrapped to the
+//   node's width. (Not in the title: there it covered the node's name in the browser.)
 // - Save node: nothing to do; it answers like core's SaveVideo ({images, animated}), which the
 //   frontend already plays as a video in the node.
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { KEY_STATUS_ROUTE, wavespeedHint, wavespeedNodeStatus } from "./hyc_logic.js";
+import { KEY_STATUS_ROUTE, wavespeedHint, wavespeedNodeLines, wavespeedNodeStatus } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
 const STATUS_MAX_AGE_MS = 30_000;
@@ -39,13 +40,20 @@ function sizeValue(node) {
   return node.widgets?.find((w) => w.name === "size")?.value;
 }
 
-function drawText(ctx, text, x, y, color, align) {
+const LINE_HEIGHT = 15;
+
+function drawLinesUnder(node, ctx, status) {
   ctx.save();
   ctx.font = "12px sans-serif";
-  ctx.textAlign = align;
+  ctx.textAlign = "left";
   ctx.textBaseline = "middle";
-  ctx.fillStyle = color;
-  ctx.fillText(text, x, y);
+  const lines = wavespeedNodeLines(status, Math.max(node.size[0] - 8, 80), (text) => ctx.measureText(text).width);
+  let y = node.size[1] + 12;
+  for (const line of lines) {
+    ctx.fillStyle = line.color;
+    ctx.fillText(line.text, 4, y);
+    y += LINE_HEIGHT;
+  }
   ctx.restore();
 }
 
@@ -68,15 +76,7 @@ function decorateWaveSpeedNode(nodeType, nodeData) {
     const result = onDrawForeground?.apply(this, arguments);
     if (this.flags?.collapsed) return result;
     if (Date.now() - keyCheckedAt >= STATUS_MAX_AGE_MS) refreshKeyStatus();
-    const status = wavespeedNodeStatus(keyAnswer, sizeValue(this));
-    const titleHeight = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
-    drawText(ctx, status.badge.text, this.size[0] - 8, -titleHeight / 2, status.badgeColor, "right");
-    let y = this.size[1] + 12;
-    if (status.warning) {
-      drawText(ctx, status.warning, 4, y, status.warningColor, "left");
-      y += 16;
-    }
-    drawText(ctx, status.hint, 4, y, "#888", "left");
+    drawLinesUnder(this, ctx, wavespeedNodeStatus(keyAnswer, sizeValue(this)));
     return result;
   };
 }

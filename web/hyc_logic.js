@@ -51,6 +51,9 @@ export function keyBadge(answer) {
 /** Badge colours by state (text colour on the dark node title). */
 export const BADGE_COLORS = Object.freeze({ ok: "#4caf50", missing: "#ff9800", unknown: "#9e9e9e", error: "#f44336" });
 
+/** Colour of the hint line. */
+export const HINT_COLOR = "#888";
+
 /** One-line reminder of what the remote node fixes, drawn under it. */
 export function wavespeedHint() {
   const { num_frames, steps, fps } = WAVESPEED_FIXED;
@@ -75,3 +78,33 @@ export function wavespeedNodeStatus(answer, size) {
     hint: wavespeedHint(),
   };
 }
+
+/**
+ * Split `text` into lines no wider than `maxWidth` (as `measure(text)` reports widths), breaking
+ * at spaces; a single word wider than maxWidth gets a line of its own. Needed because canvas
+ * fillText never wraps: in the browser the hint ran past the node into its neighbour.
+ */
+export function wrapText(text, maxWidth, measure) {
+  const lines = [];
+  let line = "";
+  for (const word of String(text).split(/\s+/).filter(Boolean)) {
+    const candidate = line ? `${line} ${word}` : word;
+    if (line && measure(candidate) > maxWidth) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = candidate;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** The lines drawn under the WaveSpeed node, in order: [{text, color}], each wrapped. */
+export function wavespeedNodeLines(status, maxWidth, measure) {
+  const blocks = [[status.badge.text, status.badgeColor]];
+  if (status.warning) blocks.push([status.warning, status.warningColor]);
+  blocks.push([status.hint, HINT_COLOR]);
+  return blocks.flatMap(([text, color]) => wrapText(text, maxWidth, measure).map((line) => ({ text: line, color })));
+}
+

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 
 import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
-  wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS,
+  wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wavespeedNodeLines,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -57,4 +57,30 @@ test("node status combines badge, colours and size warning", () => {
   assert.equal(bad.badge.state, "unknown");
   assert.ok(bad.warning && bad.warningColor === BADGE_COLORS.error);
   assert.equal(KEY_STATUS_ROUTE, "/hunyuan_custom/wavespeed_key_status");
+});
+
+// One unit per character: easy widths to reason about.
+const charWidth = (text) => text.length;
+
+test("wrapText keeps every line within the width and loses no word", () => {
+  const text = "size 960*544 is local-only: WaveSpeed renders 1280*720, 720*1280, 832*480, 480*832";
+  for (const width of [10, 25, 40, 200]) {
+    const lines = wrapText(text, width, charWidth);
+    assert.equal(lines.join(" "), text, String(width));
+    for (const line of lines) assert.ok(line.length <= width || !line.includes(" "), `${width}: ${line}`);
+  }
+  assert.deepEqual(wrapText("a b c", 3, charWidth), ["a b", "c"]);
+  assert.deepEqual(wrapText("averyveryverylongword x", 5, charWidth), ["averyveryverylongword", "x"]);
+  assert.deepEqual(wrapText("", 10, charWidth), []);
+});
+
+test("lines under the WaveSpeed node: key badge first, then the size warning, then the hint", () => {
+  const ok = wavespeedNodeLines(wavespeedNodeStatus({ configured: true }, "1280*720"), 1000, charWidth);
+  assert.deepEqual(ok.map((l) => l.color), [BADGE_COLORS.ok, HINT_COLOR]);
+  assert.equal(ok[0].text, "WaveSpeed key: set");
+  const bad = wavespeedNodeLines(wavespeedNodeStatus({ configured: false }, "960*544"), 30, charWidth);
+  assert.equal(bad[0].color, BADGE_COLORS.missing);
+  assert.ok(bad.some((l) => l.color === BADGE_COLORS.error && l.text.includes("960*544")));
+  assert.ok(bad.length > 4 && bad.every((l) => l.text.length <= 30 || !l.text.includes(" ")));
+  assert.equal(bad.at(-1).color, HINT_COLOR);
 });
