@@ -67,3 +67,16 @@ def test_extension_imports_comfyui_the_documented_way_and_never_touches_a_key():
             "the web extension must never read, store or send an API key"
     # ComfyUI serves every *.js under WEB_DIRECTORY as an extension; tests must not be .js.
     assert not list((WEB / "tests").glob("*.js"))
+
+
+@needs_node
+def test_browser_check_tool_parses_and_names_no_comfyui_module():
+    # tools/browser_check.mjs drives a running ComfyUI in Chromium (needs both, so not run here);
+    # at least keep it valid JavaScript that imports nothing from ComfyUI.
+    path = WEB.parent / "tools" / "browser_check.mjs"
+    text = path.read_text()
+    run = subprocess.run([NODE, "--check", "--input-type=module"], input=text, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    imports = [line for line in text.splitlines() if line.startswith("import ") or "require(" in line]
+    assert imports and not any("comfy" in line.lower() or "scripts/" in line for line in imports), imports

@@ -18,6 +18,10 @@ Run (from this repository's root; needs torch, pillow, requests, imageio-ffmpeg 
     python tools/comfyui_smoke.py --comfyui /path/to/ComfyUI --python /path/to/comfy-env/bin/python
 
 Exit status 0 when every check passed; each check prints PASS/FAIL with details.
+
+With --serve it runs no checks: it starts the same server (tiny models, fake WaveSpeed) and keeps
+it up until Ctrl+C, for a browser (tools/browser_check.mjs). --no-key starts it without a
+WaveSpeed key (the WaveSpeed node then shows "key: missing").
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -377,6 +382,23 @@ def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tupl
     raise TimeoutError(f"ComfyUI did not answer within {args.start_timeout} s; see {log_path}")
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # `kill` stops the server like Ctrl+C does (background jobs ignore SIGINT)
+
+
+def serve(proc: subprocess.Popen, fake: Any, port: int, log_path: Path) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    print(f"ComfyUI at http://127.0.0.1:{port} (log {log_path}); Ctrl+C or kill {os.getpid()} stops it", flush=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(15)
+    finally:
+        fake.stop()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", required=True, help="ComfyUI checkout (with this pack in custom_nodes/)")
@@ -387,6 +409,9 @@ def main() -> int:
     parser.add_argument("--skip-local", action="store_true", help="skip the local sampling runs (and workflows)")
     parser.add_argument("--workflows", default=str(REPO / "workflows" / "api"),
                         help="folder of API-format example workflows to run (default: workflows/api)")
+    parser.add_argument("--serve", action="store_true", help="run no checks: keep the server up until Ctrl+C")
+    parser.add_argument("--no-key", action="store_true",
+                        help="with --serve: start without a WaveSpeed key (nor the user's config file)")
     args = parser.parse_args()
 
     import _fake_wavespeed as fw
@@ -406,7 +431,12 @@ def main() -> int:
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
     env = {"WAVESPEED_API_KEY": WAVESPEED_KEY, "WAVESPEED_BASE_URL": fake.base_url,
            "WAVESPEED_POLL_INTERVAL_S": "0.05"}
+    if args.no_key:  # also hide the user's own config file, so that the key is really missing
+        env = {k: v for k, v in env.items() if k != "WAVESPEED_API_KEY"}
+        env["WAVESPEED_CONFIG_FILE"] = str(work / "no_wavespeed_config.json")
     proc, log_path = start_comfyui(args, work, env)
+    if args.serve:
+        return serve(proc, fake, args.port, log_path)
     s = Smoke(f"http://127.0.0.1:{args.port}")
     try:
         check_registration(s, lambda: log_path.read_text(errors="replace"))
