@@ -33,17 +33,19 @@ def test_parity_template_constant_is_upstreams(spec):
     assert pt.template_prefix(spec["template"]) + "{}" + "<|eot_id|>" == spec["template"]
 
 
-@pytest.mark.parametrize("index", range(2))
-def test_parity_llava_strings(spec, index):
-    case = spec["strings"][index]
-    inputs, expected = case["inputs"], case["llava_tokenizer_inputs"]
-    # With the fixture's template and with the built-in constant: both must give upstream's string.
-    templates = [spec["template"]] + ([pt.LLAVA_VIDEO_TEMPLATE] if spec["template_name"] == "li-dit-encode-video" else [])
-    for template in templates:
-        assert pt.build_llava_text(inputs["prompt"], inputs["name"], template) == expected["positive"]
-        assert pt.build_llava_text(inputs["negative_prompt"], pt.NEGATIVE_SUBJECT, template) == expected["negative"]
-    # CLIP gets the raw texts.
-    assert case["clip_tokenizer_inputs"] == {"positive": inputs["prompt"], "negative": inputs["negative_prompt"]}
+def test_parity_llava_strings(spec):
+    # Every case the fixture holds (a fixture set may have more or fewer than this one).
+    assert spec["strings"], "prompt_template.json has no string cases"
+    for index, case in enumerate(spec["strings"]):
+        inputs, expected = case["inputs"], case["llava_tokenizer_inputs"]
+        # With the fixture's template and with the built-in constant: both must give upstream's string.
+        templates = [spec["template"]] + ([pt.LLAVA_VIDEO_TEMPLATE] if spec["template_name"] == "li-dit-encode-video" else [])
+        for template in templates:
+            label = f"strings[{index}] {inputs['prompt']!r}"
+            assert pt.build_llava_text(inputs["prompt"], inputs["name"], template) == expected["positive"], label
+            assert pt.build_llava_text(inputs["negative_prompt"], pt.NEGATIVE_SUBJECT, template) == expected["negative"], label
+        # CLIP gets the raw texts.
+        assert case["clip_tokenizer_inputs"] == {"positive": inputs["prompt"], "negative": inputs["negative_prompt"]}
 
 
 def test_parity_fixture_has_every_string_case(spec):

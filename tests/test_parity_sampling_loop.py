@@ -14,9 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _transformer_parity import build_from_fixture, mismatch
+from _transformer_parity import build_from_fixture, mismatch, rope_grid
 from hunyuan_custom.pipelines import vae as vae_module
 from hunyuan_custom.pipelines.deep_cache import upstream_deep_cache_mode
+from hunyuan_custom.pipelines.rope import reference_rope_tables
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
 from hunyuan_custom.pipelines.scheduler import make_schedule
 from hunyuan_custom.pipelines.text_encoding import PromptEncoding, TextConditioning, cfg_conditioning
@@ -50,13 +51,19 @@ def _conditioning(config, inputs) -> TextConditioning:
 
 
 def test_parity_cfg_inputs_match_what_upstream_fed_the_transformer(loop):
-    _, config, _, inputs = loop
+    folder, config, model, inputs = loop
+    assert list(folder.glob("run_*.safetensors")), f"{folder} has no run_*.safetensors"
     text = _conditioning(config, inputs)
     assert torch.equal(text.mask, inputs["transformer_in.text_mask"])
     assert torch.equal(text.states, inputs["transformer_in.text_states"])
     assert torch.equal(text.pooled, inputs["transformer_in.text_states_2"])
     ref = inputs["transformer_in.ref_latents"]
     assert torch.equal(ref[0], ref[1]) and torch.equal(ref[1:], inputs["ref_latents"])  # same ref in both passes
+    # The RoPE tables the loop builds for this latent size (reference rows first).
+    cos, sin = reference_rope_tables(model.config.rope_axes_dim, *rope_grid(model, inputs["initial_latents"]), model.config.rope_theta)
+    problems = {name: mismatch(ours, inputs[f"transformer_in.{name}"], atol=1e-5, rtol=1e-5)
+                for name, ours in (("freqs_cos", cos), ("freqs_sin", sin))}
+    assert not any(problems.values()), problems
 
 
 @pytest.mark.parametrize("run_name", _runs(Path(__import__("os").environ.get("HYC_REFERENCE_DIR") or Path(__file__).parent / "fixtures" / "reference")))
@@ -74,17 +81,34 @@ def test_parity_sampling_loop_run(loop, run_name):
         assert cached == [upstream_deep_cache_mode(i, steps) == "reuse" for i in range(steps)]
 
     seen: list[torch.Tensor] = []
+    model_outputs: list[torch.Tensor] = []  # every transformer call, in call order
     request = DenoiseRequest(
         latents=inputs["initial_latents"], ref_latents=inputs["ref_latents"], text=_conditioning(config, inputs),
         steps=steps, flow_shift=shift, guidance_scale=float(config["predict_kwargs"]["guidance_scale"]),
         deep_cache=deep_cache,
     )
-    with torch.no_grad():
-        final = denoise(model, request, on_step=lambda i, n, x: seen.append(x.clone()))
+
+    def record(_module, _args, out):
+        model_outputs.append((out.sample if hasattr(out, "sample") else out[0]).detach().clone())
+
+    handle = model.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            final = denoise(model, request, on_step=lambda i, n, x: seen.append(x.clone()))
+    finally:
+        handle.remove()
     problems = {
         "latents_per_step": mismatch(torch.stack(seen), expected["latents_per_step"], atol=LOOP_ATOL, rtol=0),
         "final_latents": mismatch(final, expected["final_latents"], atol=LOOP_ATOL, rtol=0),
     }
+    # Per-step raw [uncond, cond] outputs and the CFG-combined prediction, where the run records them.
+    per_step = torch.cat(model_outputs).reshape(steps, -1, *model_outputs[0].shape[1:])
+    if "transformer_out_per_step" in expected:
+        problems["transformer_out_per_step"] = mismatch(per_step, expected["transformer_out_per_step"], atol=LOOP_ATOL, rtol=0)
+    if "noise_pred_guided_per_step" in expected:
+        uncond, cond = per_step[:, 0:1], per_step[:, 1:2]
+        guided = uncond + request.guidance_scale * (cond - uncond)
+        problems["noise_pred_guided_per_step"] = mismatch(guided, expected["noise_pred_guided_per_step"], atol=LOOP_ATOL, rtol=0)
     if "decoded_video" in expected:
         vae_cfg = vae_module.config_from_dict({"constructor_kwargs": config["vae"]["constructor_kwargs"]})
         vae = vae_module.HunyuanVideoVAE.from_config(vae_cfg)
