@@ -105,3 +105,53 @@ def test_cancel_is_honoured(comfy_models, monkeypatch):
     with pytest.raises(InterruptedError):
         Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=9, steps=20)
     assert len(calls) == 4  # stopped at the first check after the cancel, long before 20 steps
+
+
+def test_comfy_models_unloaded_first_and_our_memory_released_after_cancel_and_error(comfy_models, monkeypatch):
+    """Inside ComfyUI: unload ComfyUI's models before ours load; give our VRAM back afterwards,
+    also when the run is cancelled or fails."""
+    import sys
+    import types
+
+    from hunyuan_custom.pipelines.generate import LocalGenerator
+
+    events: list[str] = []
+    mm = types.ModuleType("comfy.model_management")
+    mm.unload_all_models = lambda: events.append("unload_comfy")
+    mm.soft_empty_cache = lambda: events.append("empty_cache")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    state = {"interrupt": False}
+
+    def throw():
+        if state["interrupt"]:
+            raise InterruptedError("Processing interrupted")
+
+    mm.throw_exception_if_processing_interrupted = throw
+    pkg = types.ModuleType("comfy")
+    pkg.model_management = mm
+    monkeypatch.setitem(sys.modules, "comfy", pkg)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
+    real_release = LocalGenerator.release
+    monkeypatch.setattr(LocalGenerator, "release", lambda self: (events.append("release"), real_release(self)))
+
+    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
+                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
+    spec = PromptSpec(prompt="x", negative_prompt="", subject="object", reference=torch.ones(1, 32, 32, 3))
+    args = dict(size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=5, steps=2)
+
+    Sampler().sample(model, spec, **args)
+    assert events[0] == "unload_comfy" and "release" in events and events[-1] == "empty_cache"
+
+    events.clear()
+    state["interrupt"] = True
+    with pytest.raises(InterruptedError):
+        Sampler().sample(model, spec, **args)
+    assert events[0] == "unload_comfy" and "release" in events and events[-1] == "empty_cache"
+
+    events.clear()
+    state["interrupt"] = False
+    monkeypatch.setattr("hunyuan_custom.pipelines.sampling.denoise",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Sampler().sample(model, spec, **args)
+    assert "release" in events and events[-1] == "empty_cache"
