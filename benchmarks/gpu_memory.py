@@ -1,0 +1,155 @@
+"""Peak GPU memory and seconds per denoising step of the FULL-SIZE transformer, synthetic weights.
+
+Answers "does 1280x720 x 129 frames fit on a 24 GB card with these options, and how fast?" without
+the real 26 GB download: the model has HYVideo-T/2's exact shapes with random values, the text
+inputs have the real lengths (LLaVA 831 tokens, CLIP 768). Prints figures; it is not a test.
+
+    python benchmarks/gpu_memory.py --size 1280*720 --frames 129 --offload group --fp8 keep --steps 2
+    python benchmarks/gpu_memory.py --size 960*544 --frames 129 --offload none --attention flash
+    python benchmarks/gpu_memory.py --tiny --device cpu        # smoke run of the script itself
+
+Options map onto the model loader node's: --offload none|group (the sampler's 'model' mode is
+'none' during sampling), --fp8 keep (block Linears stored as float8 with a per-layer scale, as the
+fp8 checkpoints load with fp8_mode=keep), --attention (diffusers' attention backends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+
+def _import_pack():
+    """Import this checkout as `hunyuan_custom` whatever its folder is called."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hunyuan_custom", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hunyuan_custom"] = module
+    spec.loader.exec_module(module)
+
+
+TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2, num_single_layers=2, text_embed_dim=32,
+            pooled_projection_dim=24, rope_axes_dim=(8, 12, 12))
+
+
+def build_model(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
+    from accelerate import init_empty_weights
+
+    from hunyuan_custom.pipelines.fp8_linear import Fp8ScaledLinear
+    from hunyuan_custom.pipelines.transformer import HunyuanCustomTransformer3DModel
+    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
+
+    config = {**FULL_SIZE_CONFIG, **(TINY if tiny else {})}
+    with init_empty_weights():
+        model = HunyuanCustomTransformer3DModel(**config)
+    if fp8:  # the block Linears, as upstream's fp8 checkpoints store them
+        for blocks in (model.transformer_blocks, model.single_transformer_blocks):
+            for name, module in list(blocks.named_modules()):
+                if type(module) is nn.Linear:
+                    parent_name, _, child = name.rpartition(".")
+                    parent = blocks.get_submodule(parent_name) if parent_name else blocks
+                    setattr(parent, child, Fp8ScaledLinear.like(module))
+    model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            fan_in = param.shape[-1] if param.ndim > 1 else 1
+            values = torch.randn(param.shape, generator=generator) * (0.5 / fan_in**0.5 if param.ndim > 1 else 0.02)
+            if param.ndim == 1 and name.endswith("weight"):
+                values += 1.0
+            param.data = values.to(torch.float8_e4m3fn if param.dtype == torch.float8_e4m3fn else dtype)
+        for name, buf in model.named_buffers():
+            if name.endswith("weight_scale"):
+                buf.fill_(1.0)
+    return model.eval().requires_grad_(False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1280*720")
+    parser.add_argument("--frames", type=int, default=129)
+    parser.add_argument("--steps", type=int, default=2, help="denoising steps to time (each is 2 CFG passes)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    parser.add_argument("--offload", choices=("none", "group"), default="none")
+    parser.add_argument("--fp8", choices=("none", "keep"), default="none")
+    parser.add_argument("--attention", default="default", help="diffusers attention backend, e.g. native, flash, sage")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (check the script on a CPU)")
+    args = parser.parse_args()
+
+    _import_pack()
+    from hunyuan_custom.pipelines import schema
+    from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise, initial_noise, latent_shape
+    from hunyuan_custom.pipelines.text_encoding import TextConditioning
+
+    width, height = schema.parse_size(args.size)
+    dtype = getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    started = time.perf_counter()
+    model = build_model(args.tiny, dtype, args.fp8 == "keep")
+    print(f"built synthetic model: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters, "
+          f"{sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30:.1f} GiB, "
+          f"{time.perf_counter() - started:.0f} s")
+    if args.attention != "default":
+        model.set_attention_backend(args.attention)
+    if args.offload == "group":
+        model.enable_group_offload(device, offload_device=torch.device("cpu"), offload_type="block_level",
+                                   num_blocks_per_group=1, use_stream=cuda)
+    else:
+        model.to(device)
+
+    cfg = model.config
+    text_len, image_extra, n_tokens = (831, 575, 130) if not args.tiny else (40, 3, 30)
+    mask = torch.zeros(2, text_len, dtype=torch.int64)
+    mask[:, : n_tokens] = 1
+    mask[1, -image_extra:] = 1  # upstream's quirk on the cond row; the uncond row is rewritten
+    text = TextConditioning(states=torch.randn(2, text_len, cfg.text_embed_dim), mask=mask,
+                            pooled=torch.randn(2, cfg.pooled_projection_dim))
+    shape = latent_shape(args.frames, height, width, channels=cfg.in_channels)
+    ref = torch.randn(1, cfg.in_channels, 1, shape[3], shape[4])
+    request = DenoiseRequest(latents=initial_noise(0, shape), ref_latents=ref, text=text, steps=args.steps,
+                             flow_shift=13.0, guidance_scale=7.5)
+    tokens = (shape[2] + 1) * (shape[3] // 2) * (shape[4] // 2)
+    print(f"video {width}x{height}x{args.frames}: latent {list(shape)}, {tokens} image tokens per pass")
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def on_step(done: int, total: int, _latents) -> None:
+        if cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+        print(f"step {done}/{total}: {times[-1]:.2f} s", flush=True)
+
+    with torch.no_grad():
+        denoise(model, request, on_step=on_step)
+    first, rest = times[0], times[1:]
+    per_step = sum(rest) / len(rest) if rest else first
+    print(f"seconds per step (2 CFG passes): {per_step:.2f} (first step {first:.2f}); 30 steps ~ {30 * per_step / 60:.1f} min")
+    if cuda:
+        print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
+              f"reserved: {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB "
+              f"(device total {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)")
+    print(f"options: dtype={args.dtype} offload={args.offload} fp8={args.fp8} attention={args.attention}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    main()
