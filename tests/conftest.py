@@ -33,10 +33,15 @@ def _register_checkout() -> None:
 _register_checkout()
 
 
+def reference_root() -> Path:
+    """Upstream reference numbers: HYC_REFERENCE_DIR if set, else the copy in tests/fixtures.
+    (A function too, for tests that parametrise over the files at collection time.)"""
+    return Path(os.environ.get("HYC_REFERENCE_DIR") or FIXTURES / "reference")
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """Upstream reference numbers: HYC_REFERENCE_DIR if set, else the copy in tests/fixtures."""
-    path = Path(os.environ.get("HYC_REFERENCE_DIR") or FIXTURES / "reference")
+    path = reference_root()
     if not path.is_dir():
         pytest.fail(f"HYC_REFERENCE_DIR={path} is not a folder of reference fixtures")
     return path

@@ -110,27 +110,19 @@ def test_cancel_is_honoured(comfy_models, monkeypatch):
 def test_comfy_models_unloaded_first_and_our_memory_released_after_cancel_and_error(comfy_models, monkeypatch):
     """Inside ComfyUI: unload ComfyUI's models before ours load; give our VRAM back afterwards,
     also when the run is cancelled or fails."""
-    import sys
-    import types
-
+    from _fake_comfy import install_model_management
     from hunyuan_custom.pipelines.generate import LocalGenerator
 
     events: list[str] = []
-    mm = types.ModuleType("comfy.model_management")
-    mm.unload_all_models = lambda: events.append("unload_comfy")
-    mm.soft_empty_cache = lambda: events.append("empty_cache")
-    mm.get_torch_device = lambda: torch.device("cpu")
     state = {"interrupt": False}
 
     def throw():
         if state["interrupt"]:
             raise InterruptedError("Processing interrupted")
 
-    mm.throw_exception_if_processing_interrupted = throw
-    pkg = types.ModuleType("comfy")
-    pkg.model_management = mm
-    monkeypatch.setitem(sys.modules, "comfy", pkg)
-    monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
+    install_model_management(monkeypatch, throw, unload_all_models=lambda: events.append("unload_comfy"),
+                             soft_empty_cache=lambda: events.append("empty_cache"),
+                             get_torch_device=lambda: torch.device("cpu"))
     real_release = LocalGenerator.release
     monkeypatch.setattr(LocalGenerator, "release", lambda self: (events.append("release"), real_release(self)))
 

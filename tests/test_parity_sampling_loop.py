@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import reference_root
 from _transformer_parity import build_from_fixture, mismatch, rope_grid
 from hunyuan_custom.pipelines import vae as vae_module
 from hunyuan_custom.pipelines.deep_cache import upstream_deep_cache_mode
@@ -66,7 +67,7 @@ def test_parity_cfg_inputs_match_what_upstream_fed_the_transformer(loop):
     assert not any(problems.values()), problems
 
 
-@pytest.mark.parametrize("run_name", _runs(Path(__import__("os").environ.get("HYC_REFERENCE_DIR") or Path(__file__).parent / "fixtures" / "reference")))
+@pytest.mark.parametrize("run_name", _runs(reference_root()))
 def test_parity_sampling_loop_run(loop, run_name):
     folder, config, model, inputs = loop
     expected = load_file(str(folder / run_name))

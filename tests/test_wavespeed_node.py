@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import _fake_wavespeed as fw
+from _fake_comfy import install_model_management
 from hunyuan_custom import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from hunyuan_custom.nodes import comfy, widgets
 from hunyuan_custom.nodes.wavespeed import HunyuanCustomWaveSpeed
@@ -55,18 +56,13 @@ def comfy_server(monkeypatch):
     instance = types.SimpleNamespace(send_progress_text=lambda text, node_id: sent.append((text, node_id)))
     server = types.ModuleType("server")
     server.PromptServer = types.SimpleNamespace(instance=instance)
-    mm = types.ModuleType("comfy.model_management")
 
     def throw():
         if state["cancel_at"] is not None and time.monotonic() >= state["cancel_at"]:
             raise Interrupted("Processing interrupted")
 
-    mm.throw_exception_if_processing_interrupted = throw
-    package = types.ModuleType("comfy")
-    package.model_management = mm
+    install_model_management(monkeypatch, throw)
     monkeypatch.setitem(sys.modules, "server", server)
-    monkeypatch.setitem(sys.modules, "comfy", package)
-    monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
     return types.SimpleNamespace(sent=sent, state=state, Interrupted=Interrupted)
 
 
