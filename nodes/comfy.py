@@ -20,25 +20,11 @@ def _comfy_module(name: str) -> Any | None:
         return None
 
 
-def in_comfyui() -> bool:
-    return _comfy_module("folder_paths") is not None and _comfy_module("comfy.model_management") is not None
-
-
-class Cancelled(Exception):
-    """Raised outside ComfyUI when the caller asked to stop (inside ComfyUI, ComfyUI's own
-    InterruptProcessingException is raised instead, so its UI shows 'interrupted')."""
-
-
 def throw_if_cancelled() -> None:
     """Raise if the user pressed Cancel in ComfyUI; does nothing outside ComfyUI."""
     mm = _comfy_module("comfy.model_management")
     if mm is not None:
         mm.throw_exception_if_processing_interrupted()
-
-
-def is_cancelled() -> bool:
-    mm = _comfy_module("comfy.model_management")
-    return bool(mm is not None and getattr(mm, "processing_interrupted", lambda: False)())
 
 
 class Progress:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..pipelines import schema
 from . import comfy
 from .widgets import validation_message, widgets
@@ -20,7 +18,11 @@ def _preview(latents):
     frame = latents[0, :3, latents.shape[2] // 2].float().cpu()
     lo, hi = frame.amin(dim=(1, 2), keepdim=True), frame.amax(dim=(1, 2), keepdim=True)
     rgb = ((frame - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().permute(1, 2, 0).numpy()
-    image = Image.fromarray(np.ascontiguousarray(rgb)).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.BILINEAR)
+    # Latent pixels are 8x8 video pixels; never build more than the preview shows.
+    height, width = rgb.shape[:2]
+    scale = min(8.0, PREVIEW_SIZE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.BILINEAR)
     return ("JPEG", image, PREVIEW_SIZE)
 
 
