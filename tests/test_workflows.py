@@ -103,6 +103,14 @@ def test_the_four_workflows_and_their_twins_exist():
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_template_card_has_a_thumbnail(name):
+    # ComfyUI's template browser shows workflows/<name>.jpg on the card (tools/make_template_thumbnails.py).
+    with Image.open(WORKFLOWS / f"{name}.jpg") as thumb:
+        assert thumb.format == "JPEG"
+        assert thumb.size == (640, 400)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_workflow_is_valid_for_frontend_and_server(name, comfy_dirs):
     graph = load(name)
     assert graph["version"] == 0.4
