@@ -67,6 +67,8 @@ def _llama3_like_tokenizer():
 
 
 def _clip_tokenizer():
+    import tempfile
+
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -75,7 +77,12 @@ def _clip_tokenizer():
     for char in bytes_to_unicode().values():
         vocab.setdefault(char, len(vocab))
         vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[])
+    # Through files, as openai/clip-vit-large-patch14 ships them: the one constructor that
+    # transformers 4.x and 5.x share.
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(folder) / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer.from_pretrained(folder)
 
 
 def build_tiny_llava(folder: Path, seed: int = 0):

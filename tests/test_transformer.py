@@ -159,8 +159,12 @@ def test_diffusers_runtime_features_still_work():
     native.set_attention_backend("native")
     torch.testing.assert_close(_run(native, **inputs), expected)
     offloaded = _tiny()
-    offloaded.enable_group_offload(torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
-    torch.testing.assert_close(_run(offloaded, **inputs), expected)
+    try:
+        offloaded.enable_group_offload(torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
+    except AttributeError:  # diffusers 0.37 (our oldest supported) insists on an accelerator for group offloading
+        assert not torch.accelerator.is_available()
+    else:
+        torch.testing.assert_close(_run(offloaded, **inputs), expected)
     cached = _tiny()
     cached.enable_cache(FirstBlockCacheConfig(threshold=0.0))  # threshold 0: never skips, so exact
     with cached.cache_context("cond"):
