@@ -194,3 +194,41 @@ def build_encoder_pair(root: Path | str) -> EncoderPair:
 
 def pixel_values(seed: int = 0) -> torch.Tensor:
     return tiny.random_pixel_values(seed, IMAGE_SIZE)
+
+
+def write_transformer_for_these_encoders(folder: Path, fixtures: Path, seed: int = 5) -> Path:
+    """The tiny upstream transformer of the reference fixtures, its text inputs widened to these encoders
+    (text_states_dim 128, text_states_dim_2 64): upstream .pt + config.json, as build_tiny_model_set writes."""
+    import json
+
+    from safetensors.torch import load_file
+
+    weights = load_file(str(fixtures / "transformer_ref2v" / "weights.safetensors"))
+    config = json.loads((fixtures / "transformer_ref2v" / "config.json").read_text())
+    old, old_2 = config["args_namespace"]["text_states_dim"], config["args_namespace"]["text_states_dim_2"]
+    config["args_namespace"].update(text_states_dim=LLAVA_HIDDEN, text_states_dim_2=CLIP_HIDDEN)
+    g = torch.Generator().manual_seed(seed)
+    for key, new_in, old_in in (("txt_in.input_embedder.weight", LLAVA_HIDDEN, old),
+                                ("txt_in.c_embedder.linear_1.weight", LLAVA_HIDDEN, old),
+                                ("vector_in.in_layer.weight", CLIP_HIDDEN, old_2)):
+        out_features, in_features = weights[key].shape
+        assert in_features == old_in, key
+        weights[key] = torch.randn(out_features, new_in, generator=g) / new_in ** 0.5
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"module": weights}, folder / "mp_rank_00_model_states.pt")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder / "mp_rank_00_model_states.pt"
+
+
+def write_vae(folder: Path, fixtures: Path) -> Path:
+    """The tiny upstream VAE folder (config.json + pytorch_model.pt with `vae.` keys)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(fixtures / "vae" / "weights.safetensors"))
+    torch.save({"vae." + k: v for k, v in weights.items()}, folder / "pytorch_model.pt")
+    config = json.loads((fixtures / "vae" / "config.json").read_text())["constructor_kwargs"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
