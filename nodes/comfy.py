@@ -107,7 +107,11 @@ def tokenizer_folders() -> tuple[str | None, str | None]:
     comfy/sd1_tokenizer. $HYC_LLAVA_TOKENIZER / $HYC_CLIP_TOKENIZER override them (scripts, tests);
     None outside ComfyUI without the override."""
     package = _comfy_module("comfy")
-    base = os.path.dirname(getattr(package, "__file__", None) or "") if package is not None else ""
+    # ComfyUI's comfy/ has no __init__.py: a namespace package, located by __path__ (no __file__).
+    locations = list(getattr(package, "__path__", None) or []) if package is not None else []
+    if not locations and getattr(package, "__file__", None):
+        locations = [os.path.dirname(package.__file__)]
+    base = locations[0] if locations else ""
     llama = os.path.join(base, "text_encoders", "llama_tokenizer") if base else None
     clip = os.path.join(base, "sd1_tokenizer") if base else None
     return (os.environ.get("HYC_LLAVA_TOKENIZER") or llama, os.environ.get("HYC_CLIP_TOKENIZER") or clip)

@@ -403,10 +403,14 @@ def _is_ignored(key: str) -> bool:
 
 
 def _load_into(module: torch.nn.Module, sources: list[tuple[Path, dict[str, TensorInfo], dict[str, str]]],
-               dtype: torch.dtype, device: torch.device) -> None:
+               dtype: torch.dtype, device: torch.device, fill: dict[str, float] | None = None) -> None:
     """Fill `module`'s meta parameters from files. `sources`: (file, header, {file key: module key}).
-    Every name and shape is compared before any tensor is read."""
+    Every name and shape is compared before any tensor is read. `fill`: module keys (by suffix) that may
+    be absent from the files, with the constant they then get (only for tensors off our path)."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    provided = {module_key for _, _, mapping in sources for module_key in mapping.values()}
+    filled = {k: value for k in expected if k not in provided
+              for suffix, value in (fill or {}).items() if k == suffix or k.endswith("." + suffix)}
     problems: list[str] = []
     for path, tensors, mapping in sources:
         for file_key, module_key in mapping.items():
@@ -416,14 +420,14 @@ def _load_into(module: torch.nn.Module, sources: list[tuple[Path, dict[str, Tens
                 problems.append(f"{path.name}: tensor {file_key} {list(got)} has no place in the model")
             elif tuple(got) != want:
                 problems.append(f"{path.name}: tensor {file_key} has shape {list(got)}, the model expects {list(want)}")
-    provided = {module_key for _, _, mapping in sources for module_key in mapping.values()}
-    missing = [k for k in expected if k not in provided]
+    missing = [k for k in expected if k not in provided and k not in filled]
     problems += [f"tensor for {k} {list(expected[k])} is missing" for k in missing]
     if problems:
         shown = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
         raise TextEncoderFilesError("the text-encoder file(s) do not fit the model built from their shapes "
                                     f"(incomplete or modified file?):\n  {shown}")
-    state: dict[str, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {k: torch.full(expected[k], value, dtype=dtype, device=device)
+                                      for k, value in filled.items()}
     for path, tensors, mapping in sources:
         for file_key, tensor in _converted_tensors(path, tensors, dtype, device, mapping):
             state[mapping[file_key]] = tensor
@@ -469,14 +473,18 @@ def _unexpected(tensors: dict[str, TensorInfo], prefixes: Sequence[str], path: P
                                     "place in the model; the file holds more than the expected text encoder.")
 
 
-def _load_tokenizer(folder: Path, **kwargs: Any) -> Any:
-    from transformers import AutoTokenizer
+def _load_tokenizer(folder: Path, *, exactly_tokenizer_json: bool = False, **kwargs: Any) -> Any:
+    """AutoTokenizer, or with `exactly_tokenizer_json` the plain fast tokenizer of tokenizer.json: ComfyUI's
+    llama_tokenizer declares tokenizer_class LlamaTokenizer, whose transformers-5 class rebuilds a Llama-2
+    (Metaspace) pipeline; Llama-3's tokenizer.json is byte-level BPE and must be used as it is."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from .text_encoding import _quiet_transformers
 
+    loader = PreTrainedTokenizerFast if exactly_tokenizer_json and (folder / "tokenizer.json").is_file() else AutoTokenizer
     try:
         with _quiet_transformers():
-            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **kwargs)
+            return loader.from_pretrained(str(folder), local_files_only=True, **kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise TextEncoderFilesError(f"tokenizer folder {folder} cannot be loaded ({exc}).") from None
 
@@ -489,7 +497,7 @@ def load_llava(source: LlavaSource, dtype: torch.dtype, device: Any) -> tuple[An
         raise ValueError("load_llava builds single files only; folders load with from_pretrained")
     device = torch.device(device)
     lang, vision = source.language, source.vision
-    tokenizer = _load_tokenizer(source.tokenizer, padding_side="right")
+    tokenizer = _load_tokenizer(source.tokenizer, exactly_tokenizer_json=True, padding_side="right")
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     if image_token is None or image_token == tokenizer.unk_token_id:
         raise TextEncoderFilesError(f"Llama-3 tokenizer {source.tokenizer} has no <image> token; it is not the "
@@ -521,8 +529,10 @@ def load_llava(source: LlavaSource, dtype: torch.dtype, device: Any) -> tuple[An
     language, tower, projector = model.model.language_model, model.model.vision_tower, model.model.multi_modal_projector
     _load_into(language, [(lang.path, lang.tensors, _mapping(lang.tensors, "model.", language.state_dict()))],
                dtype, device)
+    # LLaVA reads layer -2 of the tower, before post_layernorm: a file without it loses nothing.
     _load_into(tower, [(vision.path, vision.tensors, _mapping(vision.tensors, "vision_model.", tower.state_dict(),
-                                                              ("", "vision_model.")))], dtype, device)
+                                                              ("", "vision_model.")))], dtype, device,
+               fill={"post_layernorm.weight": 1.0, "post_layernorm.bias": 0.0})
     _load_into(projector, [(vision.path, vision.tensors, _mapping(vision.tensors, "multi_modal_projector.",
                                                                   projector.state_dict()))], dtype, device)
     if "lm_head.weight" in lang.tensors:

@@ -232,3 +232,39 @@ def write_vae(folder: Path, fixtures: Path) -> Path:
     config = json.loads((fixtures / "vae" / "config.json").read_text())["constructor_kwargs"]
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                   "<unk>", "<image>", "<pad>"]
+
+
+def write_comfy_like_llama_tokenizer(folder: Path) -> Path:
+    """A folder shaped like ComfyUI's comfy/text_encoders/llama_tokenizer: a byte-level BPE tokenizer.json
+    (Llama-3's pre-tokenizer regex, BOS template) and a tokenizer_config.json that declares
+    tokenizer_class LlamaTokenizer (legacy), with <image> and <pad> as added special tokens."""
+    import json
+
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["The woman looks like a person drinking coffee at the cafe. Hello world"] * 50, trainer)
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in LLAMA3_SPECIALS])
+    bos = backend.token_to_id("<|begin_of_text|>")
+    backend.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                           special_tokens=[("<|begin_of_text|>", bos)])
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / "tokenizer.json"))
+    added = {str(backend.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                            "single_word": False, "special": True} for t in LLAMA3_SPECIALS}
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": added, "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|end_of_text|>", "legacy": True, "pad_token": "<pad>", "padding_side": "right",
+        "processor_class": "LlavaProcessor", "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>"}))
+    return folder

@@ -194,6 +194,32 @@ def test_fp8_scaled_file_equals_the_folder_of_its_dequantized_weights(pair):
     assert not torch.equal(_encode(_single(pair)).states, deq.states)
 
 
+def test_vision_file_without_post_layernorm_still_encodes_the_same(pair, tmp_path):
+    """LLaVA reads the tower's layer -2, before post_layernorm; a file without it must not be refused."""
+    tensors = {k: v for k, v in load_file(str(pair.vision_file)).items() if "post_layernorm" not in k}
+    vision = tmp_path / "llava_vision_no_post_norm.safetensors"
+    save_file(tensors, str(vision))
+    folder = _encode(te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
+    _assert_same(_encode(_single(pair, llava_vision=vision)), folder)
+
+
+def test_comfyuis_llama_tokenizer_folder_is_used_as_its_tokenizer_json_says(tmp_path):
+    """ComfyUI's llama_tokenizer declares LlamaTokenizer, whose transformers-5 class would rebuild a
+    Llama-2 (Metaspace) pipeline; Llama-3's byte-level tokenizer.json must be honoured as it is."""
+    from tokenizers import Tokenizer
+
+    folder = sfe.write_comfy_like_llama_tokenizer(tmp_path / "llama_tokenizer")
+    text = "<|start_header_id|>system<|end_header_id|>\n\nHello world, The woman looks like<image>"
+    tokenizer = tef._load_tokenizer(folder, exactly_tokenizer_json=True, padding_side="right")
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    assert tokenizer(text)["input_ids"] == raw.encode(text).ids
+    assert tokenizer(text)["input_ids"][0] == raw.token_to_id("<|begin_of_text|>")  # one BOS, not two
+    assert tokenizer.pad_token_id == raw.token_to_id("<pad>")
+    assert tokenizer.convert_tokens_to_ids("<image>") == raw.token_to_id("<image>")
+    padded = tokenizer(text, max_length=40, padding="max_length", truncation=True)
+    assert padded["input_ids"][-1] == raw.token_to_id("<pad>") and padded["attention_mask"][-1] == 0
+
+
 def test_the_llava_model_is_not_randomly_initialised_first(pair, monkeypatch):
     """Every parameter is created on the meta device; no init function touches real memory."""
     import transformers.initialization as hf_init
@@ -277,11 +303,16 @@ def test_tokenizer_folders_come_from_the_comfy_package(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "comfy", raising=False)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if not Path(p, "comfy", "__init__.py").exists()])
     assert comfy.tokenizer_folders() == (None, None)
-    package = types.ModuleType("comfy")
-    package.__file__ = str(tmp_path / "ComfyUI" / "comfy" / "__init__.py")
-    monkeypatch.setitem(sys.modules, "comfy", package)
     base = tmp_path / "ComfyUI" / "comfy"
-    assert comfy.tokenizer_folders() == (str(base / "text_encoders" / "llama_tokenizer"), str(base / "sd1_tokenizer"))
+    package = types.ModuleType("comfy")
+    package.__path__ = [str(base)]  # ComfyUI's comfy/ is a namespace package: no __init__.py, no __file__
+    monkeypatch.setitem(sys.modules, "comfy", package)
+    expected = (str(base / "text_encoders" / "llama_tokenizer"), str(base / "sd1_tokenizer"))
+    assert comfy.tokenizer_folders() == expected
+    package = types.ModuleType("comfy")
+    package.__file__ = str(base / "__init__.py")
+    monkeypatch.setitem(sys.modules, "comfy", package)
+    assert comfy.tokenizer_folders() == expected
     monkeypatch.setenv("HYC_CLIP_TOKENIZER", "/x/clip")
     assert comfy.tokenizer_folders()[1] == "/x/clip"
 
