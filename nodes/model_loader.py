@@ -43,7 +43,9 @@ def _vision_file(llava_path: str, choice: str | None) -> str | None:
 class HunyuanCustomModelLoader:
     DESCRIPTION = (
         "Chooses the HunyuanCustom transformer, VAE and text encoders for local sampling. "
-        "Files are read only when the sampler runs; the format is recognised from the contents."
+        "Files are read only when the sampler runs; the format is recognised from the contents. Text encoders: "
+        "upstream's transformers folders or ComfyUI's single files (llava_llama3_*.safetensors with "
+        "llava_llama3_vision.safetensors from models/clip_vision, clip_l.safetensors)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("HYC_MODEL",)

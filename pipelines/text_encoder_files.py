@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from .weights_io import SAFETENSORS, TORCH_ZIP, LEGACY_PICKLE, container_kind, open_safetensors, safetensors_dtype
+from .weights_io import LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors
 
 
 class TextEncoderFilesError(FileNotFoundError):

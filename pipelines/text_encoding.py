@@ -16,6 +16,9 @@ Typical use (the local sampler):
                                     do_cfg=guidance > 1, dtype=torch.bfloat16, device=device)
     -> TextConditioning(states [B,L,D], mask [B,L] int64, pooled [B,D2]); B = 2 ([uncond, cond]) or 1.
 The encoders are loaded, used and freed inside that call; DEFAULT_CACHE keeps recent rows on CPU.
+Instead of the two transformers folders, ComfyUI's single files work too (llava_llama3_fp16 /
+_fp8_scaled.safetensors + llava_vision=llava_llama3_vision.safetensors + llava_tokenizer=<folder>,
+clip_l.safetensors + clip_tokenizer=<folder>): see text_encoder_files.py.
 
 transformers is imported inside functions so importing this module stays cheap.
 """

@@ -134,6 +134,40 @@ def test_shapes_that_do_not_fit_the_families_are_refused(pair, tmp_path):
         tef.load_llava(tef.llava_source(odd, pair.vision_file, pair.llama_tokenizer), torch.float32, "cpu")
 
 
+def test_configs_of_the_real_comfy_files_from_their_shapes(tmp_path):
+    """The released files' shapes give ComfyUI's configs (Llama2Config llava_llama3, vitl_336_llava, clip_l)."""
+    info = tef.TensorInfo
+    llama = {"model.embed_tokens.weight": info("F16", (128320, 4096)),
+             "model.layers.0.self_attn.q_proj.weight": info("F8_E4M3", (4096, 4096)),
+             "model.layers.0.self_attn.k_proj.weight": info("F8_E4M3", (1024, 4096)),
+             "model.layers.0.mlp.gate_proj.weight": info("F8_E4M3", (14336, 4096)),
+             **{f"model.layers.{i}.input_layernorm.weight": info("F16", (4096,)) for i in range(32)}}
+    values = tef.llama_config_values(llama, tmp_path)
+    assert {k: values[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                   "num_attention_heads", "num_key_value_heads", "head_dim")} == dict(
+        vocab_size=128320, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, head_dim=128)
+    assert values["rope_parameters"]["rope_theta"] == 500000.0 and values["rms_norm_eps"] == 1e-5
+    assert values["max_position_embeddings"] == 8192
+    vision = {"vision_model.embeddings.patch_embedding.weight": info("F16", (1024, 3, 14, 14)),
+              "vision_model.embeddings.position_embedding.weight": info("F16", (577, 1024)),
+              "vision_model.encoder.layers.0.mlp.fc1.weight": info("F16", (4096, 1024)),
+              **{f"vision_model.encoder.layers.{i}.layer_norm1.weight": info("F16", (1024,)) for i in range(24)}}
+    values = tef.vision_config_values(vision, tmp_path)
+    assert (values["image_size"], values["patch_size"], values["num_attention_heads"], values["num_hidden_layers"],
+            values["intermediate_size"], values["hidden_act"]) == (336, 14, 16, 24, 4096, "quick_gelu")
+    clip = {"text_model.embeddings.token_embedding.weight": info("F16", (49408, 768)),
+            "text_model.embeddings.position_embedding.weight": info("F16", (77, 768)),
+            "text_model.encoder.layers.0.mlp.fc1.weight": info("F16", (3072, 768)),
+            **{f"text_model.encoder.layers.{i}.layer_norm1.weight": info("F16", (768,)) for i in range(12)}}
+    values = tef.clip_text_config_values(clip, tmp_path)
+    assert (values["num_attention_heads"], values["num_hidden_layers"], values["max_position_embeddings"]) == (12, 12, 77)
+    gap = dict(vision)
+    del gap["vision_model.encoder.layers.7.layer_norm1.weight"]
+    with pytest.raises(tef.TextEncoderFilesError, match="not numbered 0..N-1"):
+        tef.vision_config_values(gap, tmp_path)
+
+
 def test_image_size_from_the_vision_file(pair):
     assert tef.llava_image_size(pair.vision_file) == sfe.IMAGE_SIZE
     assert generate.llava_image_size(str(pair.llama_file), str(pair.vision_file)) == sfe.IMAGE_SIZE
