@@ -35,7 +35,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from .weights_io import LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors
+from .weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors,
+                         unknown_container_message)
 
 
 class TextEncoderFilesError(FileNotFoundError):
@@ -96,10 +97,11 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
     """Tensor names, dtypes and shapes of a safetensors file, from its header only (no tensor is read)."""
     path = Path(path)
     kind = container_kind(path, TextEncoderFilesError)
+    if kind in (TORCH_ZIP, LEGACY_PICKLE):
+        raise TextEncoderFilesError(f"{path}: a PyTorch pickle; single-file text encoders are read as .safetensors "
+                                    "only (the Comfy-Org files are safetensors).")
     if kind != SAFETENSORS:
-        what = "a PyTorch pickle" if kind in (TORCH_ZIP, LEGACY_PICKLE) else "not a safetensors file (unknown header)"
-        raise TextEncoderFilesError(f"{path}: {what}; single-file text encoders are read as .safetensors only "
-                                    "(the Comfy-Org files are safetensors).")
+        raise TextEncoderFilesError(unknown_container_message(path))
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
@@ -519,7 +521,8 @@ def load_llava(source: LlavaSource, dtype: torch.dtype, device: Any) -> tuple[An
     _unexpected(vision.tensors, ("vision_model.", "multi_modal_projector."), vision.path)
     patches = (vision_values["image_size"] // vision_values["patch_size"]) ** 2
     config = LlavaConfig(
-        text_config=LlamaConfig(pad_token_id=tokenizer.pad_token_id, **text_values),
+        text_config=LlamaConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                eos_token_id=tokenizer.eos_token_id, **text_values),
         vision_config=CLIPVisionConfig(**vision_values),
         image_token_index=image_token, image_seq_length=patches, projector_hidden_act="gelu",
         vision_feature_layer=VISION_FEATURE_LAYER, vision_feature_select_strategy=VISION_FEATURE_SELECT,

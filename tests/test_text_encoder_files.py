@@ -114,6 +114,10 @@ def test_unknown_and_non_safetensors_files_are_refused(tmp_path):
     torch.save({"model.embed_tokens.weight": torch.zeros(2, 2)}, pickle)
     with pytest.raises(tef.TextEncoderFilesError, match=r"PyTorch pickle.*\.safetensors only"):
         tef.clip_source(pickle)
+    empty = tmp_path / "llava_llama3_fp16.safetensors"  # an interrupted download
+    empty.write_bytes(b"")
+    with pytest.raises(tef.TextEncoderFilesError, match="llava_llama3_fp16.safetensors: the file is empty"):
+        tef.llava_source(empty)
     plain_vision = tmp_path / "clip_vision_h.safetensors"
     save_file({"vision_model.embeddings.patch_embedding.weight": torch.zeros(64, 3, 14, 14)}, str(plain_vision))
     with pytest.raises(tef.TextEncoderFilesError, match="without the LLaVA projector"):
