@@ -101,6 +101,22 @@ def resolve_model_path(folder: str, name: str) -> str:
     raise FileNotFoundError(f"{name!r} was not found in the {folder} model folder(s) ({searched})")
 
 
+def tokenizer_folders() -> tuple[str | None, str | None]:
+    """(Llama-3 tokenizer folder, CLIP tokenizer folder) for ComfyUI's single-file text encoders,
+    which hold no tokenizer: ComfyUI ships them as comfy/text_encoders/llama_tokenizer and
+    comfy/sd1_tokenizer. $HYC_LLAVA_TOKENIZER / $HYC_CLIP_TOKENIZER override them (scripts, tests);
+    None outside ComfyUI without the override."""
+    package = _comfy_module("comfy")
+    # ComfyUI's comfy/ has no __init__.py: a namespace package, located by __path__ (no __file__).
+    locations = list(getattr(package, "__path__", None) or []) if package is not None else []
+    if not locations and getattr(package, "__file__", None):
+        locations = [os.path.dirname(package.__file__)]
+    base = locations[0] if locations else ""
+    llama = os.path.join(base, "text_encoders", "llama_tokenizer") if base else None
+    clip = os.path.join(base, "sd1_tokenizer") if base else None
+    return (os.environ.get("HYC_LLAVA_TOKENIZER") or llama, os.environ.get("HYC_CLIP_TOKENIZER") or clip)
+
+
 def input_directory() -> str:
     fp = _comfy_module("folder_paths")
     return fp.get_input_directory() if fp is not None else os.environ.get("HYC_INPUT_DIR", os.getcwd())

@@ -6,6 +6,8 @@ so queueing a graph is instant and only the stage that runs occupies memory.
 
 from __future__ import annotations
 
+import os
+
 from . import comfy
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
@@ -22,10 +24,28 @@ def _choices(folder: str, folders_too: bool = True) -> list[str]:
     return names or [f"(no files in models/{folder})"]
 
 
+def _vision_file(llava_path: str, choice: str | None) -> str | None:
+    """The LLaVA vision file for a single-file text_encoder: the picked one, or for 'auto' the
+    clip_vision file holding the LLaVA projector. None for a LLaVA folder (it has its own tower)."""
+    if not os.path.isfile(llava_path):
+        return None
+    if choice and choice != "auto":
+        return comfy.resolve_model_path("clip_vision", choice)
+    from ..pipelines.text_encoder_files import TextEncoderFilesError, find_llava_vision
+
+    candidates = [comfy.resolve_model_path("clip_vision", name) for name in _weights("clip_vision")]
+    try:
+        return str(find_llava_vision(candidates))
+    except TextEncoderFilesError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
 class HunyuanCustomModelLoader:
     DESCRIPTION = (
         "Chooses the HunyuanCustom transformer, VAE and text encoders for local sampling. "
-        "Files are read only when the sampler runs; the format is recognised from the contents."
+        "Files are read only when the sampler runs; the format is recognised from the contents. Text encoders: "
+        "upstream's transformers folders or ComfyUI's single files (llava_llama3_*.safetensors with "
+        "llava_llama3_vision.safetensors from models/clip_vision, clip_l.safetensors)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("HYC_MODEL",)
@@ -44,10 +64,12 @@ class HunyuanCustomModelLoader:
                     "models/vae: upstream vae_3d/hyvae_v1_0801/ folder (config.json + pytorch_model.pt), "
                     "hunyuan_video_vae_bf16.safetensors, or a diffusers folder.")}),
                 "text_encoder": (_choices("text_encoders"), {"tooltip": (
-                    "models/text_encoders: the LLaVA folder llava-llama-3-8b-v1_1/ (transformers format, "
-                    "xtuner/llava-llama-3-8b-v1_1-transformers).")}),
+                    "models/text_encoders: LLaVA-Llama-3-8B. ComfyUI's llava_llama3_fp16.safetensors or "
+                    "llava_llama3_fp8_scaled.safetensors (then llava_vision is needed too), or the folder "
+                    "llava-llama-3-8b-v1_1/ (xtuner/llava-llama-3-8b-v1_1-transformers).")}),
                 "text_encoder_2": (_choices("text_encoders"), {"tooltip": (
-                    "models/text_encoders: the CLIP-L folder openai_clip-vit-large-patch14/.")}),
+                    "models/text_encoders: CLIP-L. ComfyUI's clip_l.safetensors or the folder "
+                    "openai_clip-vit-large-patch14/.")}),
                 "dtype": (["bfloat16", "float16", "float32"], {"default": "bfloat16", "tooltip": (
                     "Compute precision. bfloat16 is what the model was trained in; float32 only for checks.")}),
                 "fp8_mode": (["dequantize", "keep"], {"default": "dequantize", "tooltip": (
@@ -58,7 +80,14 @@ class HunyuanCustomModelLoader:
                     "group: transformer blocks streamed from CPU RAM (fits 720p on 24 GB cards, slower).")}),
                 "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
                     "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
-            }
+            },
+            # Optional and last, so workflows saved before it keep their widget order.
+            "optional": {
+                "llava_vision": (["auto"] + _weights("clip_vision"), {"default": "auto", "tooltip": (
+                    "models/clip_vision: the LLaVA vision tower, llava_llama3_vision.safetensors. Only for a "
+                    "single-file text_encoder (a LLaVA folder has it inside). auto: the clip_vision file that "
+                    "holds the LLaVA projector.")}),
+            },
         }
 
     @classmethod
@@ -78,14 +107,20 @@ class HunyuanCustomModelLoader:
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
-             offload="model", attention="default"):
+             offload="model", attention="default", llava_vision="auto"):
         from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
 
+        llava_path = comfy.resolve_model_path("text_encoders", text_encoder)
+        clip_path = comfy.resolve_model_path("text_encoders", text_encoder_2)
+        llava_tokenizer, clip_tokenizer = comfy.tokenizer_folders()
         files = ModelFiles(
             transformer=comfy.resolve_model_path("diffusion_models", transformer),
             vae=comfy.resolve_model_path("vae", vae),
-            text_encoder=comfy.resolve_model_path("text_encoders", text_encoder),
-            text_encoder_2=comfy.resolve_model_path("text_encoders", text_encoder_2),
+            text_encoder=llava_path,
+            text_encoder_2=clip_path,
+            llava_vision=_vision_file(llava_path, llava_vision),
+            llava_tokenizer=llava_tokenizer if os.path.isfile(llava_path) else None,
+            clip_tokenizer=clip_tokenizer if os.path.isfile(clip_path) else None,
         )
         device = str(comfy.torch_device())
         if device == "cpu" and dtype != "float32":

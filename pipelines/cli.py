@@ -43,8 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     local = gen.add_argument_group("local backend")
     local.add_argument("--transformer", help="transformer checkpoint (upstream .pt, ComfyUI .safetensors, diffusers folder)")
     local.add_argument("--vae", help="VAE file or folder")
-    local.add_argument("--text-encoder", help="LLaVA folder (llava-llama-3-8b-v1_1)")
-    local.add_argument("--text-encoder-2", help="CLIP-L folder (openai_clip-vit-large-patch14)")
+    local.add_argument("--text-encoder", help="LLaVA: folder llava-llama-3-8b-v1_1, or ComfyUI's "
+                       "llava_llama3_fp16/_fp8_scaled.safetensors (then also --llava-vision, --llava-tokenizer)")
+    local.add_argument("--text-encoder-2", help="CLIP-L: folder openai_clip-vit-large-patch14, or ComfyUI's "
+                       "clip_l.safetensors (then also --clip-tokenizer)")
+    local.add_argument("--llava-vision", help="ComfyUI's llava_llama3_vision.safetensors (models/clip_vision); "
+                       "only with a single-file --text-encoder")
+    local.add_argument("--llava-tokenizer", help="folder with the Llama-3 tokenizer, e.g. "
+                       "ComfyUI/comfy/text_encoders/llama_tokenizer; only with a single-file --text-encoder")
+    local.add_argument("--clip-tokenizer", help="folder with the CLIP tokenizer, e.g. ComfyUI/comfy/sd1_tokenizer; "
+                       "only with a single-file --text-encoder-2")
     local.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="default: bfloat16 on cuda, float32 on cpu")
@@ -97,7 +105,9 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
     try:
         generator = LocalGenerator(
-            ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2),
+            ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
+                       llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
+                       clip_tokenizer=args.clip_tokenizer),
             RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
                            deep_cache=not args.no_deep_cache),
         )

@@ -38,22 +38,41 @@ class GenerationError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where the four model parts are (files or folders, as users download them)."""
+    """Where the model parts are (files or folders, as users download them).
+
+    The text encoders are transformers folders (upstream's) or ComfyUI's single files; a single
+    Llama-3 file also needs the LLaVA vision file and the Llama-3 tokenizer folder, clip_l the CLIP
+    tokenizer folder (ComfyUI ships both tokenizers in comfy/)."""
 
     transformer: str
     vae: str
-    text_encoder: str  # LLaVA folder (upstream's llava-llama-3-8b-v1_1/)
-    text_encoder_2: str  # CLIP-L folder (upstream's openai_clip-vit-large-patch14/)
+    text_encoder: str  # LLaVA: llava-llama-3-8b-v1_1/ folder, or llava_llama3_fp16 / _fp8_scaled.safetensors
+    text_encoder_2: str  # CLIP-L: openai_clip-vit-large-patch14/ folder, or clip_l.safetensors
+    llava_vision: str | None = None  # llava_llama3_vision.safetensors (with a single Llama-3 file)
+    llava_tokenizer: str | None = None  # a folder with the Llama-3 tokenizer (comfy/text_encoders/llama_tokenizer)
+    clip_tokenizer: str | None = None  # a folder with the CLIP tokenizer (comfy/sd1_tokenizer)
 
     def check(self) -> None:
-        """Fail before any loading if a path is missing."""
+        """Fail before any loading if a path is missing or a text encoder is of the wrong kind
+        (decided from the files' headers; nothing is loaded)."""
+        from .text_encoder_files import TextEncoderFilesError, clip_source, llava_source
+
         for name, path in (("transformer", self.transformer), ("vae", self.vae),
                            ("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
             if not path or not os.path.exists(path):
                 raise GenerationError(f"{name}: {path!r} does not exist; point it at the downloaded file or folder")
-        for name, path in (("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
-            if not os.path.isdir(path):
-                raise GenerationError(f"{name}: {path} must be a folder (a transformers model folder with config.json)")
+        try:
+            llava_source(self.text_encoder, self.llava_vision, self.llava_tokenizer)
+            clip_source(self.text_encoder_2, self.clip_tokenizer)
+        except TextEncoderFilesError as exc:
+            raise GenerationError(str(exc)) from None
+
+    @property
+    def text_encoder_options(self) -> dict[str, str]:
+        """The single-file extras that are set, as keywords for text_encoding."""
+        given = {"llava_vision": self.llava_vision, "llava_tokenizer": self.llava_tokenizer,
+                 "clip_tokenizer": self.clip_tokenizer}
+        return {k: v for k, v in given.items() if v}
 
 
 @dataclass(frozen=True)
@@ -93,12 +112,23 @@ class GenerationResult:
     latents: torch.Tensor = field(repr=False, default=None)
 
 
-def llava_image_size(llava_dir: str) -> int:
-    """The square image size the LLaVA vision tower takes (336 for the released model)."""
+def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
+    """The square image size the LLaVA vision tower takes (336 for the released model): from the folder's
+    config.json, or from the vision file's shapes for a single Llama-3 file."""
+    if os.path.isfile(llava_path):
+        from .text_encoder_files import TextEncoderFilesError, llava_image_size as from_vision_file
+
+        if not llava_vision:
+            raise GenerationError(f"text_encoder: {llava_path} is a single file; the LLaVA vision file "
+                                  "(llava_llama3_vision.safetensors) is needed too")
+        try:
+            return from_vision_file(llava_vision)
+        except TextEncoderFilesError as exc:
+            raise GenerationError(f"llava_vision: {exc}") from None
     try:
-        config = json.loads((Path(llava_dir) / "config.json").read_text())
+        config = json.loads((Path(llava_path) / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise GenerationError(f"text_encoder: cannot read {Path(llava_dir) / 'config.json'}: {exc}") from None
+        raise GenerationError(f"text_encoder: cannot read {Path(llava_path) / 'config.json'}: {exc}") from None
     return int((config.get("vision_config") or {}).get("image_size", 336))
 
 
@@ -202,13 +232,13 @@ class LocalGenerator:
 
         dtype = self.options.torch_dtype
         do_cfg = guidance > 1.0
-        image_size = llava_image_size(self.files.text_encoder)
+        image_size = llava_image_size(self.files.text_encoder, self.files.llava_vision)
         cancel()
         text = encode_text_conditioning(
             self.files.text_encoder, self.files.text_encoder_2, prompt=prompt, negative_prompt=negative_prompt,
             subject=subject, pixel_values=llava_pixel_values(reference, size=image_size),
             uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if do_cfg else None, do_cfg=do_cfg,
-            dtype=dtype, device=self.device, status=say,
+            dtype=dtype, device=self.device, status=say, **self.files.text_encoder_options,
         )
         cancel()
 

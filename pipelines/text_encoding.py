@@ -16,6 +16,9 @@ Typical use (the local sampler):
                                     do_cfg=guidance > 1, dtype=torch.bfloat16, device=device)
     -> TextConditioning(states [B,L,D], mask [B,L] int64, pooled [B,D2]); B = 2 ([uncond, cond]) or 1.
 The encoders are loaded, used and freed inside that call; DEFAULT_CACHE keeps recent rows on CPU.
+Instead of the two transformers folders, ComfyUI's single files work too (llava_llama3_fp16 /
+_fp8_scaled.safetensors + llava_vision=llava_llama3_vision.safetensors + llava_tokenizer=<folder>,
+clip_l.safetensors + clip_tokenizer=<folder>): see text_encoder_files.py.
 
 transformers is imported inside functions so importing this module stays cheap.
 """
@@ -36,6 +39,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from . import prompt_template as pt
+from . import text_encoder_files as tef
+from .text_encoder_files import TextEncoderFilesError  # noqa: F401  (re-exported: callers catch it from here)
 
 log = logging.getLogger(__name__)
 
@@ -353,10 +358,6 @@ def template_token_count(tokenizer: Any, template: str = pt.LLAVA_VIDEO_TEMPLATE
 # ----------------------------------------------------------------------------------------------
 
 
-class TextEncoderFilesError(FileNotFoundError):
-    """A text-encoder folder is missing or incomplete; the message names the folder and the file."""
-
-
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -392,43 +393,81 @@ def check_clip_folder(folder: str | os.PathLike) -> None:
     _check_folder(Path(folder), "CLIP text encoder", CLIP_DOWNLOAD, [("tokenizer.json",), ("vocab.json", "merges.txt")])
 
 
-def encoder_identity(llava_dir: str | os.PathLike, clip_dir: str | os.PathLike, *, crop_start: int | None = None,
-                     text_len: int = pt.LLAVA_TEXT_LEN) -> str:
-    """A cheap fingerprint of the two folders (paths, weight/config sizes and mtimes) and the text
-    settings, computable WITHOUT loading anything: the cache key part that says 'same encoders'."""
+def _fingerprint(path: Path) -> list[str]:
+    """Path, and size + mtime of the weight/config/tokenizer files (of the file itself for a single file)."""
+    parts = [str(path.resolve())]
+    if path.is_file():
+        st = path.stat()
+        return parts + [f"{path.name}:{st.st_size}:{st.st_mtime_ns}"]
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        names = []
+    for name in names:
+        if name.endswith((".json", ".safetensors", ".bin", ".model", ".txt")):
+            st = (path / name).stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return parts
+
+
+def encoder_identity(llava_path: str | os.PathLike, clip_path: str | os.PathLike, *, crop_start: int | None = None,
+                     text_len: int = pt.LLAVA_TEXT_LEN, llava_vision: str | os.PathLike | None = None,
+                     llava_tokenizer: str | os.PathLike | None = None,
+                     clip_tokenizer: str | os.PathLike | None = None) -> str:
+    """A cheap fingerprint of the encoder folders or files (paths, sizes and mtimes; the vision file and
+    tokenizer folders of single files too) and the text settings, computable WITHOUT loading anything:
+    the cache key part that says 'same encoders'."""
     parts = [f"crop={crop_start}", f"text_len={text_len}"]
-    for folder in (Path(llava_dir), Path(clip_dir)):
-        parts.append(str(folder.resolve()))
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            names = []
-        for name in names:
-            if name.endswith((".json", ".safetensors", ".bin", ".model", ".txt")):
-                st = (folder / name).stat()
-                parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    for path in (llava_path, clip_path):
+        parts += _fingerprint(Path(path))
+    for label, path in (("vision", llava_vision), ("llava_tokenizer", llava_tokenizer), ("clip_tokenizer", clip_tokenizer)):
+        if path:
+            parts += [label, *_fingerprint(Path(path))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def load_text_encoders(llava_dir: str | os.PathLike, clip_dir: str | os.PathLike, dtype: torch.dtype = torch.bfloat16,
-                       device: Any = "cpu", *, crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN) -> TextEncoders:
-    """Load upstream's two text encoders from HF-format folders (no network: local_files_only)."""
-    check_llava_folder(llava_dir)
-    check_clip_folder(clip_dir)
+def _single_file_options(llava_vision: Any, llava_tokenizer: Any, clip_tokenizer: Any) -> dict[str, Any]:
+    """The single-file keywords that were given (a loader written for folders never sees them)."""
+    given = {"llava_vision": llava_vision, "llava_tokenizer": llava_tokenizer, "clip_tokenizer": clip_tokenizer}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def load_text_encoders(llava_path: str | os.PathLike, clip_path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16,
+                       device: Any = "cpu", *, crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
+                       llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
+                       clip_tokenizer: str | os.PathLike | None = None) -> TextEncoders:
+    """Load upstream's two text encoders (no network). Each is a transformers folder (upstream's
+    llava-llama-3-8b-v1_1/, openai_clip-vit-large-patch14/) or a ComfyUI single file: the Llama-3 file
+    then needs `llava_vision` (the vision tower file) and `llava_tokenizer`, clip_l needs `clip_tokenizer`."""
+    # Anything that is not a file goes through the folder checks (their messages name missing files).
+    if not Path(llava_path).is_file():
+        check_llava_folder(llava_path)
+    if not Path(clip_path).is_file():
+        check_clip_folder(clip_path)
+    llava_src = tef.llava_source(llava_path, llava_vision, llava_tokenizer)
+    clip_src = tef.clip_source(clip_path, clip_tokenizer)
     from transformers import AutoTokenizer, CLIPTextModel, LlavaForConditionalGeneration
 
     # device_map puts the weights straight onto the device: no second 16 GB copy in CPU RAM.
     placement = {"dtype": dtype, "local_files_only": True, "device_map": {"": str(torch.device(device))}}
     with _quiet_transformers():
-        llava_tokenizer = AutoTokenizer.from_pretrained(str(llava_dir), local_files_only=True, padding_side="right")
-        llava = LlavaForConditionalGeneration.from_pretrained(str(llava_dir), **placement)
-        clip_tokenizer = AutoTokenizer.from_pretrained(str(clip_dir), local_files_only=True)
-        # openai/clip-vit-large-patch14 is a full CLIPModel; CLIPTextModel takes its text half.
-        clip = CLIPTextModel.from_pretrained(str(clip_dir), **placement)
+        if llava_src.is_folder:
+            llava_tokenizer_ = AutoTokenizer.from_pretrained(str(llava_path), local_files_only=True, padding_side="right")
+            llava = LlavaForConditionalGeneration.from_pretrained(str(llava_path), **placement)
+        else:
+            llava, llava_tokenizer_ = tef.load_llava(llava_src, dtype, device)
+        if clip_src.is_folder:
+            clip_tokenizer_ = AutoTokenizer.from_pretrained(str(clip_path), local_files_only=True)
+            # openai/clip-vit-large-patch14 is a full CLIPModel; CLIPTextModel takes its text half.
+            clip = CLIPTextModel.from_pretrained(str(clip_path), **placement)
+        else:
+            clip, clip_tokenizer_ = tef.load_clip_text(clip_src, dtype, device)
     llava = llava.eval().requires_grad_(False)
     clip = clip.eval().requires_grad_(False)
-    return TextEncoders(llava, llava_tokenizer, clip, clip_tokenizer, crop_start=crop_start, text_len=text_len,
-                        identity=encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len))
+    identity = encoder_identity(llava_path, clip_path, crop_start=crop_start, text_len=text_len,
+                                **_single_file_options(llava_vision, llava_tokenizer, clip_tokenizer))
+    return TextEncoders(llava, llava_tokenizer_, clip, clip_tokenizer_, crop_start=crop_start, text_len=text_len,
+                        identity=identity)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -484,13 +523,17 @@ def encode_text_conditioning(
     dtype: torch.dtype = torch.bfloat16, device: Any = "cpu", cache: EncodingCache | None = DEFAULT_CACHE,
     crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
     loader: Callable[..., TextEncoders] = load_text_encoders, status: Callable[[str], None] | None = None,
+    llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
+    clip_tokenizer: str | os.PathLike | None = None,
 ) -> TextConditioning:
     """Cached, stage-wise prompt encoding: on a cache miss load both encoders, encode the missing
     rows, free the encoders; on a hit (same texts, subject, reference pixels, encoder folders,
     dtype) nothing is loaded. Returns the conditioning on `device`. `status` gets short texts for
-    the node's status line."""
+    the node's status line. `llava_vision` / `llava_tokenizer` / `clip_tokenizer`: for single files
+    (see load_text_encoders)."""
     say = status or (lambda _text: None)
-    identity = encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len)
+    single = _single_file_options(llava_vision, llava_tokenizer, clip_tokenizer)
+    identity = encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len, **single)
     rows = [(prompt, subject, pixel_values)]
     if do_cfg:
         if uncond_pixel_values is None:
@@ -503,7 +546,7 @@ def encode_text_conditioning(
         say("prompt encoding: cached")
     else:
         say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)")
-        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len)
+        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len, **single)
         say(f"encoding {len(missing)} prompt(s)")
         try:
             # Upstream's order is positive first; `rows` is [uncond, cond], so reverse.
