@@ -57,8 +57,10 @@ MODELS_NOTE = (
     "or mp_rank_00_model_states_fp8.pt with its _fp8_map.pt beside it, or ComfyUI's "
     "hunyuan_video_custom_720p_*.safetensors)\n"
     "- vae/hyvae_v1_0801/  (the folder vae_3d/hyvae_v1_0801 of the download: config.json + pytorch_model.pt)\n"
-    "- text_encoders/llava-llama-3-8b-v1_1/  (xtuner/llava-llama-3-8b-v1_1-transformers)\n"
-    "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14)\n"
+    "- text_encoders/llava-llama-3-8b-v1_1/  (xtuner/llava-llama-3-8b-v1_1-transformers; or ComfyUI's "
+    "llava_llama3_fp16.safetensors / llava_llama3_fp8_scaled.safetensors with "
+    "clip_vision/llava_llama3_vision.safetensors)\n"
+    "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14; or clip_l.safetensors)\n"
     "Memory: offload 'model' needs a 40-80 GB GPU at 720p; 'group' fits 24 GB cards (slower); "
     "the fp8 checkpoint with fp8_mode 'keep' halves the transformer's memory."
 )
