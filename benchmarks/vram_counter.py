@@ -248,6 +248,13 @@ class AttentionModel(TorchFunctionMode):
                 del probs
             else:
                 lse = torch.empty((*batch_heads, n_q), dtype=torch.float32, device=query.device)
-                out = torch.empty(out_shape, dtype=query.dtype, device=query.device)
+                if query.ndim == 4:
+                    # Fused kernels write [B, N, H, D] and return it transposed, so the caller's
+                    # permute back + flatten is a view, not another copy.
+                    batch, heads = batch_heads
+                    out = torch.empty((batch, n_q, heads, value.shape[-1]), dtype=query.dtype,
+                                      device=query.device).transpose(1, 2)
+                else:
+                    out = torch.empty(out_shape, dtype=query.dtype, device=query.device)
                 del lse
         return out

@@ -158,12 +158,13 @@ def estimate_transformer(
     attention: str | None = "flash",
     text_tokens: int = 831,
     cfg_batched: bool = False,
-    passes_note: bool = True,
+    stage_of: Callable[[str], str] | None = None,
 ) -> StageEstimate:
     """Peak of one denoising step (pipelines/sampling.denoise, 1 step, CFG) on the model's device.
 
     attention=None runs the real SDPA kernel (for real-tensor checks); "flash"/"math" model it.
     offload="group" applies generate.py's group offloading with its schedule recorded (meta only).
+    stage_of maps module names to the parts whose peaks are reported (default: per block / embedder).
     """
     from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
 
@@ -185,7 +186,8 @@ def estimate_transformer(
     scope = ModuleScope.of(("", model))
     recorder = ResidencyRecorder(model=model)
     weights: Callable[[], int] = recorder.bytes if offload == "group" else (lambda: all_weights)
-    counter = LiveBytesCounter(device.type, resident_weights=weights, scope=scope, stage_of=_transformer_stage)
+    counter = LiveBytesCounter(device.type, resident_weights=weights, scope=scope,
+                               stage_of=stage_of or _transformer_stage)
     recorder.on_change = counter.observe
     counter.track(latents, ref, text.states, text.mask, text.pooled)
 
