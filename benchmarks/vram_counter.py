@@ -59,6 +59,7 @@ class Peak:
     module: str = ""
     event: str = ""
     largest: list[Allocation] = field(default_factory=list)
+    weights_detail: str = ""
 
 
 class ModuleScope:
@@ -128,10 +129,12 @@ class LiveBytesCounter(TorchDispatchMode):
         scope: ModuleScope | None = None,
         stage_of: Callable[[str], str] = lambda name: name,
         top: int = 6,
+        weights_detail: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__()
         self.device_type = device_type
         self.resident_weights = resident_weights
+        self.weights_detail = weights_detail  # which weights are on the device (asked at each new peak)
         self.scope = scope
         self.stage_of = stage_of
         self.top = top
@@ -178,7 +181,7 @@ class LiveBytesCounter(TorchDispatchMode):
         self.peak_activations = max(self.peak_activations, activations)
         if total > self.peak.total:
             largest = sorted(self._live.values(), key=lambda a: a.nbytes, reverse=True)[: self.top]
-            self.peak = Peak(total, weights, activations, module, event, largest)
+            self.peak = Peak(total, weights, activations, module, event, largest, self.weights_detail())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

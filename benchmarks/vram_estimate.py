@@ -74,6 +74,7 @@ class StageEstimate:
     peak_module: str
     peak_event: str
     largest: list = field(default_factory=list)
+    weights_detail: str = ""
     sub_peaks: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -81,7 +82,7 @@ class StageEstimate:
     def from_counter(cls, name: str, weights_total: int, counter, notes: list[str] | None = None) -> "StageEstimate":
         peak = counter.peak
         return cls(name, weights_total, peak.total, peak.weights, peak.activations, peak.module, peak.event,
-                   list(peak.largest), dict(counter.stage_peaks), list(notes or []))
+                   list(peak.largest), peak.weights_detail, dict(counter.stage_peaks), list(notes or []))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,8 +187,9 @@ def estimate_transformer(
     scope = ModuleScope.of(("", model))
     recorder = ResidencyRecorder(model=model)
     weights: Callable[[], int] = recorder.bytes if offload == "group" else (lambda: all_weights)
+    detail = (lambda: "onloaded groups: " + ", ".join(recorder.onloaded())) if offload == "group" else (lambda: "all")
     counter = LiveBytesCounter(device.type, resident_weights=weights, scope=scope,
-                               stage_of=stage_of or _transformer_stage)
+                               stage_of=stage_of or _transformer_stage, weights_detail=detail)
     recorder.on_change = counter.observe
     counter.track(latents, ref, text.states, text.mask, text.pooled)
 
@@ -202,6 +204,7 @@ def estimate_transformer(
             # diffusers learns the block order (for the stream prefetch) in the first forward: run one
             # uncounted pass first, as every real run's first pass is.
             denoise(model, DenoiseRequest(**{**request.__dict__, "text": text.cond_only(), "guidance_scale": 1.0}))
+            model._rope_cache = None  # made again (and counted) in the measured step, as in a first real step
         stack.enter_context(scope)
         if attention is not None:
             stack.enter_context(AttentionModel(attention, counter))
@@ -287,65 +290,71 @@ def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: st
                                stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "(between modules)")
     notes = [f"LLaVA forward over {positions} positions ({features} image features), hidden states of every layer "
              "kept (output_hidden_states=True), CLIP-L text (77 tokens) resident too",
-             "vocabulary and config written from the released model's shapes (not read from its files)"]
+             "LLaVA config written from the released model's shapes (not read from its files)",
+             "left out (they read tensor values, which meta tensors lack): transformers' image-token count check "
+             f"and the {positions}x{positions} padding mask (bool, {positions * positions / 2**20:.1f} MiB)"]
+
+    def placeholder_mask(input_ids, inputs_embeds, image_features):
+        # transformers' own minus its `n_image_tokens == features` check (a value check)
+        return (input_ids == llava.config.image_token_id).unsqueeze(-1).to(inputs_embeds.device)
+
+    llava.model.get_placeholder_mask = placeholder_mask
     meta_ids, meta_pixels = ids.to("meta"), pixels.to("meta")
-    counter.track(meta_ids, meta_pixels)
+    positions_ids = torch.arange(positions).unsqueeze(0).to("meta")
+    counter.track(meta_ids, meta_pixels, positions_ids)
     with torch.no_grad(), scope, AttentionModel(attention, counter), counter:
         counter.observe("start")
-        try:
-            out = llava(input_ids=meta_ids, pixel_values=meta_pixels, attention_mask=torch.ones_like(meta_ids),
-                        output_hidden_states=True, logits_to_keep=1)
-        except (RuntimeError, NotImplementedError) as exc:  # a data-dependent check cannot run on meta
-            out = _llava_in_parts(llava, meta_ids, meta_pixels, config)
-            notes.append(f"LLaVA's placeholder check needs data ({type(exc).__name__}); ran vision tower, projector "
-                         "and language model separately (same tensors)")
+        out = llava(input_ids=meta_ids, pixel_values=meta_pixels, attention_mask=None, position_ids=positions_ids,
+                    output_hidden_states=True, logits_to_keep=1)
         del out
         clip(input_ids=torch.zeros(1, 77, dtype=torch.int64, device="meta"))
     return StageEstimate.from_counter("text encoders (LLaVA-Llama-3-8B + CLIP-L)", weights, counter, notes)
-
-
-def _llava_in_parts(llava, ids, pixels, config):
-    inner = llava.model
-    features = inner.get_image_features(pixel_values=pixels, vision_feature_layer=config.vision_feature_layer,
-                                        vision_feature_select_strategy=config.vision_feature_select_strategy)
-    if isinstance(features, (list, tuple)):
-        features = torch.cat(list(features), dim=0)
-    elif hasattr(features, "pooler_output"):
-        features = features.pooler_output
-    embeds = inner.get_input_embeddings()(ids)
-    merged = embeds.clone()  # masked_scatter writes into a copy of the embeddings
-    del features, embeds
-    out = inner.language_model(inputs_embeds=merged, attention_mask=None, output_hidden_states=True)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # VAE decode
 
 
-def estimate_vae_decode(width: int, height: int, frames: int, dtype: torch.dtype, tiny: bool = False,
-                        attention: str = "flash", resident_extra: int = 0, extra_note: str = "") -> StageEstimate:
-    """Tiled decode of the whole latent (HunyuanVideoVAE.decode(tiled=True), every tile) and
-    generate.py's float post-processing of the decoded video; `resident_extra` = other weights
-    still on the device then (the transformer, with offload 'none')."""
-    from hunyuan_custom.pipelines.sampling import latent_shape
+TINY_VAE = dict(block_out_channels=(32, 32, 32, 32), norm_num_groups=8, sample_size=64, sample_tsize=8)
+
+
+def shape_only_vae(dtype: torch.dtype, tiny: bool = False):
+    """HunyuanVideoVAE with the full-size (or tiny) config on the meta device."""
     from hunyuan_custom.pipelines.vae import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig
+
+    vae = HunyuanVideoVAE.from_config(VAEConfig(**TINY_VAE) if tiny else FULL_SIZE_CONFIG, device="meta")
+    nn.Module.to(vae.model, dtype=dtype)  # ModelMixin.to would warn about fp32 modules it does not have
+    return vae
+
+
+def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, attention: str | None = "flash",
+                        resident_extra: int = 0, extra_note: str = "") -> StageEstimate:
+    """Tiled decode of the whole latent (HunyuanVideoVAE.decode(tiled=True), every tile) and
+    generate.py's float post-processing of the decoded video, on the VAE's device.
+
+    vae: a HunyuanVideoVAE (shape_only_vae() for estimates, a real one for checks); attention=None
+    runs the real SDPA kernel. `resident_extra` = other weights still on the device then (the
+    transformer, with offload 'none')."""
+    from hunyuan_custom.pipelines.sampling import latent_shape
 
     from .vram_counter import AttentionModel, LiveBytesCounter, ModuleScope
 
-    config = VAEConfig(block_out_channels=(32, 32, 32, 32), norm_num_groups=8, sample_size=64, sample_tsize=8) \
-        if tiny else FULL_SIZE_CONFIG
-    vae = HunyuanVideoVAE.from_config(config, device="meta")
-    nn.Module.to(vae.model, dtype=dtype)
+    config = vae.config
+    device = vae.device
     weights = tensor_bytes(vae.model)
     shape = latent_shape(frames, height, width, channels=config.latent_channels)
-    latents = torch.zeros(shape, dtype=torch.float32, device="meta")
+    latents = torch.zeros(shape, dtype=torch.float32, device=device)
     tiles = config.decode_tiles()
     scope = ModuleScope.of(("vae", vae.model))
-    counter = LiveBytesCounter("meta", resident_weights=lambda: weights + resident_extra, scope=scope,
+    counter = LiveBytesCounter(device.type, resident_weights=lambda: weights + resident_extra, scope=scope,
                                stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "tiling / post-processing")
     counter.track(latents, op="final latents")
-    with torch.no_grad(), scope, AttentionModel(attention, counter), counter:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(scope)
+        if attention is not None:
+            stack.enter_context(AttentionModel(attention, counter))
+        stack.enter_context(counter)
         counter.observe("start")
         video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=True)
         frames_out = (video.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
@@ -373,6 +382,8 @@ def format_stage(stage: StageEstimate, top_stages: int = 6) -> list[str]:
              f" + activations {gib(stage.peak_activations).strip()}",
              f"   all weights of the stage {gib(stage.weights_total)}",
              f"   peak happens in          {stage.peak_module or '-'} (at {stage.peak_event})"]
+    if stage.weights_detail:
+        lines.append(f"   weights on device then   {stage.weights_detail}")
     for note in stage.notes:
         lines.append(f"   - {note}")
     if stage.largest:
@@ -417,8 +428,9 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
     parser.add_argument("--offload", choices=("none", "group"), default="group",
                         help="none: the whole transformer on the device; group: generate.py's block offload")
-    parser.add_argument("--fp8", choices=("dequantize", "keep"), default="dequantize",
-                        help="keep: block Linears stay float8 on the device (fp8 checkpoints with fp8_mode=keep)")
+    parser.add_argument("--fp8", choices=("dequantize", "none", "keep"), default="dequantize",
+                        help="keep: block Linears stay float8 on the device (fp8 checkpoints with fp8_mode=keep); "
+                             "dequantize (= none, as gpu_memory.py calls it): everything in --dtype")
     parser.add_argument("--attention", choices=("flash", "math"), default="flash",
                         help="kernel modelled: flash = any fused SDPA (flash/cuDNN/mem-efficient/sage), math = unfused")
     parser.add_argument("--text-tokens", type=int, default=831, help="LLaVA tokens after the template crop (max 831)")
@@ -466,8 +478,8 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
         extra = transformer_weights if args.offload == "none" else 0
         note = (f"offload 'none': the transformer's {transformer_weights / GIB:.2f} GiB stay on the device during the "
                 "decode (generate.py moves it off only for 'model')") if extra else ""
-        results.append(estimate_vae_decode(width, height, frames, dtype, tiny=args.tiny, attention=args.attention,
-                                           resident_extra=extra, extra_note=note))
+        results.append(estimate_vae_decode(width, height, frames, shape_only_vae(dtype, tiny=args.tiny),
+                                           attention=args.attention, resident_extra=extra, extra_note=note))
         print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
     if results:
         print("\n".join(verdict(results, args.budget_gib)))

@@ -167,3 +167,19 @@ def test_tiny_script_run_prints_every_stage_and_a_verdict(capsys):
     assert all(s.peak_total > s.peak_weights > 0 and s.peak_activations > 0 for s in stages)
     assert "verdict for a 24 GiB card" in out and "FITS" in out
     assert "largest live tensors at the peak" in out
+
+
+def test_vae_decode_estimate_agrees_with_a_real_cpu_run():
+    """Tiled decode (several temporal tiles) + post-processing: shape-only vs real float32 on the CPU."""
+    from hunyuan_custom.pipelines.vae import HunyuanVideoVAE, VAEConfig
+
+    size = dict(width=32, height=32, frames=13)  # latent 4 frames > the tiny 2-frame tile: temporal tiling
+    real_vae = HunyuanVideoVAE.from_config(VAEConfig(**vram_estimate.TINY_VAE), device="cpu")
+    real = vram_estimate.estimate_vae_decode(**size, vae=real_vae, attention=None)
+    meta = vram_estimate.estimate_vae_decode(**size, vae=vram_estimate.shape_only_vae(torch.float32, tiny=True))
+    assert real.peak_weights == meta.peak_weights == vram_estimate.tensor_bytes(real_vae.model)
+    assert meta.peak_activations == pytest.approx(real.peak_activations, rel=0.01)
+    assert meta.peak_module == real.peak_module
+    for part, total in real.sub_peaks.items():
+        assert meta.sub_peaks[part] == pytest.approx(total, rel=0.01), part
+    assert "tiles of latent" in meta.notes[0] and not meta.notes[0].startswith("1 tiles")
