@@ -159,9 +159,14 @@ def estimate_transformer(
     attention: str | None = "flash",
     text_tokens: int = 831,
     cfg_batched: bool = False,
+    deep_cache: bool = True,
     stage_of: Callable[[str], str] | None = None,
 ) -> StageEstimate:
-    """Peak of one denoising step (pipelines/sampling.denoise, 1 step, CFG) on the model's device.
+    """Peak of denoising (pipelines/sampling.denoise with CFG) on the model's device.
+
+    deep_cache=True (RuntimeOptions' default) runs 2 steps: every step that is not a reuse step
+    stores its last single block's input per CFG pass, so from the 2nd step on both passes' stores
+    are alive while a pass runs. deep_cache=False runs 1 step.
 
     attention=None runs the real SDPA kernel (for real-tensor checks); "flash"/"math" model it.
     offload="group" applies generate.py's group offloading with its schedule recorded (meta only).
@@ -176,8 +181,8 @@ def estimate_transformer(
     dtype = model.x_embedder.proj.weight.dtype
     all_weights = tensor_bytes(model)
     shape, latents, ref, text = transformer_inputs(model.config, width, height, frames, text_tokens, dtype, device)
-    request = DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=1, flow_shift=13.0,
-                             guidance_scale=7.5, cfg_batched=cfg_batched)
+    request = DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=2 if deep_cache else 1, flow_shift=13.0,
+                             guidance_scale=7.5, cfg_batched=cfg_batched, deep_cache=deep_cache)
 
     if device.type == "meta":
         # _text_and_mask reads the mask's values (how many tokens are valid) to trim the text; meta
@@ -203,7 +208,8 @@ def estimate_transformer(
         if offload == "group":
             # diffusers learns the block order (for the stream prefetch) in the first forward: run one
             # uncounted pass first, as every real run's first pass is.
-            denoise(model, DenoiseRequest(**{**request.__dict__, "text": text.cond_only(), "guidance_scale": 1.0}))
+            denoise(model, DenoiseRequest(**{**request.__dict__, "text": text.cond_only(), "guidance_scale": 1.0,
+                                                   "steps": 1, "deep_cache": False}))
             model._rope_cache = None  # made again (and counted) in the measured step, as in a first real step
         stack.enter_context(scope)
         if attention is not None:
@@ -216,11 +222,14 @@ def estimate_transformer(
     tokens = (shape[2] + 1) * (shape[3] // model.config.patch_size) * (shape[4] // model.config.patch_size)
     notes = [f"latent {list(shape)}: {tokens:,} image tokens (reference frame included) + {text_tokens} text "
              f"tokens per pass; {'one batch-2 pass' if cfg_batched else 'two batch-1 CFG passes'}",
-             f"attention: {'real SDPA kernel' if attention is None else attention + ' kernel modelled'}"]
+             f"attention: {'real SDPA kernel' if attention is None else attention + ' kernel modelled'}",
+             "deepcache on (the default): 2 steps counted; each CFG pass keeps its last single block's input "
+             "(every step that is not a reuse step stores it, at any step count)" if deep_cache
+             else "deepcache off: 1 step counted"]
     if offload == "group":
         notes.append(f"group offload (diffusers' schedule, streams): at most {recorder.max_groups_onloaded} groups on "
                      f"the device at once, {gib(recorder.max_bytes).strip()} of {gib(all_weights).strip()} weights")
-    return StageEstimate.from_counter("transformer, one denoising step", all_weights, counter, notes)
+    return StageEstimate.from_counter("transformer, denoising", all_weights, counter, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,8 +435,9 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     parser.add_argument("--size", default="1280*720", help="width*height, as the sampler's size widget")
     parser.add_argument("--frames", type=int, default=129)
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
-    parser.add_argument("--offload", choices=("none", "group"), default="group",
-                        help="none: the whole transformer on the device; group: generate.py's block offload")
+    parser.add_argument("--offload", choices=("none", "model", "group"), default="group",
+                        help="none: the whole transformer on the device throughout; model (the loader's default): "
+                             "the same while sampling, moved off before the decode; group: generate.py's block offload")
     parser.add_argument("--fp8", choices=("dequantize", "none", "keep"), default="dequantize",
                         help="keep: block Linears stay float8 on the device (fp8 checkpoints with fp8_mode=keep); "
                              "dequantize (= none, as gpu_memory.py calls it): everything in --dtype")
@@ -435,6 +445,8 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
                         help="kernel modelled: flash = any fused SDPA (flash/cuDNN/mem-efficient/sage), math = unfused")
     parser.add_argument("--text-tokens", type=int, default=831, help="LLaVA tokens after the template crop (max 831)")
     parser.add_argument("--cfg-batched", action="store_true", help="CFG as one batch of 2 (upstream) instead of 2 passes")
+    parser.add_argument("--deep-cache", choices=("on", "off"), default="on",
+                        help="upstream's deepcache (RuntimeOptions.deep_cache, on by default)")
     parser.add_argument("--stages", default="text,transformer,vae", help="comma list of text, transformer, vae")
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check of the script itself")
@@ -452,7 +464,7 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     if unknown:
         parser.error(f"--stages: unknown {sorted(unknown)}; use text, transformer, vae")
     print(f"HunyuanCustom peak accelerator memory estimate: {width}x{height} x {frames} frames, {args.dtype}, "
-          f"offload {args.offload}, fp8 {args.fp8}, attention {args.attention}" + (" (TINY shapes)" if args.tiny else ""))
+          f"offload {args.offload}, fp8 {args.fp8}, attention {args.attention}, deepcache {args.deep_cache}" + (" (TINY shapes)" if args.tiny else ""))
     print("(shape-only run on the meta device; figures = live tensor bytes, like torch.cuda.max_memory_allocated)")
 
     results: list[StageEstimate] = []
@@ -468,9 +480,10 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
         transformer_weights = tensor_bytes(model)
         if "transformer" in stages:
             text_tokens = min(args.text_tokens, 40) if args.tiny else args.text_tokens
-            results.append(estimate_transformer(model, width, height, frames, offload=args.offload,
+            sampling_offload = "group" if args.offload == "group" else "none"  # 'model' samples fully onloaded
+            results.append(estimate_transformer(model, width, height, frames, offload=sampling_offload,
                                                 attention=args.attention, text_tokens=text_tokens,
-                                                cfg_batched=args.cfg_batched))
+                                                cfg_batched=args.cfg_batched, deep_cache=args.deep_cache == "on"))
             print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
         del model
     if "vae" in stages:
