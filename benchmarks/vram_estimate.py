@@ -5,8 +5,9 @@
     python benchmarks/vram_estimate.py --tiny        # smoke run of the script itself (seconds)
 
 What runs is our real code on tensors without data: the full-size transformer built as
-benchmarks/gpu_memory.py builds it (FULL_SIZE_CONFIG, fp8 block Linears for --fp8 keep), one
-denoising step through pipelines/sampling.denoise (two batch-1 CFG passes); LLaVA-Llama-3-8B +
+benchmarks/gpu_memory.py builds it (FULL_SIZE_CONFIG, fp8 block Linears for --fp8 keep), two
+denoising steps through pipelines/sampling.denoise (two batch-1 CFG passes each, deepcache as the
+runtime runs it); LLaVA-Llama-3-8B +
 CLIP-L as load_text_encoders puts them on the device, one 926-token LLaVA forward; the VAE decode
 with pipelines/vae_tiling's tiles plus generate.py's float post-processing. vram_counter.py counts
 the bytes of live tensors op by op (= what torch.cuda.max_memory_allocated() reports); group
@@ -169,7 +170,8 @@ def estimate_transformer(
     are alive while a pass runs. deep_cache=False runs 1 step.
 
     attention=None runs the real SDPA kernel (for real-tensor checks); "flash"/"math" model it.
-    offload="group" applies generate.py's group offloading with its schedule recorded (meta only).
+    offload="group" applies generate.py's group offloading with its schedule recorded (meta only);
+    its hooks stay on the model, so build a fresh model for each group estimate.
     stage_of maps module names to the parts whose peaks are reported (default: per block / embedder).
     """
     from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
@@ -184,11 +186,6 @@ def estimate_transformer(
     request = DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=2 if deep_cache else 1, flow_shift=13.0,
                              guidance_scale=7.5, cfg_batched=cfg_batched, deep_cache=deep_cache)
 
-    if device.type == "meta":
-        # _text_and_mask reads the mask's values (how many tokens are valid) to trim the text; meta
-        # tensors have none. With every token valid its answer is known: the text as it is (a
-        # view, no copy) and no attention mask, which is what this stand-in returns.
-        model._text_and_mask = lambda text_states, _mask, _image_len, _trim: (text_states, None)
     scope = ModuleScope.of(("", model))
     recorder = ResidencyRecorder(model=model)
     weights: Callable[[], int] = recorder.bytes if offload == "group" else (lambda: all_weights)
@@ -199,6 +196,12 @@ def estimate_transformer(
     counter.track(latents, ref, text.states, text.mask, text.pooled)
 
     with contextlib.ExitStack() as stack:
+        if device.type == "meta":
+            # _text_and_mask reads the mask's values (how many tokens are valid) to trim the text;
+            # meta tensors have none. With every token valid its answer is known: the text as it
+            # is (a view, no copy) and no attention mask, which is what this stand-in returns.
+            model._text_and_mask = lambda text_states, _mask, _image_len, _trim: (text_states, None)
+            stack.callback(model.__dict__.pop, "_text_and_mask", None)
         if offload == "group":
             stack.enter_context(recorded_group_offloading(recorder))
             apply_recorded_group_offloading(model, device)
@@ -210,14 +213,13 @@ def estimate_transformer(
             # uncounted pass first, as every real run's first pass is.
             denoise(model, DenoiseRequest(**{**request.__dict__, "text": text.cond_only(), "guidance_scale": 1.0,
                                                    "steps": 1, "deep_cache": False}))
-            model._rope_cache = None  # made again (and counted) in the measured step, as in a first real step
+        model._rope_cache = None  # RoPE tables are made (and counted) in the measured step, as in a first real step
         stack.enter_context(scope)
         if attention is not None:
             stack.enter_context(AttentionModel(attention, counter))
         stack.enter_context(counter)
         counter.observe("start")
         denoise(model, request)
-    model.__dict__.pop("_text_and_mask", None)
 
     tokens = (shape[2] + 1) * (shape[3] // model.config.patch_size) * (shape[4] // model.config.patch_size)
     notes = [f"latent {list(shape)}: {tokens:,} image tokens (reference frame included) + {text_tokens} text "
@@ -464,7 +466,8 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     if unknown:
         parser.error(f"--stages: unknown {sorted(unknown)}; use text, transformer, vae")
     print(f"HunyuanCustom peak accelerator memory estimate: {width}x{height} x {frames} frames, {args.dtype}, "
-          f"offload {args.offload}, fp8 {args.fp8}, attention {args.attention}, deepcache {args.deep_cache}" + (" (TINY shapes)" if args.tiny else ""))
+          f"offload {args.offload}, fp8 {args.fp8}, attention {args.attention}, deepcache {args.deep_cache}"
+          + (" (TINY shapes)" if args.tiny else ""))
     print("(shape-only run on the meta device; figures = live tensor bytes, like torch.cuda.max_memory_allocated)")
 
     results: list[StageEstimate] = []
