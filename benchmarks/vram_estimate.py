@@ -267,7 +267,8 @@ def clip_text_config(tiny: bool = False):
 
     if tiny:
         return CLIPTextConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, max_position_embeddings=77)
+                              num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                              pad_token_id=1)
     return CLIPTextConfig()  # openai/clip-vit-large-patch14's text half: 768 hidden, 12 layers
 
 
