@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 import torch
 from torch import nn
@@ -165,9 +166,9 @@ def estimate_transformer(
 ) -> StageEstimate:
     """Peak of denoising (pipelines/sampling.denoise with CFG) on the model's device.
 
-    deep_cache=True (RuntimeOptions' default) runs 2 steps: every step that is not a reuse step
-    stores its last single block's input per CFG pass, so from the 2nd step on both passes' stores
-    are alive while a pass runs. deep_cache=False runs 1 step.
+    Two steps are run. deep_cache=True (RuntimeOptions' default) makes both of them "store" steps:
+    that is the worst moment of a 30-step run (e.g. step 13: one pass stores anew while the other
+    pass's input stored at step 10 is still alive); other step counts never store.
 
     attention=None runs the real SDPA kernel (for real-tensor checks); "flash"/"math" model it.
     offload="group" applies generate.py's group offloading with its schedule recorded (meta only);
@@ -183,7 +184,7 @@ def estimate_transformer(
     dtype = model.x_embedder.proj.weight.dtype
     all_weights = tensor_bytes(model)
     shape, latents, ref, text = transformer_inputs(model.config, width, height, frames, text_tokens, dtype, device)
-    request = DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=2 if deep_cache else 1, flow_shift=13.0,
+    request = DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=2, flow_shift=13.0,
                              guidance_scale=7.5, cfg_batched=cfg_batched, deep_cache=deep_cache)
 
     scope = ModuleScope.of(("", model))
@@ -217,6 +218,11 @@ def estimate_transformer(
         stack.enter_context(scope)
         if attention is not None:
             stack.enter_context(AttentionModel(attention, counter))
+        if deep_cache:
+            from hunyuan_custom.pipelines import sampling
+
+            worst = mock.patch.object(sampling, "upstream_deep_cache_mode", lambda _step, _steps: "store")
+            stack.enter_context(worst)
         stack.enter_context(counter)
         counter.observe("start")
         denoise(model, request)
@@ -225,9 +231,9 @@ def estimate_transformer(
     notes = [f"latent {list(shape)}: {tokens:,} image tokens (reference frame included) + {text_tokens} text "
              f"tokens per pass; {'one batch-2 pass' if cfg_batched else 'two batch-1 CFG passes'}",
              f"attention: {'real SDPA kernel' if attention is None else attention + ' kernel modelled'}",
-             "deepcache on (the default): 2 steps counted; each CFG pass keeps its last single block's input "
-             "(every step that is not a reuse step stores it, at any step count)" if deep_cache
-             else "deepcache off: 1 step counted"]
+             "deepcache on (the default): 2 storing steps counted, the worst moment of a 30-step run (one "
+             "pass stores anew while the other pass's stored block input is alive; other step counts never "
+             "store)" if deep_cache else "deepcache off (or a step count other than 30): 2 steps counted"]
     if offload == "group":
         notes.append(f"group offload (diffusers' schedule, streams): at most {recorder.max_groups_onloaded} groups on "
                      f"the device at once, {gib(recorder.max_bytes).strip()} of {gib(all_weights).strip()} weights")

@@ -21,8 +21,16 @@ UPSTREAM_REUSE_STEPS: dict[int, tuple[int, ...]] = {30: (11, 12, 14, 15, 17, 18,
 
 
 def upstream_deep_cache_mode(step_index: int, num_steps: int) -> DeepCacheMode:
-    """The mode upstream uses at `step_index` of a `num_steps` run (deepcache on)."""
-    return "reuse" if step_index in UPSTREAM_REUSE_STEPS.get(num_steps, ()) else "store"
+    """The mode at `step_index` of a `num_steps` run (deepcache on) that gives upstream's result.
+
+    Upstream stores the block input on EVERY full step; only the store right before a reuse step is
+    ever read, and each stored input costs ~0.75 GB per CFG pass at 720p x 129. So store only when
+    the next step reuses, and run "off" otherwise (other step counts never store anything).
+    """
+    reuse = UPSTREAM_REUSE_STEPS.get(num_steps, ())
+    if step_index in reuse:
+        return "reuse"
+    return "store" if step_index + 1 in reuse else "off"
 
 
 @dataclass

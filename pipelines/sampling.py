@@ -82,6 +82,10 @@ class _Pass:
 
     def __call__(self, model, latents: torch.Tensor, t: torch.Tensor, mode: str, audio_strength: float) -> torch.Tensor:
         self.cache.mode = mode
+        if mode != "reuse":
+            # Free the stored block input now: "off" has no reuse ahead, and "store" replaces it
+            # (dropping it first keeps two copies from being alive during the forward).
+            self.cache.clear()
         hidden = latents.to(self.states.dtype).expand(self.batch, -1, -1, -1, -1)
         out = model(
             hidden, t.expand(self.batch).to(hidden.device), self.states, self.mask, self.pooled,

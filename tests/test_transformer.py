@@ -242,7 +242,38 @@ def test_deep_cache_refuses_reuse_without_a_matching_store():
 def test_upstream_deep_cache_schedule():
     reuse = [i for i in range(30) if upstream_deep_cache_mode(i, 30) == "reuse"]
     assert reuse == [11, 12, 14, 15, 17, 18, 20, 21]
-    assert all(upstream_deep_cache_mode(i, 50) == "store" for i in range(50))
+    # Only the step right before a reuse stores (upstream stores every step, reading only those).
+    assert [i for i in range(30) if upstream_deep_cache_mode(i, 30) == "store"] == [10, 13, 16, 19]
+    assert all(upstream_deep_cache_mode(i, 50) == "off" for i in range(50))
+
+
+@pytest.mark.parametrize("steps", [30, 8])
+def test_sampling_holds_a_stored_block_input_only_while_a_reuse_is_ahead(steps, monkeypatch):
+    from hunyuan_custom.pipelines import sampling
+    from hunyuan_custom.pipelines.text_encoding import TextConditioning
+
+    held: list[list[bool]] = []  # per step: which passes hold a stored block input afterwards
+    caches: list[DeepCache] = []
+
+    class Spy(DeepCache):
+        def __init__(self, mode="store"):
+            super().__init__(mode)
+            caches.append(self)
+
+    monkeypatch.setattr(sampling, "DeepCache", Spy)
+    model = _tiny()
+    inputs = _inputs(batch=2)
+    text = TextConditioning(inputs["encoder_hidden_states"], inputs["encoder_attention_mask"], inputs["pooled_projections"])
+    request = sampling.DenoiseRequest(
+        latents=inputs["hidden_states"][:1], ref_latents=inputs["ref_latents"][:1], text=text, steps=steps,
+        flow_shift=5.0, guidance_scale=6.0, deep_cache=True,
+    )
+    with torch.no_grad():
+        sampling.denoise(model, request, on_step=lambda *_: held.append([c.stored is not None for c in caches]))
+    assert len(caches) == 2  # one cache per CFG pass
+    holding = [i for i, flags in enumerate(held) if any(flags)]
+    assert holding == (list(range(10, 22)) if steps == 30 else [])  # stored at 10, last reused at 21
+    assert all(all(flags) == any(flags) for flags in held)  # both passes alike
 
 
 # ------------------------------------------------------------------ keys and config
