@@ -61,7 +61,7 @@ MODELS_NOTE = (
     "llava_llama3_fp16.safetensors / llava_llama3_fp8_scaled.safetensors with "
     "clip_vision/llava_llama3_vision.safetensors)\n"
     "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14; or clip_l.safetensors)\n"
-    "Memory: offload 'model' needs a 40-80 GB GPU at 720p; 'group' fits 24 GB cards (slower); "
+    "Memory (estimated): at 720p offload 'model' needs about 28 GB (fp8 keep) to 40 GB of VRAM; 'group' fits 24 GB cards (slower); "
     "the fp8 checkpoint with fp8_mode 'keep' halves the transformer's memory."
 )
 
