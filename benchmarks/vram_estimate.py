@@ -58,10 +58,9 @@ def _import_pack() -> None:
 
 
 def tensor_bytes(module: nn.Module) -> int:
-    seen: dict[int, torch.Tensor] = {}
-    for t in list(module.parameters()) + list(module.buffers()):
-        seen[id(t)] = t
-    return sum(t.numel() * t.element_size() for t in seen.values())
+    from hunyuan_custom.pipelines.offload_policy import module_bytes
+
+    return module_bytes(module)
 
 
 @dataclass

@@ -75,9 +75,11 @@ class HunyuanCustomModelLoader:
                 "fp8_mode": (["dequantize", "keep"], {"default": "dequantize", "tooltip": (
                     "fp8 checkpoints only: 'keep' stores weights in fp8 (half the memory, scaled per layer at run "
                     "time); 'dequantize' converts them to the compute dtype when loading.")}),
-                "offload": (["model", "group", "none"], {"default": "model", "tooltip": (
-                    "none: everything stays on the GPU (80 GB class). model: one stage at a time on the GPU. "
-                    "group: transformer blocks streamed from CPU RAM (fits 720p on 24 GB cards, slower).")}),
+                "offload": (["auto", "model", "group", "none"], {"default": "auto", "tooltip": (
+                    "auto: 'model' when the job fits in the GPU's free memory, else 'group' (the console says "
+                    "which). model: one stage at a time on the GPU (720p x 129 needs ~29 GB with fp8 keep, ~41 GB "
+                    "in bf16). group: transformer blocks streamed from CPU RAM (fits 720p on 24 GB cards; needs "
+                    "the model's size in free CPU RAM). none: everything stays on the GPU (80 GB class).")}),
                 "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
                     "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
             },
@@ -107,7 +109,7 @@ class HunyuanCustomModelLoader:
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
-             offload="model", attention="default", llava_vision="auto"):
+             offload="auto", attention="default", llava_vision="auto"):
         from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
 
         llava_path = comfy.resolve_model_path("text_encoders", text_encoder)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _LOADER_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-OFFLOAD_MODES = ("none", "model", "group")
+OFFLOAD_MODES = ("auto", "none", "model", "group")
 FP8_MODES = ("dequantize", "keep")
 ATTENTION_BACKENDS = ("default", "native", "flash", "sage", "_native_cudnn", "_native_flash")
 
@@ -82,7 +82,9 @@ class RuntimeOptions:
     device: str = "cuda"
     dtype: str = "bfloat16"
     fp8_mode: str = "dequantize"
-    offload: str = "model"  # none: all on device; model: one stage on the device at a time; group: block offload
+    # none: all on device; model: one stage on the device at a time; group: block offload;
+    # auto: model when the job fits in free VRAM, else group (offload_policy.py)
+    offload: str = "auto"
     attention: str = "default"
     deep_cache: bool = True  # upstream's default; only active at exactly 30 steps
     vae_tiling: bool = True  # upstream always decodes tiled (tiles only kick in above the tile size)
@@ -141,6 +143,7 @@ class LocalGenerator:
         self.files = files
         self.options = options
         self._transformer: torch.nn.Module | None = None
+        self._grouped = False  # group offloading hooks are on the transformer (they stay for its lifetime)
         self._vae = None
         self._lock = threading.Lock()
 
@@ -149,7 +152,9 @@ class LocalGenerator:
     def device(self) -> torch.device:
         return torch.device(self.options.device)
 
-    def transformer(self, status: StatusCallback) -> torch.nn.Module:
+    def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+        """The transformer on the device (or hooked for group offloading). `latent_shape` lets
+        offload='auto' judge whether this job fits with the whole model on the GPU."""
         if self._transformer is None:
             from .transformer_loading import load_transformer
 
@@ -159,13 +164,29 @@ class LocalGenerator:
             model.eval().requires_grad_(False)
             if self.options.attention != "default":
                 model.set_attention_backend(self.options.attention)
-            if self.options.offload == "group" and self.device.type == "cuda":
-                model.enable_group_offload(self.device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                           num_blocks_per_group=1, use_stream=True)
             self._transformer = model
-        if self.options.offload != "group":
+        if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status) == "group":
+            self._transformer.enable_group_offload(self.device, offload_device=torch.device("cpu"),
+                                                   offload_type="block_level", num_blocks_per_group=1, use_stream=True)
+            self._grouped = True
+        if not self._grouped:
             self._transformer.to(self.device)
         return self._transformer
+
+    def _offload_mode(self, latent_shape: tuple[int, ...] | None, status: StatusCallback) -> str:
+        if self.options.offload != "auto":
+            return self.options.offload
+        from .offload_policy import available_vram, choose_offload, module_bytes, sequence_tokens
+
+        model = self._transformer
+        if latent_shape is None:
+            return "model"
+        tokens = sequence_tokens(latent_shape, int(model.config.patch_size), int(model.config.patch_size_t))
+        choice = choose_offload(module_bytes(model), tokens, self.options.torch_dtype.itemsize,
+                                available_vram(self.device))
+        status(choice.describe())
+        log.info("HunyuanCustom: %s", choice.describe())
+        return choice.mode
 
     def vae(self, status: StatusCallback):
         if self._vae is None:
@@ -178,7 +199,7 @@ class LocalGenerator:
     def release(self) -> None:
         """Give the GPU back after a run, an error or a Cancel (weights stay in CPU RAM)."""
         if self.device.type != "cpu":
-            if self._transformer is not None and self.options.offload != "group":
+            if self._transformer is not None and not self._grouped:
                 self._transformer.to("cpu")
             if self._vae is not None:
                 self._vae.to("cpu")
@@ -187,6 +208,7 @@ class LocalGenerator:
 
     def unload(self) -> None:
         self._transformer = None
+        self._grouped = False
         self._vae = None
 
     # -- generation -----------------------------------------------------------------------------
@@ -255,7 +277,7 @@ class LocalGenerator:
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say)
+        model = self.transformer(say, latent_shape(num_frames, height, width))  # the size decides offload 'auto'
         say(f"sampling {steps} steps, seed {seed}")
         shape = latent_shape(num_frames, height, width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
@@ -265,7 +287,7 @@ class LocalGenerator:
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():
             latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
-        if self.options.offload == "model" and self.device.type != "cpu":
+        if self.options.offload != "none" and not self._grouped and self.device.type != "cpu":
             model.to("cpu")
             torch.cuda.empty_cache()
 
