@@ -24,18 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+try:
+    from . import _pack  # imported as hunyuan_custom.benchmarks.<name> (the tests)
+except ImportError:
+    import _pack  # run as a script: benchmarks/ is sys.path[0]
 
-
-def _import_pack():
-    """Import this checkout as `hunyuan_custom` whatever its folder is called."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("hunyuan_custom", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hunyuan_custom"] = module
-    spec.loader.exec_module(module)
 
 
 TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2, num_single_layers=2, text_embed_dim=32,
@@ -84,10 +77,15 @@ def main() -> None:
     parser.add_argument("--fp8", choices=("none", "keep"), default="none")
     parser.add_argument("--attention", default="default", help="diffusers attention backend, e.g. native, flash, sage")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes (check the script on a CPU)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny model at 64*48 x 9 frames unless --size/--frames say otherwise (check the script on a CPU)")
     args = parser.parse_args()
+    if args.tiny and "--size" not in sys.argv:
+        args.size = "64*48"
+    if args.tiny and "--frames" not in sys.argv:
+        args.frames = 9
 
-    _import_pack()
+    _pack.import_pack()
     from hunyuan_custom.pipelines import schema
     from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise, initial_noise, latent_shape
     from hunyuan_custom.pipelines.text_encoding import TextConditioning

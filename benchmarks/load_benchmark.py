@@ -24,6 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    from . import _pack  # imported as hunyuan_custom.benchmarks.<name> (the tests)
+except ImportError:
+    import _pack  # run as a script: benchmarks/ is sys.path[0]
+
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, HEADS, TEXT_DIM, POOLED_DIM, MLP, LATENT = 3072, 24, 4096, 768, 4, 16
 
@@ -106,15 +111,6 @@ def make_state_dict(double: int, single: int):
 # child process: load, read every weight, report
 
 
-def _import_pack():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hunyuan_custom", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hunyuan_custom"] = module
-    spec.loader.exec_module(module)
-
-
 def peak_rss() -> int:
     """Peak resident memory of this process in bytes.
 
@@ -148,7 +144,7 @@ def child(path: str, dtype: str, fp8_mode: str = "dequantize") -> None:
     import torch
 
     torch.set_num_threads(1)
-    _import_pack()
+    _pack.import_pack()
     from hunyuan_custom.pipelines.transformer_loading import load_transformer
 
     import diffusers  # noqa: F401  (imported before the baseline so it is not counted as weights)

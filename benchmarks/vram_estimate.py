@@ -33,6 +33,11 @@ from unittest import mock
 import torch
 from torch import nn
 
+try:
+    from . import _pack  # imported as hunyuan_custom.benchmarks.<name> (the tests)
+except ImportError:
+    import _pack  # run as a script: benchmarks/ is sys.path[0]
+
 GIB = 2**30
 # Printed beside the figures, not inside them (typical values on recent NVIDIA drivers / torch).
 CUDA_CONTEXT_GIB = (0.5, 1.0)
@@ -41,20 +46,6 @@ FRAGMENTATION = (0.05, 0.10)  # caching allocator: reserved - allocated, with ex
 
 TINY_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2, num_single_layers=2,
                         text_embed_dim=32, pooled_projection_dim=24, rope_axes_dim=(8, 12, 12))
-
-
-def _import_pack() -> None:
-    """Import this checkout as `hunyuan_custom` whatever its folder is called (as gpu_memory.py does)."""
-    if "hunyuan_custom" in sys.modules:
-        return
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("hunyuan_custom", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hunyuan_custom"] = module
-    spec.loader.exec_module(module)
 
 
 def tensor_bytes(module: nn.Module) -> int:
@@ -460,7 +451,7 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check of the script itself")
     args = parser.parse_args(argv)
 
-    _import_pack()
+    _pack.import_pack()
     from hunyuan_custom.pipelines import schema
     from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
 
@@ -510,7 +501,7 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
 
 if __name__ == "__main__":
     # Run as a script: make `from .vram_counter import ...` work by importing this file as part of the pack.
-    _import_pack()
+    _pack.import_pack()
     import importlib
 
     module = importlib.import_module("hunyuan_custom.benchmarks.vram_estimate")
