@@ -25,33 +25,19 @@ import torch
 from torch import nn
 
 try:
-    from . import _pack  # imported as hunyuan_custom.benchmarks.<name> (the tests)
+    from . import _pack, vram_estimate  # imported as hunyuan_custom.benchmarks.<name> (the tests)
 except ImportError:
     import _pack  # run as a script: benchmarks/ is sys.path[0]
+    import vram_estimate
 
-
-
-TINY = dict(num_attention_heads=2, attention_head_dim=32, num_layers=2, num_single_layers=2, text_embed_dim=32,
-            pooled_projection_dim=24, rope_axes_dim=(8, 12, 12))
 
 
 def build_model(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
-    from accelerate import init_empty_weights
-
-    from hunyuan_custom.pipelines.fp8_linear import Fp8ScaledLinear
-    from hunyuan_custom.pipelines.transformer import HunyuanCustomTransformer3DModel
+    """The model vram_estimate.py counts (same shapes and dtypes as loaded), filled with values."""
     from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
 
-    config = {**FULL_SIZE_CONFIG, **(TINY if tiny else {})}
-    with init_empty_weights():
-        model = HunyuanCustomTransformer3DModel(**config)
-    if fp8:  # the block Linears, as upstream's fp8 checkpoints store them
-        for blocks in (model.transformer_blocks, model.single_transformer_blocks):
-            for name, module in list(blocks.named_modules()):
-                if type(module) is nn.Linear:
-                    parent_name, _, child = name.rpartition(".")
-                    parent = blocks.get_submodule(parent_name) if parent_name else blocks
-                    setattr(parent, child, Fp8ScaledLinear.like(module))
+    config = {**FULL_SIZE_CONFIG, **(vram_estimate.TINY_TRANSFORMER if tiny else {})}
+    model = vram_estimate.build_shape_only_transformer(config, dtype, fp8)
     model.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -60,11 +46,11 @@ def build_model(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
             values = torch.randn(param.shape, generator=generator) * (0.5 / fan_in**0.5 if param.ndim > 1 else 0.02)
             if param.ndim == 1 and name.endswith("weight"):
                 values += 1.0
-            param.data = values.to(torch.float8_e4m3fn if param.dtype == torch.float8_e4m3fn else dtype)
+            param.data = values.to(param.dtype)
         for name, buf in model.named_buffers():
             if name.endswith("weight_scale"):
                 buf.fill_(1.0)
-    return model.eval().requires_grad_(False)
+    return model
 
 
 def main() -> None:
