@@ -53,3 +53,16 @@ def pack_pythonpath(tmp_path_factory) -> str:
     base = tmp_path_factory.mktemp("pypath")
     (base / PACKAGE).symlink_to(ROOT, target_is_directory=True)
     return os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")])
+
+
+@pytest.fixture(scope="session")
+def ref_png(tmp_path_factory) -> Path:
+    """A small reference picture on disk: a red block on white (upstream's subject-on-white input)."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.full((60, 40, 3), 255, np.uint8)
+    arr[10:50, 8:32] = (200, 40, 40)
+    path = tmp_path_factory.mktemp("img") / "ref.png"
+    Image.fromarray(arr).save(path)
+    return path

@@ -6,10 +6,8 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.pipelines import video_io
@@ -19,15 +17,6 @@ from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, Runtim
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return build_tiny_model_set(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def ref_png(tmp_path_factory):
-    arr = np.full((60, 40, 3), 255, np.uint8)
-    arr[10:50, 8:32] = (200, 40, 40)
-    path = tmp_path_factory.mktemp("img") / "ref.png"
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def _cli(models, ref_png, out, pack_pythonpath, *extra, **over):

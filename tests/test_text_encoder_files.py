@@ -9,10 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import _single_file_encoders as sfe
@@ -394,15 +392,6 @@ def test_nodes_generate_with_single_files_end_to_end(comfy_env):
         model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=5, steps=2)
     assert frames.shape == (5, 48, 64, 3) and torch.isfinite(frames).all()
     assert fps == 25.0 and seed == 3
-
-
-@pytest.fixture(scope="module")
-def ref_png(tmp_path_factory):
-    arr = np.full((60, 40, 3), 255, np.uint8)
-    arr[10:50, 8:32] = (200, 40, 40)
-    path = tmp_path_factory.mktemp("img") / "ref.png"
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def _cli(models_dir, pair, ref_png, out, pythonpath, drop=()):
