@@ -11,7 +11,7 @@
 //      queued from the UI (app.queuePrompt), runs, and every video saver shows its file;
 //   4. the WaveSpeed node draws the key line (matching the server's key status) and the warning
 //      for a local-only size (texts caught from the canvas' fillText);
-//   5. /api/workflow_templates lists our workflows for the template browser.
+//   5. /api/workflow_templates lists our workflows for the template browser, with their thumbnails.
 // Screenshots go to --shots (not committed). Exit status 0 when every check passed.
 //
 // Setup: Chromium (Debian: apt-get install chromium) and `npm install playwright-core` in some
@@ -265,7 +265,7 @@ async function drawnTexts() {
 
 async function checkWaveSpeedLines() {
   console.log("\n== WaveSpeed node lines");
-  const file = fs.readdirSync(WORKFLOWS).find((f) => f.includes("wavespeed"));
+  const file = fs.readdirSync(WORKFLOWS).find((f) => f.includes("wavespeed") && f.endsWith(".json"));
   if (!file) return;
   const status = await (await fetch(`${URL}/api/hunyuan_custom/wavespeed_key_status`)).json();
   const workflow = JSON.parse(fs.readFileSync(path.join(WORKFLOWS, file), "utf8"));
@@ -294,5 +294,8 @@ async function checkTemplates(files) {
     const name = f.replace(/\.json$/, "");
     const served = pack ? await fetch(`${URL}/api/workflow_templates/${pack}/${f}`) : null;
     check(`template ${name} listed and served`, names.includes(name) && served?.ok, pack || JSON.stringify(listed));
+    const thumb = pack ? await fetch(`${URL}/api/workflow_templates/${pack}/${name}.jpg`) : null;
+    check(`template ${name} has its card thumbnail`, thumb?.ok && thumb.headers.get("content-type") === "image/jpeg",
+      thumb ? `${thumb.status} ${thumb.headers.get("content-type")}` : "not listed");
   }
 }
