@@ -307,3 +307,28 @@ def test_generator_hands_its_decision_to_the_text_stage(monkeypatch, tmp_path):
         generator.generate(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT,
                            reference=torch.rand(48, 64, 3), params={"size": "832*480"})
     assert got["offload"] == "group"
+
+
+# ---------------------------------------------------------------------------------------------- estimate
+
+
+@pytest.mark.skipif(not _shape_only_text_estimate_runs(), reason="the shape-only text estimate needs transformers 5")
+def test_estimate_counts_only_the_streamed_layers_on_the_device():
+    """benchmarks/vram_estimate.py's text stage with 'group' applies load_text_encoders' offloading and
+    records diffusers' schedule: the always-resident part + at most two layers + the norm group."""
+    from hunyuan_custom.benchmarks import vram_estimate
+
+    whole = vram_estimate.estimate_text_encoders(torch.float32, tiny=True, offload="model")
+    streamed = vram_estimate.estimate_text_encoders(torch.float32, tiny=True, offload="group")
+    assert whole.peak_weights == whole.weights_total == streamed.weights_total
+    config = vram_estimate.llava_llama3_config(tiny=True).text_config
+    h, inter = config.hidden_size, config.intermediate_size
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    layer = 4 * (2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h)  # float32 q/o, k/v, MLP, two norms
+    layers = config.num_hidden_layers * layer
+    # 'group' keeps everything but the layers on the device; of those, two at the peak (the running
+    # one and the prefetched next) plus the final norm + rotary group
+    streamed_part_on_device = streamed.peak_weights - (whole.peak_weights - layers)
+    assert 2 * layer <= streamed_part_on_device <= 2 * layer + 4 * h + 1024
+    assert any("at most 3 groups" in note for note in streamed.notes)
+    assert streamed.peak_total < whole.peak_total - layers + 3 * layer
