@@ -67,11 +67,12 @@ class TextOffloadChoice:
     available_bytes: int
 
     def describe(self) -> str:
-        return (f"text encoders: offload auto -> {self.mode}: LLaVA + CLIP-L whole need ~{self.need_bytes / GIB:.1f} GiB, "
-                f"{self.available_bytes / GIB:.1f} GiB of VRAM is free")
+        return (f"text encoders: offload auto -> {self.mode}: LLaVA + CLIP-L whole need "
+                f"~{self.need_bytes / GIB:.1f} GiB, {self.available_bytes / GIB:.1f} GiB of VRAM is free")
 
 
-def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int, available_bytes: int) -> TextOffloadChoice:
+def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int,
+                        available_bytes: int) -> TextOffloadChoice:
     """'model' when LLaVA + CLIP + one encode's activations + margin fit in `available_bytes`, else
     'group'. Byte counts are of the weights as they will sit in memory (compute dtype)."""
     need = llava_bytes + clip_bytes + TEXT_ACTIVATION_BYTES_PER_BYTE * compute_itemsize + MARGIN_BYTES

@@ -54,7 +54,8 @@ def _folder_weight_files(folder: Path) -> tuple[list[Path], bool]:
             try:
                 shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
             except (OSError, ValueError, KeyError) as exc:
-                raise TextEncoderFilesError(f"{folder / index} is unreadable ({exc}); download the folder again.") from None
+                raise TextEncoderFilesError(f"{folder / index} is unreadable ({exc}); "
+                                            "download the folder again.") from None
             return [folder / s for s in shards], is_st
         if single.is_file():
             return [single], is_st

@@ -574,8 +574,10 @@ def encode_text_conditioning(
         mode = offload() if callable(offload) else offload
         # Passed only when not the default, so loaders written before the option keep working.
         extra = {"offload": mode} if mode != "model" else {}
-        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)" + (", LLaVA's layers streamed from CPU RAM" if extra else ""))
-        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len, **single, **extra)
+        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)"
+            + (", LLaVA's layers streamed from CPU RAM" if extra else ""))
+        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len,
+                          **single, **extra)
         say(f"encoding {len(missing)} prompt(s)")
         try:
             # Upstream's order is positive first; `rows` is [uncond, cond], so reverse.
