@@ -8,7 +8,8 @@ What runs is our real code on tensors without data: the full-size transformer bu
 benchmarks/gpu_memory.py builds it (FULL_SIZE_CONFIG, fp8 block Linears for --fp8 keep), two
 denoising steps through pipelines/sampling.denoise (two batch-1 CFG passes each, deepcache as the
 runtime runs it); LLaVA-Llama-3-8B +
-CLIP-L as load_text_encoders puts them on the device, one 926-token LLaVA forward; the VAE decode
+CLIP-L as load_text_encoders puts them on the device (with --offload group: LLaVA's decoder layers
+streamed, text_encoder_offload.py), one 926-token LLaVA forward; the VAE decode
 with pipelines/vae_tiling's tiles plus generate.py's float post-processing. vram_counter.py counts
 the bytes of live tensors op by op (= what torch.cuda.max_memory_allocated() reports); group
 offloading is diffusers' own hook schedule, recorded by offload_residency.py.
@@ -268,18 +269,27 @@ def clip_text_config(tiny: bool = False):
     return CLIPTextConfig()  # openai/clip-vit-large-patch14's text half: 768 hidden, 12 layers
 
 
-def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: str = "flash") -> StageEstimate:
-    """LLaVA + CLIP-L resident together (load_text_encoders), one LLaVA forward of the real length.
+def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: str = "flash",
+                           offload: str = "model") -> StageEstimate:
+    """LLaVA + CLIP-L as load_text_encoders places them, one LLaVA forward of the real length.
 
     The LLaVA call is text_encoding.encode_llava's: 95 template + 256 text tokens with the
     <image> token expanded to 576 features = 926 positions, all hidden states returned
     (output_hidden_states), logits for the last position only.
+    offload "model": both encoders whole on the device. "group": load_text_encoders' group offloading
+    (text_encoder_offload.apply_text_group_offloading, streams as on CUDA) with diffusers' schedule
+    recorded by offload_residency.py: the decoder layers onloaded at that moment plus everything else.
     """
     from transformers import CLIPTextModel, LlavaForConditionalGeneration
 
     from hunyuan_custom.pipelines import prompt_template as pt
+    from hunyuan_custom.pipelines.text_encoder_offload import apply_text_group_offloading, offload_groups
 
+    from .offload_residency import ResidencyRecorder, recorded_group_offloading
     from .vram_counter import AttentionModel, LiveBytesCounter, ModuleScope
+
+    if offload not in ("model", "group"):
+        raise ValueError(f"text encoder offload must be 'model' or 'group' here, got {offload!r}")
 
     config = llava_llama3_config(tiny)
     with torch.device("meta"):
@@ -294,8 +304,20 @@ def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: st
     pixels = torch.zeros(1, 3, size, size, dtype=dtype)
 
     scope = ModuleScope.of(("llava", llava), ("clip", clip))
-    counter = LiveBytesCounter("meta", resident_weights=lambda: weights, scope=scope,
-                               stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "(between modules)")
+    recorder = ResidencyRecorder(model=llava)
+    resident: Callable[[], int] = lambda: weights  # noqa: E731
+    detail = ""
+    if offload == "group":
+        with recorded_group_offloading(recorder):
+            apply_text_group_offloading(llava, torch.device("meta"), use_stream=True)
+        always = weights - sum(ResidencyRecorder.group_bytes(g) for g in offload_groups(llava))
+        resident = lambda: always + recorder.bytes()  # noqa: E731
+        detail = (f"{always / GIB:.2f} GiB always (vision tower, projector, embed_tokens, lm_head, CLIP-L) + "
+                  "onloaded groups")
+    counter = LiveBytesCounter("meta", resident_weights=resident, scope=scope,
+                               stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "(between modules)",
+                               weights_detail=lambda: detail and detail + ": " + ", ".join(recorder.onloaded()))
+    recorder.on_change = counter.observe
     notes = [f"LLaVA forward over {positions} positions ({features} image features), hidden states of every layer "
              "kept (output_hidden_states=True), CLIP-L text (77 tokens) resident too",
              "LLaVA config written from the released model's shapes (not read from its files)",
@@ -310,13 +332,30 @@ def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: st
     meta_ids, meta_pixels = ids.to("meta"), pixels.to("meta")
     positions_ids = torch.arange(positions).unsqueeze(0).to("meta")
     counter.track(meta_ids, meta_pixels, positions_ids)
-    with torch.no_grad(), scope, AttentionModel(attention, counter), counter:
+
+    def llava_forward():
+        return llava(input_ids=meta_ids, pixel_values=meta_pixels, attention_mask=None, position_ids=positions_ids,
+                     output_hidden_states=True, logits_to_keep=1)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        if offload == "group":
+            stack.enter_context(recorded_group_offloading(recorder))
+            llava_forward()  # uncounted: diffusers learns the layer order (for the prefetch) in the first call
+            recorder.max_groups_onloaded = recorder.max_bytes = 0
+        stack.enter_context(scope)
+        stack.enter_context(AttentionModel(attention, counter))
+        stack.enter_context(counter)
         counter.observe("start")
-        out = llava(input_ids=meta_ids, pixel_values=meta_pixels, attention_mask=None, position_ids=positions_ids,
-                    output_hidden_states=True, logits_to_keep=1)
+        out = llava_forward()
         del out
         clip(input_ids=torch.zeros(1, 77, dtype=torch.int64, device="meta"))
-    return StageEstimate.from_counter("text encoders (LLaVA-Llama-3-8B + CLIP-L)", weights, counter, notes)
+    if offload == "group":
+        notes.append(f"group offload (diffusers' schedule, streams): at most {recorder.max_groups_onloaded} groups on "
+                     f"the device at once, {gib(recorder.max_bytes).strip()} of the streamed "
+                     f"{gib(weights - always).strip()}; {gib(always).strip()} stay on the device")
+    name = "text encoders (LLaVA-Llama-3-8B + CLIP-L" + (", LLaVA layers streamed)" if offload == "group" else ")")
+    return StageEstimate.from_counter(name, weights, counter, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +510,8 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     transformer_weights = 0
     if "text" in stages:
         started = time.perf_counter()
-        results.append(estimate_text_encoders(dtype, tiny=args.tiny, attention=args.attention))
+        text_offload = "group" if args.offload == "group" else "model"  # as generate.py: 'none'/'model' load whole
+        results.append(estimate_text_encoders(dtype, tiny=args.tiny, attention=args.attention, offload=text_offload))
         print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
     if "transformer" in stages or ("vae" in stages and args.offload == "none"):
         started = time.perf_counter()

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="default: bfloat16 on cuda, float32 on cpu")
     local.add_argument("--offload", choices=("auto", "model", "group", "none"), default="auto",
-                       help="auto: whole transformer on the GPU when the job fits in free VRAM, else group offload")
+                       help="auto: whole transformer (and text encoders) on the GPU when they fit in free VRAM, "
+                            "else group offload (blocks / LLaVA layers streamed from CPU RAM)")
     local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default="dequantize")
     local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")

@@ -188,6 +188,25 @@ class LocalGenerator:
         log.info("HunyuanCustom: %s", choice.describe())
         return choice.mode
 
+    def _text_offload_mode(self, status: StatusCallback) -> str:
+        """Text encoders: "group" streams LLaVA's decoder layers from CPU RAM (~4 GiB of VRAM instead
+        of ~16). 'group' asks for it; 'auto' when LLaVA + CLIP would not fit whole (sizes from the
+        files' headers, before loading); 'model'/'none' never. Only on CUDA, like the transformer's."""
+        if self.device.type != "cuda" or self.options.offload in ("model", "none"):
+            return "model"
+        if self.options.offload == "group":
+            return "group"
+        from . import text_encoder_sizes as sizes
+        from .offload_policy import available_vram, choose_text_offload
+
+        itemsize = self.options.torch_dtype.itemsize
+        choice = choose_text_offload(sizes.llava_bytes(self.files.text_encoder, itemsize, self.files.llava_vision),
+                                     sizes.clip_bytes(self.files.text_encoder_2, itemsize), itemsize,
+                                     available_vram(self.device))
+        status(choice.describe())
+        log.info("HunyuanCustom: %s", choice.describe())
+        return choice.mode
+
     def vae(self, status: StatusCallback):
         if self._vae is None:
             from .vae_loading import load_vae
@@ -260,7 +279,8 @@ class LocalGenerator:
             self.files.text_encoder, self.files.text_encoder_2, prompt=prompt, negative_prompt=negative_prompt,
             subject=subject, pixel_values=llava_pixel_values(reference, size=image_size),
             uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if do_cfg else None, do_cfg=do_cfg,
-            dtype=dtype, device=self.device, status=say, **self.files.text_encoder_options,
+            dtype=dtype, device=self.device, status=say, offload=lambda: self._text_offload_mode(say),
+            **self.files.text_encoder_options,
         )
         cancel()
 

@@ -7,6 +7,11 @@ If weights + activations + a margin for the CUDA context, workspaces and fragmen
 memory the GPU has free, "model" (fastest) is used, otherwise "group" (blocks streamed from CPU RAM,
 which adds little time at the sizes where it is needed: a 720p step computes for far longer than its
 ~24 GB of weights take to cross PCIe).
+
+The text stage (LLaVA-Llama-3-8B + CLIP-L, once per prompt, cached) gets the same treatment with
+`choose_text_offload`: both encoders whole when they fit, else LLaVA's decoder layers streamed
+(pipelines/text_encoder_offload.py), which brings the stage from ~16 GiB to ~3-4 GiB for a second
+or two of PCIe traffic per encode.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ GIB = 1024**3
 ACTIVATION_BYTES_PER_TOKEN_PER_BYTE = 64 * 1024  # x2 for bf16/fp16 = 128 KiB per token, x4 for fp32
 MARGIN_BYTES = 2 * GIB  # CUDA context 0.5-1 GiB, workspaces, allocator fragmentation
 TEXT_TOKENS = 831  # LLaVA's 256 text tokens + 575 extra image-feature positions (worst case kept)
+# The text stage's activations: one LLaVA forward over 926 positions with every layer's hidden
+# states kept is 0.44 GiB in bf16 (benchmarks/vram_estimate.py, text stage); 0.25 GiB per byte of
+# the compute dtype rounds that up (0.5 GiB bf16/fp16, 1 GiB fp32).
+TEXT_ACTIVATION_BYTES_PER_BYTE = GIB // 4
 
 
 def sequence_tokens(latent_shape: tuple[int, ...], patch_size: int = 2, patch_size_t: int = 1) -> int:
@@ -49,6 +58,25 @@ def choose_offload(weight_bytes: int, tokens: int, compute_itemsize: int, availa
     """'model' when weights + activations + margin fit in `available_bytes`, else 'group'."""
     need = weight_bytes + tokens * ACTIVATION_BYTES_PER_TOKEN_PER_BYTE * compute_itemsize + MARGIN_BYTES
     return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes)
+
+
+@dataclass(frozen=True)
+class TextOffloadChoice:
+    mode: str  # "model" (both encoders whole on the GPU) or "group" (LLaVA's layers streamed)
+    need_bytes: int  # estimated peak of the text stage with both encoders whole on the GPU
+    available_bytes: int
+
+    def describe(self) -> str:
+        return (f"text encoders: offload auto -> {self.mode}: LLaVA + CLIP-L whole need "
+                f"~{self.need_bytes / GIB:.1f} GiB, {self.available_bytes / GIB:.1f} GiB of VRAM is free")
+
+
+def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int,
+                        available_bytes: int) -> TextOffloadChoice:
+    """'model' when LLaVA + CLIP + one encode's activations + margin fit in `available_bytes`, else
+    'group'. Byte counts are of the weights as they will sit in memory (compute dtype)."""
+    need = llava_bytes + clip_bytes + TEXT_ACTIVATION_BYTES_PER_BYTE * compute_itemsize + MARGIN_BYTES
+    return TextOffloadChoice("model" if need <= available_bytes else "group", need, available_bytes)
 
 
 def available_vram(device: torch.device) -> int:

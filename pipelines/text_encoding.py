@@ -16,6 +16,8 @@ Typical use (the local sampler):
                                     do_cfg=guidance > 1, dtype=torch.bfloat16, device=device)
     -> TextConditioning(states [B,L,D], mask [B,L] int64, pooled [B,D2]); B = 2 ([uncond, cond]) or 1.
 The encoders are loaded, used and freed inside that call; DEFAULT_CACHE keeps recent rows on CPU.
+offload="group" keeps LLaVA's decoder layers in CPU RAM and streams them through the GPU
+(text_encoder_offload.py): ~4 GiB of VRAM instead of ~16 for the stage.
 Instead of the two transformers folders, ComfyUI's single files work too (llava_llama3_fp16 /
 _fp8_scaled.safetensors + llava_vision=llava_llama3_vision.safetensors + llava_tokenizer=<folder>,
 clip_l.safetensors + clip_tokenizer=<folder>): see text_encoder_files.py.
@@ -275,7 +277,9 @@ class TextEncoders:
         self.check_pixel_values(pixel_values)
         input_ids, tok_mask = self.tokenize_llava(prompt, subject)
         expanded = expand_image_tokens(input_ids, tok_mask, self.image_token_id, self.num_image_features)
-        device = self.llava.device
+        # Where the embeddings are, not llava.device (its first parameter): with offload "group" the
+        # decoder layers sit in CPU RAM between calls while the inputs belong on the GPU.
+        device = self.llava.get_input_embeddings().weight.device
         pad_positions = None
         if self.model_pad_token_id is not None:
             pad_positions = (expanded.input_ids == self.model_pad_token_id).to(device)
@@ -328,11 +332,16 @@ class TextEncoders:
         return cfg_conditioning(cond, uncond)
 
     def free(self) -> None:
-        """Drop both models (stage-wise memory: load -> encode -> free before the transformer loads)."""
+        """Drop both models (stage-wise memory: load -> encode -> free before the transformer loads),
+        with offload "group" also the hooks and their pinned CPU copies of LLaVA's layers."""
+        from .text_encoder_offload import empty_host_cache, remove_text_group_offloading
+
+        remove_text_group_offloading(self.llava)
         self.llava = self.clip = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+            empty_host_cache()
 
     def __enter__(self) -> "TextEncoders":
         return self
@@ -432,13 +441,22 @@ def _single_file_options(llava_vision: Any, llava_tokenizer: Any, clip_tokenizer
     return {k: v for k, v in given.items() if v is not None}
 
 
+TEXT_OFFLOAD_MODES = ("model", "group")
+
+
 def load_text_encoders(llava_path: str | os.PathLike, clip_path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16,
                        device: Any = "cpu", *, crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
                        llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
-                       clip_tokenizer: str | os.PathLike | None = None) -> TextEncoders:
+                       clip_tokenizer: str | os.PathLike | None = None, offload: str = "model") -> TextEncoders:
     """Load upstream's two text encoders (no network). Each is a transformers folder (upstream's
     llava-llama-3-8b-v1_1/, openai_clip-vit-large-patch14/) or a ComfyUI single file: the Llama-3 file
-    then needs `llava_vision` (the vision tower file) and `llava_tokenizer`, clip_l needs `clip_tokenizer`."""
+    then needs `llava_vision` (the vision tower file) and `llava_tokenizer`, clip_l needs `clip_tokenizer`.
+
+    offload "model": both encoders whole on `device`. "group": LLaVA is loaded into CPU RAM and its
+    decoder layers are streamed to `device` one at a time during the encode (text_encoder_offload.py);
+    the rest of LLaVA and CLIP go to `device`."""
+    if offload not in TEXT_OFFLOAD_MODES:
+        raise ValueError(f"text encoder offload must be one of {', '.join(TEXT_OFFLOAD_MODES)}, got {offload!r}")
     # Anything that is not a file goes through the folder checks (their messages name missing files).
     if not Path(llava_path).is_file():
         check_llava_folder(llava_path)
@@ -448,22 +466,29 @@ def load_text_encoders(llava_path: str | os.PathLike, clip_path: str | os.PathLi
     clip_src = tef.clip_source(clip_path, clip_tokenizer)
     from transformers import AutoTokenizer, CLIPTextModel, LlavaForConditionalGeneration
 
-    # device_map puts the weights straight onto the device: no second 16 GB copy in CPU RAM.
-    placement = {"dtype": dtype, "local_files_only": True, "device_map": {"": str(torch.device(device))}}
+    def placement(where: Any) -> dict[str, Any]:
+        # device_map puts the weights straight onto the device: no second 16 GB copy in CPU RAM.
+        return {"dtype": dtype, "local_files_only": True, "device_map": {"": str(torch.device(where))}}
+
+    llava_device = "cpu" if offload == "group" else device  # group: the hooks move the layers later
     with _quiet_transformers():
         if llava_src.is_folder:
             llava_tokenizer_ = AutoTokenizer.from_pretrained(str(llava_path), local_files_only=True, padding_side="right")
-            llava = LlavaForConditionalGeneration.from_pretrained(str(llava_path), **placement)
+            llava = LlavaForConditionalGeneration.from_pretrained(str(llava_path), **placement(llava_device))
         else:
-            llava, llava_tokenizer_ = tef.load_llava(llava_src, dtype, device)
+            llava, llava_tokenizer_ = tef.load_llava(llava_src, dtype, llava_device)
         if clip_src.is_folder:
             clip_tokenizer_ = AutoTokenizer.from_pretrained(str(clip_path), local_files_only=True)
             # openai/clip-vit-large-patch14 is a full CLIPModel; CLIPTextModel takes its text half.
-            clip = CLIPTextModel.from_pretrained(str(clip_path), **placement)
+            clip = CLIPTextModel.from_pretrained(str(clip_path), **placement(device))
         else:
             clip, clip_tokenizer_ = tef.load_clip_text(clip_src, dtype, device)
     llava = llava.eval().requires_grad_(False)
     clip = clip.eval().requires_grad_(False)
+    if offload == "group":
+        from .text_encoder_offload import apply_text_group_offloading
+
+        apply_text_group_offloading(llava, device)
     identity = encoder_identity(llava_path, clip_path, crop_start=crop_start, text_len=text_len,
                                 **_single_file_options(llava_vision, llava_tokenizer, clip_tokenizer))
     return TextEncoders(llava, llava_tokenizer_, clip, clip_tokenizer_, crop_start=crop_start, text_len=text_len,
@@ -524,13 +549,14 @@ def encode_text_conditioning(
     crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
     loader: Callable[..., TextEncoders] = load_text_encoders, status: Callable[[str], None] | None = None,
     llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
-    clip_tokenizer: str | os.PathLike | None = None,
+    clip_tokenizer: str | os.PathLike | None = None, offload: str | Callable[[], str] = "model",
 ) -> TextConditioning:
     """Cached, stage-wise prompt encoding: on a cache miss load both encoders, encode the missing
     rows, free the encoders; on a hit (same texts, subject, reference pixels, encoder folders,
     dtype) nothing is loaded. Returns the conditioning on `device`. `status` gets short texts for
     the node's status line. `llava_vision` / `llava_tokenizer` / `clip_tokenizer`: for single files
-    (see load_text_encoders)."""
+    (see load_text_encoders). `offload`: "model" / "group" for load_text_encoders, or a function that
+    decides it, called only on a cache miss (a hit loads nothing, so there is nothing to decide)."""
     say = status or (lambda _text: None)
     single = _single_file_options(llava_vision, llava_tokenizer, clip_tokenizer)
     identity = encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len, **single)
@@ -545,8 +571,13 @@ def encode_text_conditioning(
     if not missing:
         say("prompt encoding: cached")
     else:
-        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)")
-        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len, **single)
+        mode = offload() if callable(offload) else offload
+        # Passed only when not the default, so loaders written before the option keep working.
+        extra = {"offload": mode} if mode != "model" else {}
+        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)"
+            + (", LLaVA's layers streamed from CPU RAM" if extra else ""))
+        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len,
+                          **single, **extra)
         say(f"encoding {len(missing)} prompt(s)")
         try:
             # Upstream's order is positive first; `rows` is [uncond, cond], so reverse.
