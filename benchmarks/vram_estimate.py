@@ -2,6 +2,7 @@
 
     python benchmarks/vram_estimate.py --size 1280*720 --frames 129 --offload group --fp8 keep
     python benchmarks/vram_estimate.py --size 960*544 --frames 129 --offload none --budget-gib 24
+    python benchmarks/vram_estimate.py --stages vae --vae-tile-frames 32   # shorter VAE decode tiles
     python benchmarks/vram_estimate.py --tiny        # smoke run of the script itself (seconds)
 
 What runs is our real code on tensors without data: the full-size transformer built as

@@ -121,14 +121,15 @@ def check_tile_frames(tile_frames: Any, time_compression_ratio: int = 4) -> int:
 
     A tile of N frames decodes N/4 latent frames plus one causal-context latent into N+1 video frames
     (the 4n+1 structure). Tiles start every 3/4 of a tile (overlap 1/4) and each keeps 3/4 of N
-    frames, blended over N/4: the start step int(N/4 * 3/4) latent frames equals the kept 3N/4 video
-    frames only when N/4 is a multiple of 4. Any other N (8, 24, 40, ...) gives a video of the wrong
-    length with misplaced blends, so the allowed values are the multiples of 16: 16, 32, 48, 64, ...
+    frames, blended over N/4: the start step of int(N/4 * 3/4) latent frames (x4 video frames) equals
+    the kept 3N/4 video frames only when N/4 is a multiple of 4. Any other N (8, 24, 40, ...) gives a
+    video of the wrong length with misplaced blends, so the allowed values are the multiples of 16:
+    16, 32, 48, 64, ... (above upstream's 64 only costs more memory).
     """
     step = tile_frames_step(time_compression_ratio)
     if isinstance(tile_frames, bool) or not isinstance(tile_frames, int) or tile_frames < step or tile_frames % step:
         raise ValueError(f"VAE decode tile of {tile_frames!r} frames is not allowed: use a multiple of {step} "
-                         f"(16, 32, 64, ...; upstream uses 64). Other lengths break the overlap of the "
+                         f"({step}, {2 * step}, {4 * step}, ...; upstream uses 64). Other lengths break the overlap of the "
                          f"{time_compression_ratio}x time-compressed tiles and give a video of the wrong length.")
     return tile_frames
 
@@ -326,7 +327,8 @@ class HunyuanVideoVAE:
 
         `tile_frames`: video frames per temporal tile (a multiple of 16, see check_tile_frames) instead
         of upstream's sample_tsize (64), for this call. Shorter tiles lower the decode's VRAM peak
-        about in proportion; the result differs slightly from upstream's near the extra tile seams."""
+        about in proportion; the result differs slightly from upstream's, as each tile's GroupNorm
+        statistics and mid-block attention see fewer frames (bit-identical for tile_frames=None)."""
         _check_5d(latent, "latent")
         if latent.shape[1] != self.config.latent_channels:
             raise ValueError(f"latent has {latent.shape[1]} channels, this VAE expects {self.config.latent_channels}")

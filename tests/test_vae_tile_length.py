@@ -224,6 +224,15 @@ def test_the_policy_is_never_below_the_shape_only_estimate(estimates, full_vae_b
         assert estimate.peak_total <= need <= estimate.peak_total + 1 * GIB, tile_frames
 
 
+def test_estimate_script_takes_the_tile_length_and_refuses_bad_ones(capsys):
+    stages = vram_estimate.main(["--tiny", "--stages", "vae", "--vae-tile-frames", "16"])
+    out = capsys.readouterr().out
+    assert "VAE tiles of 16 frames" in out and "x 17 frames" in stages[0].notes[0]
+    with pytest.raises(SystemExit):
+        vram_estimate.main(["--tiny", "--stages", "vae", "--vae-tile-frames", "24"])
+    assert "--vae-tile-frames: VAE decode tile of 24 frames is not allowed" in capsys.readouterr().err
+
+
 # -- generate.py --------------------------------------------------------------------------------
 
 
