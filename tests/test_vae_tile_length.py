@@ -126,8 +126,9 @@ def _test_latents(io, frames: int = 21):
 
 def test_shorter_tiles_give_the_same_video_shape_more_tiles_and_close_values(fixture_vae):
     """Observed on the tiny random-weight fixture VAE (21 latent frames = 81 video frames):
-    static latent: max |32 or 16 - 64| ~1e-5 (float rounding only); slowly changing latent: mean
-    |difference| 1.5-2.5 % of mean |video|, max 2-3 % of max |video|.
+    static latent: max |32 or 16 - 64| < 1e-5 (float rounding only); slowly changing latent: mean
+    |difference| 2.3 % (32) / 3.5 % (16) of mean |video|, max 3.6 % / 4.3 % of max |video|. The bounds
+    below (8 %, 15 %) leave room for other fixture weights.
 
     Not exact because a tile's numbers depend on which frames are in it: the decoder's GroupNorms take
     their statistics over all of a tile's frames, the mid-block attention looks at all of its frames,
@@ -151,8 +152,8 @@ def test_shorter_tiles_give_the_same_video_shape_more_tiles_and_close_values(fix
     for tile_frames in (32, 16):
         difference = (outs[tile_frames] - reference).abs()
         assert outs[tile_frames].shape == reference.shape
-        assert difference.mean() < 0.05 * reference.abs().mean(), tile_frames
-        assert difference.max() < 0.10 * reference.abs().max(), tile_frames
+        assert difference.mean() < 0.08 * reference.abs().mean(), tile_frames
+        assert difference.max() < 0.15 * reference.abs().max(), tile_frames
         assert difference.max() > 1e-4  # really another tiling, not silently upstream's
 
 
