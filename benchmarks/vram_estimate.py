@@ -2,6 +2,7 @@
 
     python benchmarks/vram_estimate.py --size 1280*720 --frames 129 --offload group --fp8 keep
     python benchmarks/vram_estimate.py --size 960*544 --frames 129 --offload none --budget-gib 24
+    python benchmarks/vram_estimate.py --stages vae --vae-tile-frames 32   # shorter VAE decode tiles
     python benchmarks/vram_estimate.py --tiny        # smoke run of the script itself (seconds)
 
 What runs is our real code on tensors without data: the full-size transformer built as
@@ -375,9 +376,12 @@ def shape_only_vae(dtype: torch.dtype, tiny: bool = False):
 
 
 def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, attention: str | None = "flash",
-                        resident_extra: int = 0, extra_note: str = "") -> StageEstimate:
+                        resident_extra: int = 0, extra_note: str = "", tile_frames: int | None = None) -> StageEstimate:
     """Tiled decode of the whole latent (HunyuanVideoVAE.decode(tiled=True), every tile) and
     generate.py's float post-processing of the decoded video, on the VAE's device.
+
+    tile_frames: temporal tile length in video frames (HunyuanVideoVAE.decode's option), None =
+    upstream's (the config's sample_tsize, 64).
 
     vae: a HunyuanVideoVAE (shape_only_vae() for estimates, a real one for checks); attention=None
     runs the real SDPA kernel. `resident_extra` = other weights still on the device then (the
@@ -391,7 +395,7 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
     weights = tensor_bytes(vae.model)
     shape = latent_shape(frames, height, width, channels=config.latent_channels)
     latents = torch.zeros(shape, dtype=torch.float32, device=device)
-    tiles = config.decode_tiles()
+    tiles = config.decode_tiles(tile_frames)
     scope = ModuleScope.of(("vae", vae.model))
     counter = LiveBytesCounter(device.type, resident_weights=lambda: weights + resident_extra, scope=scope,
                                stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "tiling / post-processing")
@@ -403,7 +407,7 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
             stack.enter_context(AttentionModel(attention, counter))
         stack.enter_context(counter)
         counter.observe("start")
-        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=True)
+        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=True, tile_frames=tile_frames)
         frames_out = (video.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
         del video, frames_out
     notes = [f"{tiles.count(shape)} tiles of latent {tiles.size_in}x{tiles.size_in}x{tiles.frames_in + 1} -> "
@@ -486,6 +490,9 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     parser.add_argument("--deep-cache", choices=("on", "off"), default="on",
                         help="upstream's deepcache (RuntimeOptions.deep_cache, on by default)")
     parser.add_argument("--stages", default="text,transformer,vae", help="comma list of text, transformer, vae")
+    parser.add_argument("--vae-tile-frames", type=int, default=None, metavar="N",
+                        help="VAE decode: temporal tile of N video frames (a multiple of 16; default: upstream's 64, "
+                             "or the tiny config's 8 with --tiny)")
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check of the script itself")
     args = parser.parse_args(argv)
@@ -501,8 +508,16 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     unknown = stages - {"text", "transformer", "vae"}
     if unknown:
         parser.error(f"--stages: unknown {sorted(unknown)}; use text, transformer, vae")
+    if args.vae_tile_frames is not None:
+        from hunyuan_custom.pipelines.vae import check_tile_frames
+
+        try:
+            check_tile_frames(args.vae_tile_frames)
+        except ValueError as exc:
+            parser.error(f"--vae-tile-frames: {exc}")
     print(f"HunyuanCustom peak accelerator memory estimate: {width}x{height} x {frames} frames, {args.dtype}, "
           f"offload {args.offload}, fp8 {args.fp8}, attention {args.attention}, deepcache {args.deep_cache}"
+          + (f", VAE tiles of {args.vae_tile_frames} frames" if args.vae_tile_frames else "")
           + (" (TINY shapes)" if args.tiny else ""))
     print("(shape-only run on the meta device; figures = live tensor bytes, like torch.cuda.max_memory_allocated)")
 
@@ -532,7 +547,8 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
         note = (f"offload 'none': the transformer's {transformer_weights / GIB:.2f} GiB stay on the device during the "
                 "decode (generate.py moves it off only for 'model')") if extra else ""
         results.append(estimate_vae_decode(width, height, frames, shape_only_vae(dtype, tiny=args.tiny),
-                                           attention=args.attention, resident_extra=extra, extra_note=note))
+                                           attention=args.attention, resident_extra=extra, extra_note=note,
+                                           tile_frames=args.vae_tile_frames))
         print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
     if results:
         print("\n".join(verdict(results, args.budget_gib)))

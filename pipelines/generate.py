@@ -207,6 +207,21 @@ class LocalGenerator:
         log.info("HunyuanCustom: %s", choice.describe())
         return choice.mode
 
+    def _vae_tile_frames(self, vae, width: int, height: int, frames: int, status: StatusCallback) -> int | None:
+        """Temporal decode tile for this job: with offload 'auto'/'group' on CUDA, the longest of upstream's
+        64 / 32 / 16 frames that fits the free VRAM (offload_policy.choose_vae_tile_frames); None (= upstream's
+        tiling, bit-identical) otherwise. Call with the VAE already on the device."""
+        if self.options.offload not in ("auto", "group") or self.device.type != "cuda":
+            return None
+        from .offload_policy import available_vram, choose_vae_tile_frames
+
+        choice = choose_vae_tile_frames(width, height, frames, vae.dtype.itemsize, available_vram(self.device),
+                                        upstream_frames=vae.config.sample_tsize, tile_px=vae.config.sample_size)
+        log.info("HunyuanCustom: %s", choice.describe())
+        if not choice.is_upstream or not choice.fits:
+            status(choice.describe())
+        return None if choice.is_upstream else choice.tile_frames
+
     def vae(self, status: StatusCallback):
         if self._vae is None:
             from .vae_loading import load_vae
@@ -312,6 +327,7 @@ class LocalGenerator:
             torch.cuda.empty_cache()
 
         vae = self.vae(say)
+        tile_frames = self._vae_tile_frames(vae, width, height, num_frames, say) if tiled else None
         say("decoding video")
 
         def on_tile(done: int, total: int) -> None:
@@ -319,6 +335,7 @@ class LocalGenerator:
             if progress:
                 progress("decoding", done, total, None)
 
-        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile)
+        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
+                           tile_frames=tile_frames)
         frames = (video.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous().cpu()
         return GenerationResult(frames=frames, fps=float(schema.FPS), seed=seed, latents=latents.cpu())

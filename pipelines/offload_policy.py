@@ -83,3 +83,81 @@ def available_vram(device: torch.device) -> int:
     """Free memory on a CUDA device, counting what torch has cached but is not using as free."""
     free, _total = torch.cuda.mem_get_info(device)
     return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+# ---------------------------------------------------------------------------------------------
+# VAE decode: the temporal tile length that fits
+#
+# The tiled decode's peak is one tile's up-block activations (tiles are 256 px wide and tall
+# whatever the video size, so this part depends only on the tile's frames), plus the decoded tiles
+# held until they are reassembled, plus the VAE weights. benchmarks/vram_estimate.py, bf16, 129
+# frames (GiB of live tensors):        64-frame tiles   32   16
+#                          1280x720          10.26     6.00  3.81
+#                           960x544           9.85     5.57  3.39
+# 64 -> 32 frames saves 4.26 / 4.28 GiB at both sizes = 133 MiB per tile frame in bf16, i.e.
+# ~1090 bytes per tile pixel and frame per byte of the dtype; rounded up to 1152 here. The rest
+# (0.7 / 1.1 GiB above the weights) grows with the video: at most 2x the decoded video's bytes.
+# generate.py's float32 post-processing of the decoded video (on the device) is a second, later
+# peak that no tile length changes: the video in the VAE's dtype plus two float32 copies.
+
+VAE_TILE_BYTES_PER_PIXEL_FRAME_PER_BYTE = 1152
+VAE_HELD_VIDEO_FACTOR = 2  # decoded tiles (with their overlaps) held until reassembled
+VAE_SHORTER_TILES = (32, 16)  # tried in this order when upstream's tile does not fit
+
+
+def vae_decode_need(width: int, height: int, frames: int, tile_frames: int, itemsize: int,
+                    tile_px: int = 256, weight_bytes: int = 0) -> int:
+    """Estimated peak bytes of the tiled VAE decode + post-processing, without the margin.
+
+    `tile_px`: the spatial decode tile (the VAE config's sample_size); `itemsize`: bytes per
+    element of the VAE's dtype; `weight_bytes`: VAE weights still to be put on the device (0 when
+    they are already there and so no longer count as free)."""
+    # A tile of N frames decodes N+1 frames (the causal context frame); a video shorter than the
+    # tile is decoded in one go, and a frame smaller than the spatial tile is not tiled spatially.
+    tile_frames_decoded = min(tile_frames, frames - 1) + 1
+    tile_pixels = min(width, tile_px) * min(height, tile_px)
+    tile = VAE_TILE_BYTES_PER_PIXEL_FRAME_PER_BYTE * itemsize * tile_pixels * tile_frames_decoded
+    video_elements = 3 * frames * width * height
+    held = VAE_HELD_VIDEO_FACTOR * video_elements * itemsize
+    post_processing = video_elements * (itemsize + 2 * 4)
+    return weight_bytes + max(tile + held, post_processing)
+
+
+@dataclass(frozen=True)
+class VAETileChoice:
+    tile_frames: int
+    upstream_frames: int
+    need_bytes: int  # estimated decode peak with this tile, margin included
+    available_bytes: int
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.tile_frames == self.upstream_frames
+
+    @property
+    def fits(self) -> bool:
+        return self.need_bytes <= self.available_bytes
+
+    def describe(self) -> str:
+        free = self.available_bytes / GIB
+        if not self.fits:
+            return (f"VAE decode in {self.tile_frames}-frame tiles (the shortest) needs ~{self.need_bytes / GIB:.1f} GiB "
+                    f"but only {free:.1f} GiB is free: it may run out of memory; free VRAM (close other programs) "
+                    "or make the video smaller or shorter")
+        if self.is_upstream:
+            return f"VAE decode in upstream's {self.tile_frames}-frame tiles (~{self.need_bytes / GIB:.1f} GiB, {free:.1f} GiB free)"
+        return f"VAE decode in {self.tile_frames}-frame tiles to fit {free:.1f} GiB free"
+
+
+def choose_vae_tile_frames(width: int, height: int, frames: int, itemsize: int, available_bytes: int, *,
+                           upstream_frames: int = 64, tile_px: int = 256, weight_bytes: int = 0) -> VAETileChoice:
+    """The longest temporal decode tile among upstream's and 32, 16 frames whose estimated peak plus
+    MARGIN_BYTES fits `available_bytes`; upstream's whenever it fits, the shortest when none does."""
+    candidates = [upstream_frames] + [f for f in VAE_SHORTER_TILES if f < upstream_frames]
+    choice = None
+    for tile_frames in candidates:
+        need = vae_decode_need(width, height, frames, tile_frames, itemsize, tile_px, weight_bytes) + MARGIN_BYTES
+        choice = VAETileChoice(tile_frames, upstream_frames, need, available_bytes)
+        if choice.fits:
+            break
+    return choice

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .vae_tiling import TileCallback, TileSizes, run_tiled
+from .vae_tiling import OVERLAP, TileCallback, TileSizes, run_tiled
 
 
 class VAEConfigError(ValueError):
@@ -76,8 +76,11 @@ class VAEConfig:
     def encode_tiles(self) -> TileSizes:
         return TileSizes(self.sample_size, self.tile_latent_size, self.sample_tsize, self.tile_latent_tsize)
 
-    def decode_tiles(self) -> TileSizes:
-        return TileSizes(self.tile_latent_size, self.sample_size, self.tile_latent_tsize, self.sample_tsize)
+    def decode_tiles(self, tile_frames: int | None = None) -> TileSizes:
+        """Decode tile sizes; `tile_frames` (video frames per temporal tile, see check_tile_frames)
+        replaces sample_tsize for this call, None keeps upstream's."""
+        frames = self.sample_tsize if tile_frames is None else check_tile_frames(tile_frames, self.time_compression_ratio)
+        return TileSizes(self.tile_latent_size, self.sample_size, frames // self.time_compression_ratio, frames)
 
     def diffusers_kwargs(self) -> dict[str, Any]:
         blocks = len(self.block_out_channels)
@@ -105,6 +108,30 @@ class VAEConfig:
 
 
 FULL_SIZE_CONFIG = VAEConfig()
+
+
+def tile_frames_step(time_compression_ratio: int = 4) -> int:
+    """Temporal decode tiles must be a multiple of this many video frames (16 for the 884 VAE)."""
+    # The latent tile (frames / ratio) times 1 - OVERLAP = 3/4 must be a whole number of latent frames.
+    return time_compression_ratio * round(1 / OVERLAP)
+
+
+def check_tile_frames(tile_frames: Any, time_compression_ratio: int = 4) -> int:
+    """`tile_frames` if it is a valid temporal decode tile (video frames), else a ValueError that says why.
+
+    A tile of N frames decodes N/4 latent frames plus one causal-context latent into N+1 video frames
+    (the 4n+1 structure). Tiles start every 3/4 of a tile (overlap 1/4) and each keeps 3/4 of N
+    frames, blended over N/4: the start step of int(N/4 * 3/4) latent frames (x4 video frames) equals
+    the kept 3N/4 video frames only when N/4 is a multiple of 4. Any other N (8, 24, 40, ...) gives a
+    video of the wrong length with misplaced blends, so the allowed values are the multiples of 16:
+    16, 32, 48, 64, ... (above upstream's 64 only costs more memory).
+    """
+    step = tile_frames_step(time_compression_ratio)
+    if isinstance(tile_frames, bool) or not isinstance(tile_frames, int) or tile_frames < step or tile_frames % step:
+        raise ValueError(f"VAE decode tile of {tile_frames!r} frames is not allowed: use a multiple of {step} "
+                         f"({step}, {2 * step}, {4 * step}, ...; upstream uses 64). Other lengths break the overlap of the "
+                         f"{time_compression_ratio}x time-compressed tiles and give a video of the wrong length.")
+    return tile_frames
 
 
 def _first(value: Any) -> Any:
@@ -294,14 +321,23 @@ class HunyuanVideoVAE:
         return DiagonalGaussianDistribution(self.encode_moments(video, tiled=tiled, on_tile=on_tile))
 
     @torch.no_grad()
-    def decode(self, latent: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None) -> torch.Tensor:
-        """Video [B, 3, F, H, W] (about [-1, 1]) from UNSCALED latents [B, C, T, h, w]."""
+    def decode(self, latent: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None,
+               tile_frames: int | None = None) -> torch.Tensor:
+        """Video [B, 3, F, H, W] (about [-1, 1]) from UNSCALED latents [B, C, T, h, w].
+
+        `tile_frames`: video frames per temporal tile (a multiple of 16, see check_tile_frames) instead
+        of upstream's sample_tsize (64), for this call. Shorter tiles lower the decode's VRAM peak
+        about in proportion; the result differs slightly from upstream's, as each tile's GroupNorm
+        statistics and mid-block attention see fewer frames (bit-identical for tile_frames=None)."""
         _check_5d(latent, "latent")
         if latent.shape[1] != self.config.latent_channels:
             raise ValueError(f"latent has {latent.shape[1]} channels, this VAE expects {self.config.latent_channels}")
+        if tile_frames is not None and not tiled:
+            raise ValueError(f"tile_frames={tile_frames} only applies to a tiled decode (tiled=True)")
+        tiles = self.config.decode_tiles(tile_frames)  # validates tile_frames before any work
         latent = latent.to(device=self.device, dtype=self.dtype)
         if tiled:
-            return run_tiled(latent, self._decode_tile, self.config.decode_tiles(), on_tile)
+            return run_tiled(latent, self._decode_tile, tiles, on_tile)
         out = self._decode_tile(latent)
         if on_tile is not None:
             on_tile(1, 1)
