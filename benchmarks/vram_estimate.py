@@ -11,7 +11,7 @@ denoising steps through pipelines/sampling.denoise (two batch-1 CFG passes each,
 runtime runs it); LLaVA-Llama-3-8B +
 CLIP-L as load_text_encoders puts them on the device (with --offload group: LLaVA's decoder layers
 streamed, text_encoder_offload.py), one 926-token LLaVA forward; the VAE decode
-with pipelines/vae_tiling's tiles plus generate.py's float post-processing. vram_counter.py counts
+with pipelines/vae_tiling's tiles (generate.py converts the video to frames on the CPU). vram_counter.py counts
 the bytes of live tensors op by op (= what torch.cuda.max_memory_allocated() reports); group
 offloading is diffusers' own hook schedule, recorded by offload_residency.py.
 
@@ -377,8 +377,8 @@ def shape_only_vae(dtype: torch.dtype, tiny: bool = False):
 
 def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, attention: str | None = "flash",
                         resident_extra: int = 0, extra_note: str = "", tile_frames: int | None = None) -> StageEstimate:
-    """Tiled decode of the whole latent (HunyuanVideoVAE.decode(tiled=True), every tile) and
-    generate.py's float post-processing of the decoded video, on the VAE's device.
+    """Tiled decode of the whole latent (HunyuanVideoVAE.decode(tiled=True), every tile) on the VAE's
+    device, until the decoded video leaves it (generate.py makes float frames on the CPU).
 
     tile_frames: temporal tile length in video frames (HunyuanVideoVAE.decode's option), None =
     upstream's (the config's sample_tsize, 64).
@@ -398,7 +398,7 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
     tiles = config.decode_tiles(tile_frames)
     scope = ModuleScope.of(("vae", vae.model))
     counter = LiveBytesCounter(device.type, resident_weights=lambda: weights + resident_extra, scope=scope,
-                               stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "tiling / post-processing")
+                               stage_of=lambda n: ".".join(n.split(".")[:3]) if n else "tiling / reassembly")
     counter.track(latents, op="final latents")
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
@@ -408,14 +408,13 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
         stack.enter_context(counter)
         counter.observe("start")
         video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=True, tile_frames=tile_frames)
-        frames_out = (video.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
-        del video, frames_out
+        del video  # generate.py copies it to the CPU before converting it to float32 frames
     notes = [f"{tiles.count(shape)} tiles of latent {tiles.size_in}x{tiles.size_in}x{tiles.frames_in + 1} -> "
              f"{tiles.size_out}px x {tiles.frames_out + 1} frames, tile outputs held until reassembled",
-             "then generate.py's video.float()/2+0.5, clamp, permute (float32 copies of the whole video)"]
+             "then the decoded video goes to the CPU, where generate.py makes its float32 frames"]
     if extra_note:
         notes.append(extra_note)
-    return StageEstimate.from_counter("VAE decode (tiled) + post-processing", weights, counter, notes)
+    return StageEstimate.from_counter("VAE decode (tiled)", weights, counter, notes)
 
 
 # ---------------------------------------------------------------------------------------------

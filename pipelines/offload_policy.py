@@ -97,8 +97,8 @@ def available_vram(device: torch.device) -> int:
 # 64 -> 32 frames saves 4.26 / 4.28 GiB at both sizes = 133 MiB per tile frame in bf16, i.e.
 # ~1090 bytes per tile pixel and frame per byte of the dtype; rounded up to 1152 here. The rest
 # (0.7 / 1.1 GiB above the weights) grows with the video: at most 2x the decoded video's bytes.
-# generate.py's float32 post-processing of the decoded video (on the device) is a second, later
-# peak that no tile length changes: the video in the VAE's dtype plus two float32 copies.
+# generate.py copies the decoded video to the CPU before making float32 frames of it, so that
+# post-processing costs no VRAM.
 
 VAE_TILE_BYTES_PER_PIXEL_FRAME_PER_BYTE = 1152
 VAE_HELD_VIDEO_FACTOR = 2  # decoded tiles (with their overlaps) held until reassembled
@@ -107,7 +107,7 @@ VAE_SHORTER_TILES = (32, 16)  # tried in this order when upstream's tile does no
 
 def vae_decode_need(width: int, height: int, frames: int, tile_frames: int, itemsize: int,
                     tile_px: int = 256, weight_bytes: int = 0) -> int:
-    """Estimated peak bytes of the tiled VAE decode + post-processing, without the margin.
+    """Estimated peak bytes of the tiled VAE decode, without the margin.
 
     `tile_px`: the spatial decode tile (the VAE config's sample_size); `itemsize`: bytes per
     element of the VAE's dtype; `weight_bytes`: VAE weights still to be put on the device (0 when
@@ -119,8 +119,7 @@ def vae_decode_need(width: int, height: int, frames: int, tile_frames: int, item
     tile = VAE_TILE_BYTES_PER_PIXEL_FRAME_PER_BYTE * itemsize * tile_pixels * tile_frames_decoded
     video_elements = 3 * frames * width * height
     held = VAE_HELD_VIDEO_FACTOR * video_elements * itemsize
-    post_processing = video_elements * (itemsize + 2 * 4)
-    return weight_bytes + max(tile + held, post_processing)
+    return weight_bytes + tile + held
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ def test_tiny_script_run_prints_every_stage_and_a_verdict(capsys):
 
 
 def test_vae_decode_estimate_agrees_with_a_real_cpu_run():
-    """Tiled decode (several temporal tiles) + post-processing: shape-only vs real float32 on the CPU."""
+    """Tiled decode (several temporal tiles): shape-only vs real float32 on the CPU."""
     from hunyuan_custom.pipelines.vae import HunyuanVideoVAE, VAEConfig
 
     size = dict(width=32, height=32, frames=13)  # latent 4 frames > the tiny 2-frame tile: temporal tiling
