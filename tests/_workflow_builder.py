@@ -61,8 +61,9 @@ MODELS_NOTE = (
     "llava_llama3_fp16.safetensors / llava_llama3_fp8_scaled.safetensors with "
     "clip_vision/llava_llama3_vision.safetensors)\n"
     "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14; or clip_l.safetensors)\n"
-    "Memory (estimated): offload 'auto' keeps the whole transformer on the GPU only when the job fits (at 720p about "
-    "29 GB with fp8 keep, 41 GB in bf16) and otherwise streams its blocks ('group', fits 24 GB cards); "
+    "Memory (estimated): offload 'auto' keeps each stage whole on the GPU only when it fits (the transformer at 720p "
+    "needs about 29 GB with fp8 keep, 41 GB in bf16) and otherwise streams the transformer's blocks and LLaVA's "
+    "layers ('group': 720p on 24 GB cards, 960*544 on 16 GB); "
     "the fp8 checkpoint with fp8_mode 'keep' halves the transformer's memory."
 )
 
