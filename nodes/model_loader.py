@@ -76,11 +76,11 @@ class HunyuanCustomModelLoader:
                     "fp8 checkpoints only: 'keep' stores weights in fp8 (half the memory, scaled per layer at run "
                     "time); 'dequantize' converts them to the compute dtype when loading.")}),
                 "offload": (["auto", "model", "group", "none"], {"default": "auto", "tooltip": (
-                    "auto: 'model' when the job fits in the GPU's free memory, else 'group' (the console says "
-                    "which). model: one stage at a time on the GPU (720p x 129 needs ~29 GB with fp8 keep, ~41 GB "
-                    "in bf16). group: transformer blocks and LLaVA's layers streamed from CPU RAM (fits 720p on "
-                    "24 GB cards, the text stage ~4 GB; needs the models' size in free CPU RAM). none: everything "
-                    "stays on the GPU (80 GB class).")}),
+                    "auto: per stage, whole on the GPU when it fits in the free memory, else as 'group' (the "
+                    "console says which). model: one stage at a time, whole, on the GPU (720p x 129 needs ~29 GB "
+                    "with fp8 keep, ~41 GB in bf16). group: transformer blocks and LLaVA's layers streamed from CPU "
+                    "RAM, shorter VAE decode tiles if needed (720p on 24 GB cards; needs the models' size in free "
+                    "CPU RAM). none: everything stays on the GPU (80 GB class).")}),
                 "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
                     "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
             },
