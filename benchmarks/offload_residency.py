@@ -104,13 +104,21 @@ class ResidencyRecorder:
             self.events.append(("offload", self.group_name(group)))
 
 
+def missing_diffusers_internals() -> list[str]:
+    """The parts of diffusers' group offloading the recorder patches that this diffusers lacks."""
+    from diffusers.hooks import group_offloading as go
+
+    missing = [name for name in ("ModuleGroup", "TorchDeviceBackend") if not hasattr(go, name)]
+    missing += [m for m in ("onload_", "offload_", "_init_cpu_param_dict") if not hasattr(getattr(go, "ModuleGroup", None), m)]
+    return missing
+
+
 @contextlib.contextmanager
 def recorded_group_offloading(recorder: ResidencyRecorder) -> Iterator[None]:
     """Patch diffusers' group offloading to record residency instead of moving tensors."""
     from diffusers.hooks import group_offloading as go
 
-    missing = [name for name in ("ModuleGroup", "TorchDeviceBackend") if not hasattr(go, name)]
-    missing += [m for m in ("onload_", "offload_", "_init_cpu_param_dict") if not hasattr(getattr(go, "ModuleGroup", None), m)]
+    missing = missing_diffusers_internals()
     if missing:
         raise RuntimeError(f"this diffusers' group offloading has no {missing}; the residency recorder was written "
                            "against diffusers 0.42.1 (diffusers/hooks/group_offloading.py)")

@@ -10,6 +10,10 @@ from torch import nn
 
 from hunyuan_custom.benchmarks import offload_residency, vram_counter, vram_estimate
 
+# The group-offload recorder patches diffusers internals as of 0.42 (the version CI installs).
+needs_recorder = pytest.mark.skipif(bool(offload_residency.missing_diffusers_internals()),
+                                    reason="this diffusers' group offloading differs from the one the recorder patches")
+
 TINY = {**vram_estimate.TINY_TRANSFORMER}
 SIZE = dict(width=64, height=48, frames=9)  # latent [1, 16, 3, 6, 8]: 48 image tokens + 40 text tokens
 # latent [1, 16, 5, 12, 16]: 288 image tokens, enough for N x N attention scores to dominate
@@ -119,6 +123,7 @@ def test_fp8_keep_stores_block_linears_in_one_byte():
     assert vram_estimate.tensor_bytes(full) - vram_estimate.tensor_bytes(kept) == linear_elements - 4 * layers
 
 
+@needs_recorder
 def test_group_offload_schedule_is_recorded_from_diffusers_hooks():
     from diffusers.hooks import group_offloading
 
@@ -151,6 +156,7 @@ def test_group_offload_schedule_is_recorded_from_diffusers_hooks():
     assert len(onloads) == 1 + len(blocks)
 
 
+@needs_recorder
 def test_group_offload_lowers_the_transformer_peak_by_the_offloaded_weights():
     model = vram_estimate.build_shape_only_transformer(_config(), torch.bfloat16, fp8=False)
     none = vram_estimate.estimate_transformer(model, **SIZE, offload="none", text_tokens=40)
@@ -161,6 +167,7 @@ def test_group_offload_lowers_the_transformer_peak_by_the_offloaded_weights():
     assert any("at most 3 groups" in note for note in group.notes)
 
 
+@needs_recorder
 def test_tiny_script_run_prints_every_stage_and_a_verdict(capsys):
     stages = vram_estimate.main(["--tiny", "--offload", "group", "--fp8", "keep", "--budget-gib", "24"])
     out = capsys.readouterr().out
