@@ -31,8 +31,9 @@ The first is the 24 GB claim (run it on any card; --budget-gib 24 is the default
 and its peak reserved plus the CUDA context (what else the card had in use when the script started)
 fits in --budget-gib. Add `--fp8 dequantize` for the table's bf16 transformer figures. Each stage can
 run alone (--stages text / transformer / vae) where a command has a time limit; the full 720p run takes
-minutes (filling 21 B synthetic parameters on the CPU, two 720p steps, the VAE decode). Needs ~60 GB of
-CPU RAM (the transformer in bf16 plus LLaVA with --offload group's pinned copy).
+minutes (filling 21 B synthetic parameters on the CPU, two 720p steps, the VAE decode; the estimates
+take ~20 s). CPU RAM: up to ~55 GB with --offload group and a bf16 transformer (its 26 GB plus the pinned
+copy diffusers streams from), about half with --fp8 keep.
 
     python benchmarks/gpu_memory.py --tiny --device cpu     # smoke run of the script itself (seconds)
 
@@ -76,7 +77,8 @@ class StageResult:
     seconds: float
     peak_allocated: int | None = None
     peak_reserved: int | None = None
-    left_allocated: int | None = None  # after the stage was freed (should be ~0, or the resident transformer)
+    left_allocated: int | None = None  # after the stage was freed: ~0, or the transformer kept with offload none
+    kept: str = ""  # what stays on the device on purpose after the stage
     error: str = ""
     estimate: Any = None  # vram_estimate.StageEstimate
 
@@ -175,7 +177,7 @@ def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> 
     from .synthetic_models import FullBudgetTokenizer, synthetic_text_encoders
 
     offload = text_offload_of(args.offload)
-    crop_start, text_len = (4, 4) if args.tiny else (pt.LLAVA_CROP_START, pt.LLAVA_TEXT_LEN)  # tiny: vram_estimate's 8
+    crop_start, text_len = (4, 4) if args.tiny else (pt.LLAVA_CROP_START, pt.LLAVA_TEXT_LEN)  # tiny: 8 tokens, as vram_estimate counts
     started = time.perf_counter()
     built = list(synthetic_text_encoders(args.tiny, dtype))
     print(f"text: synthetic LLaVA + CLIP-L filled on the CPU in {time.perf_counter() - started:.0f} s", flush=True)
@@ -283,6 +285,7 @@ def run_transformer_stage(args: argparse.Namespace, card: Card, dtype: torch.dty
     keep = None
     if args.offload == "none" and not result.error:
         keep = model  # generate.py leaves it on the device through the decode
+        result.kept = "the transformer, on the device until the decode ends with offload none"
     elif args.offload == "model":
         model.to("cpu")  # generate.py: moved off before the decode
     del model
@@ -380,7 +383,8 @@ def format_table(results: list[StageResult], card: Card, budget_gib: float) -> l
         if r.error:
             lines.append(f"{r.label}: {r.error}")
         if r.left_allocated:
-            lines.append(f"{r.label}: {_gib(r.left_allocated)} still allocated after the stage was freed")
+            why = f" ({r.kept})" if r.kept else ""
+            lines.append(f"{r.label}: {_gib(r.left_allocated)} still allocated after the stage was freed{why}")
     if card.cuda:
         lines.append(f"CONFIRMED = peak allocated <= estimate + {CONFIRM_TOLERANCE:.0%} and peak reserved + "
                      f"{_gib(card.context)} CUDA context (and other processes) <= {budget_gib:g} GiB; "
@@ -456,6 +460,8 @@ def main(argv: list[str] | None = None) -> list[StageResult]:
                 resident = build_transformer(args, dtype)  # as after sampling with offload none
                 place_transformer(resident, args, device)
             result = run_vae_stage(args, card, dtype, width, height, frames)
+            if resident is not None:
+                result.kept = "the transformer, kept with offload none; freed after the decode"
         started = time.perf_counter()
         result.estimate = estimate_stage(stage, args, dtype, width, height, frames,
                                          lambda: shape_only_transformer_bytes(args, dtype))
