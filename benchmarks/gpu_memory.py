@@ -177,7 +177,8 @@ def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> 
     from .synthetic_models import FullBudgetTokenizer, synthetic_text_encoders
 
     offload = text_offload_of(args.offload)
-    crop_start, text_len = (4, 4) if args.tiny else (pt.LLAVA_CROP_START, pt.LLAVA_TEXT_LEN)  # tiny: 8 tokens, as vram_estimate counts
+    # Template + text tokens: upstream's 95 + 256; tiny: 8, as vram_estimate counts them.
+    crop_start, text_len = (4, 4) if args.tiny else (pt.LLAVA_CROP_START, pt.LLAVA_TEXT_LEN)
     started = time.perf_counter()
     built = list(synthetic_text_encoders(args.tiny, dtype))
     print(f"text: synthetic LLaVA + CLIP-L filled on the CPU in {time.perf_counter() - started:.0f} s", flush=True)
@@ -332,7 +333,8 @@ def estimate_stage(stage: str, args: argparse.Namespace, dtype: torch.dtype, wid
     from . import vram_estimate as ve
 
     if stage == "text":
-        return ve.estimate_text_encoders(dtype, tiny=args.tiny, attention="flash", offload=text_offload_of(args.offload))
+        return ve.estimate_text_encoders(dtype, tiny=args.tiny, attention="flash",
+                                         offload=text_offload_of(args.offload))
     if stage == "transformer":
         from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
 
