@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from hunyuan_custom.benchmarks import gpu_memory
+from hunyuan_custom.benchmarks import synthetic_models
 from hunyuan_custom.pipelines.fp8_linear import Fp8ScaledLinear
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise, initial_noise, latent_shape
 from hunyuan_custom.pipelines.text_encoding import TextConditioning
@@ -31,7 +31,7 @@ def _request(model, steps: int) -> DenoiseRequest:
 
 @pytest.mark.parametrize("fp8", [False, True], ids=["bf16-like", "fp8-keep"])
 def test_group_offloading_gives_the_same_video_with_deepcache_reuse_steps(fp8):
-    model = gpu_memory.build_model(tiny=True, dtype=torch.float32, fp8=fp8)
+    model = synthetic_models.synthetic_transformer(tiny=True, dtype=torch.float32, fp8=fp8)
     assert any(isinstance(m, Fp8ScaledLinear) for m in model.modules()) == fp8
     offloaded = copy.deepcopy(model)
     try:
