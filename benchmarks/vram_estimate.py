@@ -270,6 +270,14 @@ def clip_text_config(tiny: bool = False):
     return CLIPTextConfig()  # openai/clip-vit-large-patch14's text half: 768 hidden, 12 layers
 
 
+def text_estimate_supported() -> bool:
+    """transformers 4.x's Llama rotary embedding opens an autocast region on the device of its inputs,
+    which torch refuses for meta tensors: the shape-only text stage needs transformers 5."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
 def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: str = "flash",
                            offload: str = "model") -> StageEstimate:
     """LLaVA + CLIP-L as load_text_encoders places them, one LLaVA forward of the real length.
