@@ -67,13 +67,6 @@ class ModelFiles:
         except TextEncoderFilesError as exc:
             raise GenerationError(str(exc)) from None
 
-    @property
-    def text_encoder_options(self) -> dict[str, str]:
-        """The single-file extras that are set, as keywords for text_encoding."""
-        given = {"llava_vision": self.llava_vision, "llava_tokenizer": self.llava_tokenizer,
-                 "clip_tokenizer": self.clip_tokenizer}
-        return {k: v for k, v in given.items() if v}
-
 
 @dataclass(frozen=True)
 class RuntimeOptions:
@@ -295,7 +288,8 @@ class LocalGenerator:
             subject=subject, pixel_values=llava_pixel_values(reference, size=image_size),
             uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if do_cfg else None, do_cfg=do_cfg,
             dtype=dtype, device=self.device, status=say, offload=lambda: self._text_offload_mode(say),
-            **self.files.text_encoder_options,
+            llava_vision=self.files.llava_vision, llava_tokenizer=self.files.llava_tokenizer,
+            clip_tokenizer=self.files.clip_tokenizer,
         )
         cancel()
 

@@ -113,6 +113,26 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
             for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)}
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def folder_weight_files(folder: Path) -> tuple[list[Path], bool] | None:
+    """(weight files, are they safetensors) of a transformers folder, as from_pretrained picks them
+    (safetensors first, an index's shards whether present or not); None when it has none. An
+    unreadable index raises TextEncoderFilesError."""
+    for index, is_safetensors in (("model.safetensors.index.json", True), ("pytorch_model.bin.index.json", False)):
+        if (folder / index).is_file():
+            try:
+                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError) as exc:
+                raise TextEncoderFilesError(f"{folder / index} is unreadable ({exc}); download the folder again.") from None
+            return [folder / shard for shard in shards], is_safetensors
+        single = folder / index.replace(".index.json", "")
+        if single.is_file():
+            return [single], is_safetensors
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # Detection
 # ----------------------------------------------------------------------------------------------

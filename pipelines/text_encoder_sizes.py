@@ -9,12 +9,11 @@ Legacy .bin folders have no cheap header: their file sizes are used (an over-cou
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-from .text_encoder_files import TextEncoderFilesError, _is_ignored, read_header
+from .text_encoder_files import TextEncoderFilesError, _is_ignored, folder_weight_files, read_header
 
 _ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
              "I8": 1, "U8": 1, "BOOL": 1}
@@ -46,25 +45,12 @@ def safetensors_bytes(path: str | os.PathLike, itemsize: int, prefixes: Sequence
     return total
 
 
-def _folder_weight_files(folder: Path) -> tuple[list[Path], bool]:
-    """(weight files, are they safetensors) as from_pretrained picks them: safetensors first."""
-    for index, is_st in (("model.safetensors.index.json", True), ("pytorch_model.bin.index.json", False)):
-        single = folder / index.replace(".index.json", "")
-        if (folder / index).is_file():
-            try:
-                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
-            except (OSError, ValueError, KeyError) as exc:
-                raise TextEncoderFilesError(f"{folder / index} is unreadable ({exc}); "
-                                            "download the folder again.") from None
-            return [folder / s for s in shards], is_st
-        if single.is_file():
-            return [single], is_st
-    raise TextEncoderFilesError(f"{folder} holds no model.safetensors or pytorch_model.bin (nor their .index.json); "
-                                "download the folder again.")
-
-
 def folder_bytes(folder: str | os.PathLike, itemsize: int, prefixes: Sequence[str] = ("",)) -> int:
-    files, is_safetensors = _folder_weight_files(Path(folder))
+    weights = folder_weight_files(Path(folder))
+    if weights is None:
+        raise TextEncoderFilesError(f"{folder} holds no model.safetensors or pytorch_model.bin (nor their "
+                                    ".index.json); download the folder again.")
+    files, is_safetensors = weights
     if is_safetensors:
         return sum(safetensors_bytes(f, itemsize, prefixes) for f in files)
     return sum(f.stat().st_size for f in files if f.is_file())

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -367,9 +366,6 @@ def template_token_count(tokenizer: Any, template: str = pt.LLAVA_VIDEO_TEMPLATE
 # ----------------------------------------------------------------------------------------------
 
 
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
 def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Sequence[Sequence[str]]) -> None:
     hint = f"Download {download} into it (all files, including the tokenizer)."
     if not folder.is_dir():
@@ -377,17 +373,11 @@ def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Seq
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
-    weights = [name for name in _WEIGHTS if (folder / name).is_file()]
-    if not weights:
-        missing.append(" or ".join(_WEIGHTS[:2]))
-    for name in weights:
-        if name.endswith(".index.json"):
-            try:
-                shards = sorted(set(json.loads((folder / name).read_text())["weight_map"].values()))
-            except (OSError, ValueError, KeyError) as exc:
-                raise TextEncoderFilesError(f"{what} folder {folder}: {name} is unreadable ({exc}). {hint}") from exc
-            missing += [s for s in shards if not (folder / s).is_file()]
-            break
+    weights = tef.folder_weight_files(folder)
+    if weights is None:
+        missing.append(" or ".join(tef.WEIGHT_FILES[:2]))
+    else:
+        missing += [f.name for f in weights[0] if not f.is_file()]
     if not any(all((folder / f).is_file() for f in option) for option in tokenizer_options):
         missing.append(" or ".join(" + ".join(option) for option in tokenizer_options))
     if missing:
@@ -438,7 +428,7 @@ def encoder_identity(llava_path: str | os.PathLike, clip_path: str | os.PathLike
 def _single_file_options(llava_vision: Any, llava_tokenizer: Any, clip_tokenizer: Any) -> dict[str, Any]:
     """The single-file keywords that were given (a loader written for folders never sees them)."""
     given = {"llava_vision": llava_vision, "llava_tokenizer": llava_tokenizer, "clip_tokenizer": clip_tokenizer}
-    return {k: v for k, v in given.items() if v is not None}
+    return {k: v for k, v in given.items() if v}
 
 
 TEXT_OFFLOAD_MODES = ("model", "group")
