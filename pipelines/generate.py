@@ -127,6 +127,13 @@ def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
     return int((config.get("vision_config") or {}).get("image_size", 336))
 
 
+def _reported(choice: Any, status: StatusCallback) -> Any:
+    """An offload policy's choice, said on the status line and in the log."""
+    status(choice.describe())
+    log.info("HunyuanCustom: %s", choice.describe())
+    return choice
+
+
 class LocalGenerator:
     """Loads lazily, keeps the transformer/VAE between runs (in CPU RAM), generates videos."""
 
@@ -177,9 +184,7 @@ class LocalGenerator:
         tokens = sequence_tokens(latent_shape, int(model.config.patch_size), int(model.config.patch_size_t))
         choice = choose_offload(module_bytes(model), tokens, self.options.torch_dtype.itemsize,
                                 available_vram(self.device))
-        status(choice.describe())
-        log.info("HunyuanCustom: %s", choice.describe())
-        return choice.mode
+        return _reported(choice, status).mode
 
     def _text_offload_mode(self, status: StatusCallback) -> str:
         """Text encoders: "group" streams LLaVA's decoder layers from CPU RAM (~4 GiB of VRAM instead
@@ -196,9 +201,7 @@ class LocalGenerator:
         choice = choose_text_offload(sizes.llava_bytes(self.files.text_encoder, itemsize, self.files.llava_vision),
                                      sizes.clip_bytes(self.files.text_encoder_2, itemsize), itemsize,
                                      available_vram(self.device))
-        status(choice.describe())
-        log.info("HunyuanCustom: %s", choice.describe())
-        return choice.mode
+        return _reported(choice, status).mode
 
     def _vae_tile_frames(self, vae, width: int, height: int, frames: int, status: StatusCallback) -> int | None:
         """Temporal decode tile for this job: with offload 'auto'/'group' on CUDA, the longest of upstream's

@@ -45,12 +45,13 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 @dataclass(frozen=True)
 class OffloadChoice:
-    mode: str  # "model" or "group"
-    need_bytes: int  # estimated peak of sampling with the whole model on the GPU
+    mode: str  # "model" (whole on the GPU) or "group" (streamed from CPU RAM)
+    need_bytes: int  # estimated peak of the stage with its model(s) whole on the GPU
     available_bytes: int
+    stage: str = "transformer"
 
     def describe(self) -> str:
-        return (f"offload auto -> {self.mode}: the whole transformer needs ~{self.need_bytes / GIB:.1f} GiB, "
+        return (f"{self.stage}: offload auto -> {self.mode}: whole it needs ~{self.need_bytes / GIB:.1f} GiB, "
                 f"{self.available_bytes / GIB:.1f} GiB of VRAM is free")
 
 
@@ -60,23 +61,12 @@ def choose_offload(weight_bytes: int, tokens: int, compute_itemsize: int, availa
     return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes)
 
 
-@dataclass(frozen=True)
-class TextOffloadChoice:
-    mode: str  # "model" (both encoders whole on the GPU) or "group" (LLaVA's layers streamed)
-    need_bytes: int  # estimated peak of the text stage with both encoders whole on the GPU
-    available_bytes: int
-
-    def describe(self) -> str:
-        return (f"text encoders: offload auto -> {self.mode}: LLaVA + CLIP-L whole need "
-                f"~{self.need_bytes / GIB:.1f} GiB, {self.available_bytes / GIB:.1f} GiB of VRAM is free")
-
-
 def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int,
-                        available_bytes: int) -> TextOffloadChoice:
+                        available_bytes: int) -> OffloadChoice:
     """'model' when LLaVA + CLIP + one encode's activations + margin fit in `available_bytes`, else
     'group'. Byte counts are of the weights as they will sit in memory (compute dtype)."""
     need = llava_bytes + clip_bytes + TEXT_ACTIVATION_BYTES_PER_BYTE * compute_itemsize + MARGIN_BYTES
-    return TextOffloadChoice("model" if need <= available_bytes else "group", need, available_bytes)
+    return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes, "text encoders")
 
 
 def available_vram(device: torch.device) -> int:
