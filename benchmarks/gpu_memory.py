@@ -49,7 +49,6 @@ import argparse
 import contextlib
 import gc
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -156,16 +155,6 @@ def measuring(card: Card, result: StageResult):
 # stages
 
 
-def text_offload_of(offload: str) -> str:
-    """generate._text_offload_mode: 'group' streams LLaVA's layers, 'none'/'model' load both whole."""
-    return "group" if offload == "group" else "model"
-
-
-def sampling_offload_of(offload: str) -> str:
-    """generate.py samples with the whole transformer on the device unless offload is 'group'."""
-    return "group" if offload == "group" else "none"
-
-
 def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> StageResult:
     """Both encoders placed as load_text_encoders places them, then encode_text_conditioning with CFG
     (no cache), which encodes and frees them: the whole text stage of generate.py minus the disk."""
@@ -175,6 +164,8 @@ def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> 
     from hunyuan_custom.pipelines.text_encoding import TextEncoders, encode_text_conditioning
 
     from .synthetic_models import FullBudgetTokenizer, synthetic_text_encoders
+
+    from .vram_estimate import text_offload_of
 
     offload = text_offload_of(args.offload)
     # Template + text tokens: upstream's 95 + 256; tiny: 8, as vram_estimate counts them.
@@ -223,11 +214,14 @@ def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> 
 
 def place_transformer(model: nn.Module, args: argparse.Namespace, device: torch.device) -> None:
     """As LocalGenerator.transformer: attention backend, then group offload hooks or the whole model."""
+    from hunyuan_custom.pipelines.offload_policy import stream_transformer_blocks
+
+    from .vram_estimate import sampling_offload_of
+
     if args.attention != "default":
         model.set_attention_backend(args.attention)
     if sampling_offload_of(args.offload) == "group":
-        model.enable_group_offload(device, offload_device=torch.device("cpu"), offload_type="block_level",
-                                   num_blocks_per_group=1, use_stream=device.type == "cuda")
+        stream_transformer_blocks(model, device)
     else:
         model.to(device)
 
@@ -251,7 +245,8 @@ def run_transformer_stage(args: argparse.Namespace, card: Card, dtype: torch.dty
     from . import vram_estimate
 
     model = build_transformer(args, dtype)
-    label = "transformer" + (" (blocks streamed)" if sampling_offload_of(args.offload) == "group" else " (whole)")
+    label = "transformer" + (" (blocks streamed)" if vram_estimate.sampling_offload_of(args.offload) == "group"
+                             else " (whole)")
     result = StageResult("transformer", label, 0.0)
     times: list[float] = []
     with measuring(card, result), torch.no_grad():
@@ -334,13 +329,10 @@ def estimate_stage(stage: str, args: argparse.Namespace, dtype: torch.dtype, wid
 
     if stage == "text":
         return ve.estimate_text_encoders(dtype, tiny=args.tiny, attention="flash",
-                                         offload=text_offload_of(args.offload))
+                                         offload=ve.text_offload_of(args.offload))
     if stage == "transformer":
-        from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
-
-        config = {**FULL_SIZE_CONFIG, **(ve.TINY_TRANSFORMER if args.tiny else {})}
-        model = ve.build_shape_only_transformer(config, dtype, fp8=args.fp8 == "keep")
-        return ve.estimate_transformer(model, width, height, frames, offload=sampling_offload_of(args.offload),
+        model = ve.shape_only_transformer(args.tiny, dtype, fp8=args.fp8 == "keep")
+        return ve.estimate_transformer(model, width, height, frames, offload=ve.sampling_offload_of(args.offload),
                                        attention="flash", text_tokens=args.text_tokens,
                                        deep_cache=args.deep_cache == "on")
     extra = transformer_weights() if args.offload == "none" else 0
@@ -349,12 +341,9 @@ def estimate_stage(stage: str, args: argparse.Namespace, dtype: torch.dtype, wid
 
 
 def shape_only_transformer_bytes(args: argparse.Namespace, dtype: torch.dtype) -> int:
-    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
-
     from . import vram_estimate as ve
 
-    config = {**FULL_SIZE_CONFIG, **(ve.TINY_TRANSFORMER if args.tiny else {})}
-    return ve.tensor_bytes(ve.build_shape_only_transformer(config, dtype, fp8=args.fp8 == "keep"))
+    return ve.tensor_bytes(ve.shape_only_transformer(args.tiny, dtype, fp8=args.fp8 == "keep"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,9 +351,9 @@ def shape_only_transformer_bytes(args: argparse.Namespace, dtype: torch.dtype) -
 
 
 def _gib(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    return f"{n / GIB:.2f} GiB" if n >= GIB / 10 else f"{n / 2**20:.1f} MiB"
+    from . import vram_estimate
+
+    return "n/a" if n is None else vram_estimate.gib(n).strip()
 
 
 def format_table(results: list[StageResult], card: Card, budget_gib: float) -> list[str]:

@@ -146,5 +146,6 @@ def apply_recorded_group_offloading(model: torch.nn.Module, device: torch.device
 
     Must run inside `recorded_group_offloading()`; the model's tensors stay where they are.
     """
-    model.enable_group_offload(device, offload_device=torch.device("cpu"), offload_type="block_level",
-                               num_blocks_per_group=1, use_stream=True)
+    from hunyuan_custom.pipelines.offload_policy import stream_transformer_blocks
+
+    stream_transformer_blocks(model, device, use_stream=True)

@@ -96,13 +96,9 @@ def fill_synthetic(module: nn.Module, dtype: torch.dtype | None = None, seed: in
 
 def synthetic_transformer(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
     """The transformer vram_estimate.py counts (HYVideo-T/2 shapes, fp8 block Linears for fp8 'keep')."""
-    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
-
     from . import vram_estimate
 
-    config = {**FULL_SIZE_CONFIG, **(vram_estimate.TINY_TRANSFORMER if tiny else {})}
-    model = vram_estimate.build_shape_only_transformer(config, dtype, fp8)
-    return fill_synthetic(model).eval().requires_grad_(False)
+    return fill_synthetic(vram_estimate.shape_only_transformer(tiny, dtype, fp8)).eval().requires_grad_(False)
 
 
 def synthetic_text_encoders(tiny: bool, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:

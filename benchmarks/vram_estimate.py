@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 from unittest import mock
 
@@ -115,6 +113,24 @@ def build_shape_only_transformer(config: dict, dtype: torch.dtype, fp8: bool) ->
                 keep = torch.float32 if name == "weight_scale" else (dtype if buf.is_floating_point() else buf.dtype)
                 module._buffers[name] = buf.to(device="meta", dtype=keep)
     return model.eval().requires_grad_(False)
+
+
+def shape_only_transformer(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
+    """The full-size transformer (or the tiny one) on meta, as build_shape_only_transformer makes it."""
+    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
+
+    return build_shape_only_transformer({**FULL_SIZE_CONFIG, **(TINY_TRANSFORMER if tiny else {})}, dtype, fp8)
+
+
+def text_offload_of(offload: str) -> str:
+    """The text stage under the loader's offload option, as generate.py runs it on a GPU that 'auto'
+    judged too small: 'group' streams LLaVA's layers, 'none'/'model' load both encoders whole."""
+    return "group" if offload == "group" else "model"
+
+
+def sampling_offload_of(offload: str) -> str:
+    """generate.py samples with the whole transformer on the device unless offload is 'group'."""
+    return "group" if offload == "group" else "none"
 
 
 def _transformer_stage(name: str) -> str:
@@ -506,7 +522,6 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
 
     _pack.import_pack()
     from hunyuan_custom.pipelines import schema
-    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
 
     width, height = schema.parse_size(args.size) if not args.tiny else (64, 48)
     frames = args.frames if not args.tiny else 9
@@ -532,18 +547,16 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     transformer_weights = 0
     if "text" in stages:
         started = time.perf_counter()
-        text_offload = "group" if args.offload == "group" else "model"  # as generate.py: 'none'/'model' load whole
-        results.append(estimate_text_encoders(dtype, tiny=args.tiny, attention=args.attention, offload=text_offload))
+        results.append(estimate_text_encoders(dtype, tiny=args.tiny, attention=args.attention,
+                                              offload=text_offload_of(args.offload)))
         print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
     if "transformer" in stages or ("vae" in stages and args.offload == "none"):
         started = time.perf_counter()
-        config = {**FULL_SIZE_CONFIG, **(TINY_TRANSFORMER if args.tiny else {})}
-        model = build_shape_only_transformer(config, dtype, fp8=args.fp8 == "keep")
+        model = shape_only_transformer(args.tiny, dtype, fp8=args.fp8 == "keep")
         transformer_weights = tensor_bytes(model)
         if "transformer" in stages:
             text_tokens = min(args.text_tokens, 40) if args.tiny else args.text_tokens
-            sampling_offload = "group" if args.offload == "group" else "none"  # 'model' samples fully onloaded
-            results.append(estimate_transformer(model, width, height, frames, offload=sampling_offload,
+            results.append(estimate_transformer(model, width, height, frames, offload=sampling_offload_of(args.offload),
                                                 attention=args.attention, text_tokens=text_tokens,
                                                 cfg_batched=args.cfg_batched, deep_cache=args.deep_cache == "on"))
             print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")

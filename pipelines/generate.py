@@ -166,8 +166,9 @@ class LocalGenerator:
                 model.set_attention_backend(self.options.attention)
             self._transformer = model
         if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status) == "group":
-            self._transformer.enable_group_offload(self.device, offload_device=torch.device("cpu"),
-                                                   offload_type="block_level", num_blocks_per_group=1, use_stream=True)
+            from .offload_policy import stream_transformer_blocks
+
+            stream_transformer_blocks(self._transformer, self.device)
             self._grouped = True
         if not self._grouped:
             self._transformer.to(self.device)

@@ -17,6 +17,7 @@ or two of PCIe traffic per encode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -67,6 +68,15 @@ def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int
     'group'. Byte counts are of the weights as they will sit in memory (compute dtype)."""
     need = llava_bytes + clip_bytes + TEXT_ACTIVATION_BYTES_PER_BYTE * compute_itemsize + MARGIN_BYTES
     return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes, "text encoders")
+
+
+def stream_transformer_blocks(model: torch.nn.Module, device: Any, use_stream: bool | None = None) -> None:
+    """offload 'group' for the transformer: diffusers' group offloading onto `device`, one block per
+    group, weights kept in CPU RAM; with `use_stream` (default: on CUDA) the next block is prefetched
+    on a side stream. The benchmarks call this too, so they measure what generate.py runs."""
+    device = torch.device(device)
+    model.enable_group_offload(device, offload_device=torch.device("cpu"), offload_type="block_level",
+                               num_blocks_per_group=1, use_stream=device.type == "cuda" if use_stream is None else use_stream)
 
 
 def available_vram(device: torch.device) -> int:
