@@ -158,10 +158,10 @@ def measuring(card: Card, result: StageResult):
 def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> StageResult:
     """Both encoders placed as load_text_encoders places them, then encode_text_conditioning with CFG
     (no cache), which encodes and frees them: the whole text stage of generate.py minus the disk."""
-    from hunyuan_custom.pipelines import prompt_template as pt
-    from hunyuan_custom.pipelines.reference import uncond_llava_pixel_values
-    from hunyuan_custom.pipelines.text_encoder_offload import apply_text_group_offloading
-    from hunyuan_custom.pipelines.text_encoding import TextEncoders, encode_text_conditioning
+    from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
+    from hunyuan_custom.pipelines.conditioning.reference import uncond_llava_pixel_values
+    from hunyuan_custom.pipelines.text_encoders.offload import apply_text_group_offloading
+    from hunyuan_custom.pipelines.text_encoders.encoding import TextEncoders, encode_text_conditioning
 
     from .synthetic_models import FullBudgetTokenizer, synthetic_text_encoders
 
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> list[StageResult]:
         parser.error(f"--stages: unknown {unknown}; use a comma list of text, transformer, vae")
     stages = [s for s in STAGES if s in stages]  # generate.py's order
     if args.vae_tile_frames is not None:
-        from hunyuan_custom.pipelines.vae import check_tile_frames
+        from hunyuan_custom.pipelines.vae.model import check_tile_frames
 
         try:
             check_tile_frames(args.vae_tile_frames)

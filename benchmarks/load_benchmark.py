@@ -145,7 +145,7 @@ def child(path: str, dtype: str, fp8_mode: str = "dequantize") -> None:
 
     torch.set_num_threads(1)
     _pack.import_pack()
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     import diffusers  # noqa: F401  (imported before the baseline so it is not counted as weights)
     import accelerate  # noqa: F401

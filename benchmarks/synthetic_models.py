@@ -128,7 +128,7 @@ def synthetic_vae(tiny: bool, dtype: torch.dtype):
 class FullBudgetTokenizer:
     """Stands in for a tokenizer: every text becomes `length` valid ids (a prompt that fills the whole
     token budget, the longest case), with `image_token_id` once near the end, where the template's
-    '... looks like<image>' puts it. Implements only the calls pipelines/text_encoding makes."""
+    '... looks like<image>' puts it. Implements only the calls pipelines/text_encoders/encoding makes."""
 
     def __init__(self, length: int, *, filler_id: int = 1, image_token_id: int | None = None,
                  pad_token_id: int = 0) -> None:

@@ -11,7 +11,7 @@ denoising steps through pipelines/sampling.denoise (two batch-1 CFG passes each,
 runtime runs it); LLaVA-Llama-3-8B +
 CLIP-L as load_text_encoders puts them on the device (with --offload group: LLaVA's decoder layers
 streamed, text_encoder_offload.py), one 926-token LLaVA forward; the VAE decode
-with pipelines/vae_tiling's tiles (generate.py converts the video to frames on the CPU). vram_counter.py counts
+with pipelines/vae/tiling's tiles (generate.py converts the video to frames on the CPU). vram_counter.py counts
 the bytes of live tensors op by op (= what torch.cuda.max_memory_allocated() reports); group
 offloading is diffusers' own hook schedule, recorded by offload_residency.py.
 
@@ -89,8 +89,8 @@ def build_shape_only_transformer(config: dict, dtype: torch.dtype, fp8: bool) ->
     """
     from accelerate import init_empty_weights
 
-    from hunyuan_custom.pipelines.fp8_linear import Fp8ScaledLinear
-    from hunyuan_custom.pipelines.transformer import HunyuanCustomTransformer3DModel
+    from hunyuan_custom.pipelines.diffusion_models.fp8_linear import Fp8ScaledLinear
+    from hunyuan_custom.pipelines.diffusion_models.transformer import HunyuanCustomTransformer3DModel
 
     with init_empty_weights():
         model = HunyuanCustomTransformer3DModel(**config)
@@ -117,7 +117,7 @@ def build_shape_only_transformer(config: dict, dtype: torch.dtype, fp8: bool) ->
 
 def shape_only_transformer(tiny: bool, dtype: torch.dtype, fp8: bool) -> nn.Module:
     """The full-size transformer (or the tiny one) on meta, as build_shape_only_transformer makes it."""
-    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
+    from hunyuan_custom.pipelines.diffusion_models.keys import FULL_SIZE_CONFIG
 
     return build_shape_only_transformer({**FULL_SIZE_CONFIG, **(TINY_TRANSFORMER if tiny else {})}, dtype, fp8)
 
@@ -147,7 +147,7 @@ def transformer_inputs(config, width: int, height: int, frames: int, text_tokens
                        device: torch.device):
     """Noise, reference latent and CFG text rows [uncond, cond] on `device`, as the sampler gets them."""
     from hunyuan_custom.pipelines.sampling import initial_noise, latent_shape
-    from hunyuan_custom.pipelines.text_encoding import TextConditioning
+    from hunyuan_custom.pipelines.text_encoders.encoding import TextConditioning
 
     shape = latent_shape(frames, height, width, channels=config.in_channels)
     latents = initial_noise(0, shape).to(device)
@@ -307,8 +307,8 @@ def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: st
     """
     from transformers import CLIPTextModel, LlavaForConditionalGeneration
 
-    from hunyuan_custom.pipelines import prompt_template as pt
-    from hunyuan_custom.pipelines.text_encoder_offload import apply_text_group_offloading, offload_groups
+    from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
+    from hunyuan_custom.pipelines.text_encoders.offload import apply_text_group_offloading, offload_groups
 
     from .offload_residency import ResidencyRecorder, recorded_group_offloading
     from .vram_counter import AttentionModel, LiveBytesCounter, ModuleScope
@@ -392,7 +392,7 @@ TINY_VAE = dict(block_out_channels=(32, 32, 32, 32), norm_num_groups=8, sample_s
 
 def shape_only_vae(dtype: torch.dtype, tiny: bool = False):
     """HunyuanVideoVAE with the full-size (or tiny) config on the meta device."""
-    from hunyuan_custom.pipelines.vae import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig
+    from hunyuan_custom.pipelines.vae.model import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig
 
     vae = HunyuanVideoVAE.from_config(VAEConfig(**TINY_VAE) if tiny else FULL_SIZE_CONFIG, device="meta")
     nn.Module.to(vae.model, dtype=dtype)  # ModelMixin.to would warn about fp32 modules it does not have
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
     if unknown:
         parser.error(f"--stages: unknown {sorted(unknown)}; use text, transformer, vae")
     if args.vae_tile_frames is not None:
-        from hunyuan_custom.pipelines.vae import check_tile_frames
+        from hunyuan_custom.pipelines.vae.model import check_tile_frames
 
         try:
             check_tile_frames(args.vae_tile_frames)

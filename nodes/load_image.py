@@ -80,7 +80,7 @@ class HunyuanCustomLoadImage:
         if url is None or image is None:  # fed by a link: known only at run time, checked there
             return True
         if _is_url(url):
-            from ..pipelines.image_io import ImageLoadError, check_url
+            from ..pipelines.media.image_io import ImageLoadError, check_url
 
             try:
                 check_url(url)
@@ -96,7 +96,7 @@ class HunyuanCustomLoadImage:
         return True
 
     def load(self, image: str = "", url: str = "") -> tuple:
-        from ..pipelines import image_io
+        from ..pipelines.media import image_io
 
         comfy.throw_if_cancelled()
         if _is_url(url):

@@ -31,7 +31,7 @@ def _vision_file(llava_path: str, choice: str | None) -> str | None:
         return None
     if choice and choice != "auto":
         return comfy.resolve_model_path("clip_vision", choice)
-    from ..pipelines.text_encoder_files import TextEncoderFilesError, find_llava_vision
+    from ..pipelines.text_encoders.files import TextEncoderFilesError, find_llava_vision
 
     candidates = [comfy.resolve_model_path("clip_vision", name) for name in _weights("clip_vision")]
     try:

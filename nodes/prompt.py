@@ -57,7 +57,7 @@ class HunyuanCustomPrompt:
 
     def build(self, prompt: str, negative_prompt: str, subject: str, image: Any,
               image_2: Any = None, image_3: Any = None) -> tuple:
-        from ..pipelines.prompt_spec import PromptSpec
+        from ..pipelines.conditioning.prompt_spec import PromptSpec
 
         texts = schema.validate({"prompt": prompt, "negative_prompt": negative_prompt, "subject": subject},
                                 schema.LOCAL, names=schema.PROMPT_FIELDS)
@@ -70,10 +70,10 @@ class HunyuanCustomPrompt:
 
 def reference_image(images: list) -> Any:
     """One ComfyUI IMAGE [1,H,W,3] float32: the first frame of a single image as it is (no
-    quantisation), or the side-by-side composite of several (pipelines.reference)."""
+    quantisation), or the side-by-side composite of several (pipelines.conditioning.reference)."""
     import torch
 
-    from ..pipelines.reference import compose_references
+    from ..pipelines.conditioning.reference import compose_references
 
     if not images:
         raise ValueError("image: connect a reference image of the subject.")

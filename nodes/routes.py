@@ -14,7 +14,7 @@ KEY_STATUS_PATH = "/hunyuan_custom/wavespeed_key_status"
 
 
 def key_status() -> dict[str, bool]:
-    from ..pipelines import wavespeed_config
+    from ..pipelines.wavespeed import config as wavespeed_config
 
     return {"configured": bool(wavespeed_config.api_key_configured())}
 

@@ -55,7 +55,7 @@ class HunyuanCustomSaveVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix: Any = None) -> bool | str:
-        from ..pipelines.save_paths import SavePathError, next_save_target
+        from ..pipelines.media.save_paths import SavePathError, next_save_target
 
         # Only filename_prefix: ComfyUI checks fps/crf against the widgets' min/max itself when
         # they are not named here, and it repeats a returned message under every input named
@@ -69,8 +69,8 @@ class HunyuanCustomSaveVideo:
 
     def save(self, frames, fps: float, filename_prefix: str, crf: int, audio: dict | None = None,
              prompt: dict | None = None, extra_pnginfo: dict | None = None, unique_id: str | None = None) -> dict:
-        from ..pipelines import video_io
-        from ..pipelines.audio_wav import write_wav
+        from ..pipelines.media import video_io
+        from ..pipelines.media.wav_io import write_wav
 
         frames = even_size(frames)
         count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
@@ -122,7 +122,7 @@ def even_size(frames):
 def video_metadata(prompt: dict | None, extra_pnginfo: dict | None) -> dict[str, str]:
     """mp4 tags like core's SaveVideo (prompt + each extra_pnginfo key, as JSON) plus `comment`:
     our nodes' literal parameters. Secrets are scrubbed from all of it."""
-    from ..pipelines.metadata_scrub import scrub, scrub_text
+    from ..pipelines.media.metadata_scrub import scrub, scrub_text
 
     secrets = _known_secrets()
     tags: dict[str, Any] = {}
@@ -153,7 +153,7 @@ def _is_link(value: Any) -> bool:
 
 
 def _known_secrets() -> list[str]:
-    from ..pipelines import wavespeed_config
+    from ..pipelines.wavespeed import config as wavespeed_config
 
     try:
         return [wavespeed_config.get_api_key()]
@@ -164,8 +164,8 @@ def _known_secrets() -> list[str]:
 def _write_numbered(prefix: str, width: int, height: int, write, attempts: int = 20):
     """Write to the next free prefix_NNNNN_.mp4; if another run took that name meanwhile
     (write_video refuses to replace a file), take the next number."""
-    from ..pipelines.save_paths import next_save_target
-    from ..pipelines.video_io import VideoError
+    from ..pipelines.media.save_paths import next_save_target
+    from ..pipelines.media.video_io import VideoError
 
     target = next_save_target(prefix, comfy.output_directory(), width, height)
     counter = target.counter

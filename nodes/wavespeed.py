@@ -1,6 +1,6 @@
 """HunyuanCustomWaveSpeed: the remote sampler (WaveSpeed's hosted HunyuanCustom).
 
-A thin adapter: the client lives in pipelines/wavespeed.py and is imported when the node runs,
+A thin adapter: the client lives in pipelines/wavespeed/client.py and is imported when the node runs,
 so loading the pack never imports `requests`. The API key never passes through a widget.
 """
 
@@ -81,7 +81,7 @@ class HunyuanCustomWaveSpeed:
             "enable_safety_checker": enable_safety_checker,
         }
         schema.validate(params, schema.REMOTE, names=list(params))  # before anything is sent
-        from ..pipelines import wavespeed  # imports requests: only when the node runs
+        from ..pipelines.wavespeed import client as wavespeed  # imports requests: only when the node runs
 
         progress = comfy.Progress(1, str(unique_id) if unique_id is not None else None)
         result = wavespeed.run_job(params, prompt.reference, _unique_video_path(), on_status=progress.text,

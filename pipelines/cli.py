@@ -96,7 +96,7 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
     import torch
 
     from .generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
-    from .video_io import write_video
+    from .media.video_io import write_video
 
     missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
                                         ("--text-encoder", args.text_encoder), ("--text-encoder-2", args.text_encoder_2))
@@ -131,7 +131,7 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
 
 
 def _run_remote(params: dict[str, Any], reference, output: Path) -> None:
-    from .wavespeed import run_job
+    from .wavespeed.client import run_job
 
     result = run_job(params, reference, output, on_status=_status)
     if result.seed is not None:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         # Everything the user typed is checked before any model loads or request goes out.
         params = _params(args)
         output = _check_output(args.output)
-        from .image_io import ImageLoadError, load_image_file
+        from .media.image_io import ImageLoadError, load_image_file
 
         try:
             reference = load_image_file(args.image).image

@@ -55,7 +55,7 @@ class ModelFiles:
     def check(self) -> None:
         """Fail before any loading if a path is missing or a text encoder is of the wrong kind
         (decided from the files' headers; nothing is loaded)."""
-        from .text_encoder_files import TextEncoderFilesError, clip_source, llava_source
+        from .text_encoders.files import TextEncoderFilesError, clip_source, llava_source
 
         for name, path in (("transformer", self.transformer), ("vae", self.vae),
                            ("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
@@ -111,7 +111,7 @@ def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
     """The square image size the LLaVA vision tower takes (336 for the released model): from the folder's
     config.json, or from the vision file's shapes for a single Llama-3 file."""
     if os.path.isfile(llava_path):
-        from .text_encoder_files import TextEncoderFilesError, llava_image_size as from_vision_file
+        from .text_encoders.files import TextEncoderFilesError, llava_image_size as from_vision_file
 
         if not llava_vision:
             raise GenerationError(f"text_encoder: {llava_path} is a single file; the LLaVA vision file "
@@ -156,7 +156,7 @@ class LocalGenerator:
         """The transformer on the device (or hooked for group offloading). `latent_shape` lets
         offload='auto' judge whether this job fits with the whole model on the GPU."""
         if self._transformer is None:
-            from .transformer_loading import load_transformer
+            from .diffusion_models.loading import load_transformer
 
             status(f"loading transformer {Path(self.files.transformer).name}")
             model = load_transformer(self.files.transformer, dtype=_LOADER_DTYPE[self.options.dtype],
@@ -195,7 +195,7 @@ class LocalGenerator:
             return "model"
         if self.options.offload == "group":
             return "group"
-        from . import text_encoder_sizes as sizes
+        from .text_encoders import sizes
         from .offload_policy import available_vram, choose_text_offload
 
         itemsize = self.options.torch_dtype.itemsize
@@ -221,7 +221,7 @@ class LocalGenerator:
 
     def vae(self, status: StatusCallback):
         if self._vae is None:
-            from .vae_loading import load_vae
+            from .vae.loading import load_vae
 
             status(f"loading VAE {Path(self.files.vae).name}")
             self._vae = load_vae(self.files.vae, dtype=self.options.torch_dtype, device="cpu")
@@ -279,9 +279,9 @@ class LocalGenerator:
 
     def _generate(self, prompt, negative_prompt, subject, reference, width, height, num_frames, steps, guidance,
                   shift, seed, say, progress, cancel, deep_cache) -> GenerationResult:
-        from .reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
+        from .conditioning.reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
-        from .text_encoding import encode_text_conditioning
+        from .text_encoders.encoding import encode_text_conditioning
 
         dtype = self.options.torch_dtype
         do_cfg = guidance > 1.0

@@ -10,7 +10,7 @@ which adds little time at the sizes where it is needed: a 720p step computes for
 
 The text stage (LLaVA-Llama-3-8B + CLIP-L, once per prompt, cached) gets the same treatment with
 `choose_text_offload`: both encoders whole when they fit, else LLaVA's decoder layers streamed
-(pipelines/text_encoder_offload.py), which brings the stage from ~16 GiB to ~3-4 GiB for a second
+(pipelines/text_encoders/offload.py), which brings the stage from ~16 GiB to ~3-4 GiB for a second
 or two of PCIe traffic per encode.
 """
 

@@ -17,9 +17,9 @@ from typing import Callable
 
 import torch
 
-from .deep_cache import DeepCache, upstream_deep_cache_mode
+from .diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
 from .scheduler import FlowMatchEuler
-from .text_encoding import TextConditioning
+from .text_encoders.encoding import TextConditioning
 
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total, current latents)
 

@@ -110,7 +110,7 @@ def build_tiny_llava(folder: Path, seed: int = 0):
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    # The real folder ships a processor config; we never use it (pixels come from pipelines/reference.py).
+    # The real folder ships a processor config; we never use it (pixels come from pipelines/conditioning/reference.py).
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "CLIPImageProcessor", "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         "size": {"shortest_edge": IMAGE_SIZE}, "image_mean": CLIP_MEAN, "image_std": CLIP_STD,

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hunyuan_custom.pipelines.transformer import HunyuanCustomTransformer3DModel
-from hunyuan_custom.pipelines.transformer_keys import config_from_upstream_json, convert_upstream_state_dict
+from hunyuan_custom.pipelines.diffusion_models.transformer import HunyuanCustomTransformer3DModel
+from hunyuan_custom.pipelines.diffusion_models.keys import config_from_upstream_json, convert_upstream_state_dict
 
 ATOL = RTOL = 1e-4  # reference README: single transformer forward, float32
 

@@ -1,4 +1,4 @@
-"""pipelines/cv_resize.py against OpenCV itself (skipped when cv2 is not installed) and by itself.
+"""pipelines/media/cv_resize.py against OpenCV itself (skipped when cv2 is not installed) and by itself.
 
 cv2 is only a test-time oracle (`pip install opencv-python-headless`); the pack never imports it.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hunyuan_custom.pipelines.cv_resize import resize_linear_uint8
+from hunyuan_custom.pipelines.media.cv_resize import resize_linear_uint8
 
 
 def _cases(seed: int = 0, count: int = 250):

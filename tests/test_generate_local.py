@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _tiny_model_set import build_tiny_model_set
-from hunyuan_custom.pipelines import video_io
+from hunyuan_custom.pipelines.media import video_io
 from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, RuntimeOptions
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from hunyuan_custom.pipelines import image_io
-from hunyuan_custom.pipelines.image_io import ImageLoadError, decode_image, load_image, load_image_file, load_image_url
+from hunyuan_custom.pipelines.media import image_io
+from hunyuan_custom.pipelines.media.image_io import ImageLoadError, decode_image, load_image, load_image_file, load_image_url
 
 
 def _png(img: Image.Image, **kw) -> bytes:

@@ -77,7 +77,7 @@ def test_pack_imports_as_comfyui_does(tmp_path):
 
 def test_no_absolute_imports_of_our_own_packages():
     offenders = []
-    for path in list(ROOT.glob("*.py")) + list(ROOT.glob("nodes/*.py")) + list(ROOT.glob("pipelines/*.py")):
+    for path in list(ROOT.glob("*.py")) + list(ROOT.glob("nodes/*.py")) + list(ROOT.glob("pipelines/**/*.py")):
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             stripped = line.strip()
             if stripped.startswith(("import nodes", "from nodes", "import pipelines", "from pipelines",
@@ -89,7 +89,7 @@ def test_no_absolute_imports_of_our_own_packages():
 def test_pipelines_never_import_comfyui_or_nodes():
     banned = ("comfy", "folder_paths", "server", "execution", "comfy_api", "nodes")
     offenders = []
-    for path in ROOT.glob("pipelines/*.py"):
+    for path in ROOT.glob("pipelines/**/*.py"):
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             words = line.strip().replace(",", " ").split()
             if len(words) >= 2 and words[0] in ("import", "from"):

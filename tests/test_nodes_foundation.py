@@ -10,7 +10,7 @@ from PIL import Image
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.nodes.load_image import HunyuanCustomLoadImage
 from hunyuan_custom.nodes.prompt import HunyuanCustomPrompt
-from hunyuan_custom.pipelines.prompt_spec import PromptSpec
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 OUR_NODES = (HunyuanCustomLoadImage, HunyuanCustomPrompt)
 

@@ -10,7 +10,7 @@ import torch
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.pipelines import schema
-from hunyuan_custom.pipelines.prompt_spec import PromptSpec
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
 Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]

@@ -8,7 +8,7 @@ import torch
 from hunyuan_custom.benchmarks import vram_estimate
 from hunyuan_custom.pipelines import offload_policy as policy
 from hunyuan_custom.pipelines.sampling import latent_shape
-from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
+from hunyuan_custom.pipelines.diffusion_models.keys import FULL_SIZE_CONFIG
 
 GIB = 1024**3
 

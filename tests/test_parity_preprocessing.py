@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
-from hunyuan_custom.pipelines import reference
+from hunyuan_custom.pipelines.conditioning import reference
 
 FLOAT_ATOL = 1e-6
 

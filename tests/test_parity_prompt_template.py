@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from hunyuan_custom.pipelines import prompt_template as pt
+from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 
 from conftest import reference_root
 from _transformer_parity import build_from_fixture, mismatch, rope_grid
-from hunyuan_custom.pipelines import vae as vae_module
-from hunyuan_custom.pipelines.deep_cache import upstream_deep_cache_mode
-from hunyuan_custom.pipelines.rope import reference_rope_tables
+from hunyuan_custom.pipelines.vae import model as vae_module
+from hunyuan_custom.pipelines.diffusion_models.deep_cache import upstream_deep_cache_mode
+from hunyuan_custom.pipelines.diffusion_models.rope import reference_rope_tables
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
 from hunyuan_custom.pipelines.scheduler import make_schedule
-from hunyuan_custom.pipelines.text_encoding import PromptEncoding, TextConditioning, cfg_conditioning
+from hunyuan_custom.pipelines.text_encoders.encoding import PromptEncoding, TextConditioning, cfg_conditioning
 
 LOOP_ATOL = 1e-3  # the fixture README's tolerance for sampling-loop latents
 

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 import _transformer_parity as tp
-from hunyuan_custom.pipelines.audio_features import window_whisper_states
-from hunyuan_custom.pipelines.audio_modules import AudioCrossAttention, AudioProjection
-from hunyuan_custom.pipelines.rope import reference_rope_tables
+from hunyuan_custom.pipelines.audio_encoders.windows import window_whisper_states
+from hunyuan_custom.pipelines.diffusion_models.audio_modules import AudioCrossAttention, AudioProjection
+from hunyuan_custom.pipelines.diffusion_models.rope import reference_rope_tables
 
 VIDEO_FOLDERS = ["transformer_ref2v", "transformer_editing"]
 

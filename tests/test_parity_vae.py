@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hunyuan_custom.pipelines import vae as vae_module
+from hunyuan_custom.pipelines.vae import model as vae_module
 
 ATOL = 1e-4
 

@@ -1,4 +1,4 @@
-"""pipelines/reference.py beyond the upstream fixture: any size, any input type, the composite."""
+"""pipelines/conditioning/reference.py beyond the upstream fixture: any size, any input type, the composite."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hunyuan_custom.pipelines import reference
+from hunyuan_custom.pipelines.conditioning import reference
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from hunyuan_custom.nodes.save_video import HunyuanCustomSaveVideo, video_metadata
-from hunyuan_custom.pipelines import save_paths, video_io
-from hunyuan_custom.pipelines.metadata_scrub import REDACTED, is_secret_name, scrub
+from hunyuan_custom.pipelines.media import save_paths
+from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.media.metadata_scrub import REDACTED, is_secret_name, scrub
 
 KEY_MARKER = "wsk-TEST-MARKER-8c1f0e7d"
 
@@ -168,7 +169,7 @@ def test_empty_or_bad_input_errors_are_clear(output_dir):
         _save(frames=torch.zeros(0, 32, 32, 3))
     with pytest.raises(ValueError, match="fps"):
         _save(fps=0.0)
-    from hunyuan_custom.pipelines.audio_wav import AudioError
+    from hunyuan_custom.pipelines.media.wav_io import AudioError
 
     with pytest.raises(AudioError, match="waveform"):
         _save(audio={"waveform": torch.zeros(2, 100), "sample_rate": 16000})

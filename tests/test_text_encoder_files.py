@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 import _single_file_encoders as sfe
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines import generate
-from hunyuan_custom.pipelines import text_encoder_files as tef
-from hunyuan_custom.pipelines import text_encoding as te
-from hunyuan_custom.pipelines import video_io
-from hunyuan_custom.pipelines.prompt_spec import PromptSpec
+from hunyuan_custom.pipelines.text_encoders import files as tef
+from hunyuan_custom.pipelines.text_encoders import encoding as te
+from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference"
 PROMPT = "A woman is drinking coffee at a cafe."

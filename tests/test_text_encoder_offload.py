@@ -16,9 +16,9 @@ import torch
 import _single_file_encoders as sfe
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines import offload_policy as policy
-from hunyuan_custom.pipelines import text_encoder_offload as teo
-from hunyuan_custom.pipelines import text_encoding as te
-from hunyuan_custom.pipelines import text_encoder_sizes as sizes
+from hunyuan_custom.pipelines.text_encoders import offload as teo
+from hunyuan_custom.pipelines.text_encoders import encoding as te
+from hunyuan_custom.pipelines.text_encoders import sizes
 
 GIB = 1024**3
 PROMPT = "A woman is drinking coffee at a cafe."

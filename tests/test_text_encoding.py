@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import _tiny_text_encoders as tiny
-from hunyuan_custom.pipelines import prompt_template as pt
-from hunyuan_custom.pipelines import text_encoding as te
+from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
+from hunyuan_custom.pipelines.text_encoders import encoding as te
 
 PROMPT = "A woman is drinking coffee at a cafe."
 NEGATIVE = "bad hands, bad teeth, low quality"

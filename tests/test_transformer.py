@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hunyuan_custom.pipelines.audio_features import window_whisper_states
-from hunyuan_custom.pipelines.deep_cache import DeepCache, upstream_deep_cache_mode
-from hunyuan_custom.pipelines.transformer import HunyuanCustomTransformer3DModel
-from hunyuan_custom.pipelines.transformer_keys import (
+from hunyuan_custom.pipelines.audio_encoders.windows import window_whisper_states
+from hunyuan_custom.pipelines.diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
+from hunyuan_custom.pipelines.diffusion_models.transformer import HunyuanCustomTransformer3DModel
+from hunyuan_custom.pipelines.diffusion_models.keys import (
     FULL_SIZE_CONFIG,
     config_from_upstream_json,
     convert_upstream_state_dict,
@@ -250,7 +250,7 @@ def test_upstream_deep_cache_schedule():
 @pytest.mark.parametrize("steps", [30, 8])
 def test_sampling_holds_a_stored_block_input_only_while_a_reuse_is_ahead(steps, monkeypatch):
     from hunyuan_custom.pipelines import sampling
-    from hunyuan_custom.pipelines.text_encoding import TextConditioning
+    from hunyuan_custom.pipelines.text_encoders.encoding import TextConditioning
 
     held: list[list[bool]] = []  # per step: which passes hold a stored block input afterwards
     caches: list[DeepCache] = []
@@ -417,7 +417,7 @@ def test_whisper_windows_past_the_features_are_zero_padded():
 
 
 def test_module_targets_and_prefixes_for_loaders():
-    from hunyuan_custom.pipelines.transformer_keys import strip_checkpoint_prefix, upstream_module_targets
+    from hunyuan_custom.pipelines.diffusion_models.keys import strip_checkpoint_prefix, upstream_module_targets
 
     assert upstream_module_targets("single_blocks.3.linear1", (3 * 64 + 256, 64), 64) == (
         "single_transformer_blocks.3.attn.to_q",

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import _checkpoint_writers as W
-from hunyuan_custom.pipelines.checkpoints import CheckpointError, open_checkpoint
+from hunyuan_custom.pipelines.diffusion_models.checkpoints import CheckpointError, open_checkpoint
 
 LAYOUTS = {
     # name: (writer, file name, expected format)
@@ -251,7 +251,7 @@ def variants(reference_dir: Path) -> dict[str, Variant]:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("layout", sorted(set(LAYOUTS) - FP8_LAYOUTS))
 def test_parity_every_layout_gives_the_reference_output(layout, variant, variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     v = variants[variant]
     model = load_transformer(write_layout(layout, v.sd, tmp_path, v.config))
@@ -261,7 +261,7 @@ def test_parity_every_layout_gives_the_reference_output(layout, variant, variant
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parity_diffusers_folder_round_trip(variant, variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     v = variants[variant]
     model = load_transformer(write_layout("upstream_pt", v.sd, tmp_path / "upstream", v.config))
@@ -276,7 +276,7 @@ def test_parity_diffusers_folder_round_trip(variant, variants, tmp_path):
 @pytest.mark.parametrize("layout", sorted(FP8_LAYOUTS))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fp8_keep_and_dequantize_give_the_same_output(layout, variant, variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import fp8_layer_names, load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import fp8_layer_names, load_transformer
 
     v = variants[variant]
     path = write_layout(layout, v.sd, tmp_path, v.config)
@@ -298,7 +298,7 @@ def test_fp8_keep_and_dequantize_give_the_same_output(layout, variant, variants,
 
 
 def test_dtype_option_casts_every_weight(variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     v = variants["transformer_ref2v"]
     bf16 = {k: t.to(torch.bfloat16) for k, t in v.sd.items()}
@@ -318,7 +318,7 @@ def test_dtype_option_casts_every_weight(variants, tmp_path):
 def test_weights_in_the_file_dtype_stay_memory_mapped(layout, variants, tmp_path):
     """dtype 'keep' copies nothing: the model's weights are views of the mapped file (one copy in RAM)."""
     from hunyuan_custom.pipelines.mapped_memory import FileMappings
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     v = variants["transformer_ref2v"]
     path = write_layout(layout, v.sd, tmp_path, v.config)
@@ -340,7 +340,7 @@ def _edited_config(config: dict, **changes) -> dict:
 
 
 def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     v = variants["transformer_ref2v"]
     sd, config = v.sd, v.config
@@ -370,7 +370,7 @@ def test_config_json_that_does_not_match_the_shapes_is_an_error(variants, tmp_pa
 
 
 def test_without_config_json_the_full_size_config_is_checked(variants, tmp_path):
-    from hunyuan_custom.pipelines.transformer_loading import load_transformer
+    from hunyuan_custom.pipelines.diffusion_models.loading import load_transformer
 
     sd = variants["transformer_ref2v"].sd
     path = W.write_comfy_safetensors(sd, tmp_path / "tiny.safetensors")  # no config.json beside it

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hunyuan_custom.pipelines import vae as vae_module
-from hunyuan_custom.pipelines.vae_loading import VAELoadError, check_shapes, expected_shapes, load_vae
+from hunyuan_custom.pipelines.vae import model as vae_module
+from hunyuan_custom.pipelines.vae.loading import VAELoadError, check_shapes, expected_shapes, load_vae
 
 TINY = vae_module.VAEConfig(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4,
                             latent_channels=4, sample_size=32, sample_tsize=16)
@@ -107,7 +107,7 @@ def test_every_layout_loads_to_identical_outputs(reference, tmp_path):
 
 def _to_comfy_internal(state: dict, blocks: int) -> dict:
     """What ComfyUI's VAE loader turns upstream names into (its LDM layout), written out here
-    independently of pipelines/vae_key_layouts.py: Comfy-Org's repackaged file looks like this."""
+    independently of pipelines/vae/key_layouts.py: Comfy-Org's repackaged file looks like this."""
     renames = [("nin_shortcut", "conv_shortcut"), ("norm_out", "conv_norm_out"), ("mid.attn_1.", "mid_block.attentions.0.")]
     for i in range(blocks):
         renames += [(f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}.") for j in range(3)]
@@ -253,7 +253,7 @@ def test_full_size_manifest_maps_onto_our_vae_with_nothing_missing():
 
 
 def test_full_size_comfy_internal_names_map_back_onto_our_vae():
-    from hunyuan_custom.pipelines.vae_key_layouts import ldm_to_upstream_names
+    from hunyuan_custom.pipelines.vae.key_layouts import ldm_to_upstream_names
 
     shapes = {k: tuple(v) for k, v in json.loads(MANIFEST.read_text())["keys"].items()}
     internal = _to_comfy_internal({k: torch.empty(s, device="meta") for k, s in shapes.items()}, 4)

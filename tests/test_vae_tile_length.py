@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from hunyuan_custom.benchmarks import vram_estimate
 from hunyuan_custom.pipelines import offload_policy as policy
-from hunyuan_custom.pipelines import vae as vae_module
-from hunyuan_custom.pipelines.vae_tiling import TileSizes, run_tiled
+from hunyuan_custom.pipelines.vae import model as vae_module
+from hunyuan_custom.pipelines.vae.tiling import TileSizes, run_tiled
 
 GIB = 1024**3
 TILES = (64, 32, 16)

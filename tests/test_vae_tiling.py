@@ -1,11 +1,11 @@
-"""Geometry, progress and cancellation of the upstream tiling scheme (pipelines/vae_tiling.py)."""
+"""Geometry, progress and cancellation of the upstream tiling scheme (pipelines/vae/tiling.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hunyuan_custom.pipelines.vae_tiling import TileSizes, run_tiled
+from hunyuan_custom.pipelines.vae.tiling import TileSizes, run_tiled
 
 
 class Cancelled(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hunyuan_custom.pipelines import video_io
+from hunyuan_custom.pipelines.media import video_io
 
 
 def _frames(n=9, h=48, w=80):

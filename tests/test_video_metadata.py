@@ -6,8 +6,8 @@ import json
 
 from hypothesis import given, settings, strategies as st
 
-from hunyuan_custom.pipelines import video_io
-from hunyuan_custom.pipelines.metadata_scrub import REDACTED, scrub
+from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.media.metadata_scrub import REDACTED, scrub
 
 keys = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12)
 values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\r"), max_size=200)

@@ -21,7 +21,7 @@ ATTENTION_SIZE = dict(width=128, height=96, frames=17)
 
 
 def _config() -> dict:
-    from hunyuan_custom.pipelines.transformer_keys import FULL_SIZE_CONFIG
+    from hunyuan_custom.pipelines.diffusion_models.keys import FULL_SIZE_CONFIG
 
     return {**FULL_SIZE_CONFIG, **TINY}
 
@@ -179,7 +179,7 @@ def test_tiny_script_run_prints_every_stage_and_a_verdict(capsys):
 
 def test_vae_decode_estimate_agrees_with_a_real_cpu_run():
     """Tiled decode (several temporal tiles): shape-only vs real float32 on the CPU."""
-    from hunyuan_custom.pipelines.vae import HunyuanVideoVAE, VAEConfig
+    from hunyuan_custom.pipelines.vae.model import HunyuanVideoVAE, VAEConfig
 
     size = dict(width=32, height=32, frames=13)  # latent 4 frames > the tiny 2-frame tile: temporal tiling
     real_vae = HunyuanVideoVAE.from_config(VAEConfig(**vram_estimate.TINY_VAE), device="cpu")

@@ -15,8 +15,10 @@ import pytest
 import torch
 
 import _fake_wavespeed as fw
-from hunyuan_custom.pipelines import schema, video_io, wavespeed
-from hunyuan_custom.pipelines.wavespeed import Settings, WaveSpeedError, run_job
+from hunyuan_custom.pipelines import schema
+from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.wavespeed import client as wavespeed
+from hunyuan_custom.pipelines.wavespeed.client import Settings, WaveSpeedError, run_job
 
 KEY = "ws-test-key-0123456789abcdef"
 PARAMS = {"prompt": "a woman dancing in the rain", "negative_prompt": "blurry", "size": "1280*720",

@@ -19,9 +19,10 @@ from _fake_comfy import install_model_management
 from hunyuan_custom import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from hunyuan_custom.nodes import comfy, widgets
 from hunyuan_custom.nodes.wavespeed import HunyuanCustomWaveSpeed
-from hunyuan_custom.pipelines import schema, video_io
-from hunyuan_custom.pipelines.prompt_spec import PromptSpec
-from hunyuan_custom.pipelines.wavespeed import WaveSpeedError
+from hunyuan_custom.pipelines import schema
+from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
+from hunyuan_custom.pipelines.wavespeed.client import WaveSpeedError
 
 KEY = "ws-node-test-key-5555aaaa"
 

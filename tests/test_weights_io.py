@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hunyuan_custom.pipelines import weights_io
-from hunyuan_custom.pipelines.checkpoints import CheckpointError, open_checkpoint
-from hunyuan_custom.pipelines.vae_loading import VAELoadError, load_vae
+from hunyuan_custom.pipelines.diffusion_models.checkpoints import CheckpointError, open_checkpoint
+from hunyuan_custom.pipelines.vae.loading import VAELoadError, load_vae
 
 TENSORS = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4, dtype=torch.bfloat16)}
 

@@ -16,7 +16,8 @@ import _fake_wavespeed as fw
 import _workflows as wf
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.nodes import comfy
-from hunyuan_custom.pipelines import schema, video_io
+from hunyuan_custom.pipelines import schema
+from hunyuan_custom.pipelines.media import video_io
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.json"))

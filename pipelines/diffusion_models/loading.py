@@ -31,7 +31,7 @@ from .checkpoints import (
     open_checkpoint,
 )
 from .fp8_linear import Fp8ScaledLinear, dequantize, replace_linear
-from .mapped_memory import FileMappings
+from ..mapped_memory import FileMappings
 
 DTYPE_CHOICES = ("keep", "bf16", "fp16", "fp32")
 FP8_MODES = ("dequantize", "keep")
@@ -71,7 +71,7 @@ def _model_class():
 
 
 def _keys_module():
-    from . import transformer_keys
+    from . import keys as transformer_keys
 
     return transformer_keys
 

@@ -14,7 +14,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from .cv_resize import resize_linear_uint8
+from ..media.cv_resize import resize_linear_uint8
 
 # Upstream's llava_transform constants. Upstream writes the last mean as 0.4082107 (CLIP's is
 # 0.40821073); we keep upstream's so the tensor matches its reference bit for bit.

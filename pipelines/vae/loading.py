@@ -5,7 +5,7 @@
   `config.json` beside it, or the folder holding both;
 * ComfyUI's `hunyuan_video_vae_bf16.safetensors`, with no config, in either of its two layouts:
   Kijai's (upstream names, no prefix) and Comfy-Org's repackaged one (ComfyUI's internal LDM names,
-  renamed by pipelines/vae_key_layouts.py); `vae.` / `first_stage_model.` prefixes are understood;
+  renamed by pipelines/vae/key_layouts.py); `vae.` / `first_stage_model.` prefixes are understood;
 * a diffusers folder (config.json of an AutoencoderKLHunyuanVideo + weights, sharded or not).
 
 Pickled checkpoints go through torch.load(weights_only=True) only: a pickle that holds code is
@@ -32,9 +32,9 @@ from typing import Iterable, Iterator, Mapping
 
 import torch
 
-from . import weights_io
-from .vae import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig, VAEConfigError, build_diffusers_vae, config_from_dict
-from .vae_key_layouts import is_ldm_layout, ldm_to_upstream_names
+from .. import weights_io
+from .model import FULL_SIZE_CONFIG, HunyuanVideoVAE, VAEConfig, VAEConfigError, build_diffusers_vae, config_from_dict
+from .key_layouts import is_ldm_layout, ldm_to_upstream_names
 
 ANCHOR = "decoder.conv_in.conv.weight"  # present in every layout of this VAE (upstream/diffusers names)
 KNOWN_PREFIXES = ("vae.", "first_stage_model.")

@@ -1,6 +1,6 @@
 """HTTP details of talking to WaveSpeed: origins, Retry-After, the server's words, network trouble.
 
-Plain functions over `requests` objects, no ComfyUI; used by pipelines/wavespeed.py.
+Plain functions over `requests` objects, no ComfyUI; used by pipelines/wavespeed/client.py.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from .weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors,
+from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors,
                          unknown_container_message)
 
 
@@ -501,7 +501,7 @@ def _load_tokenizer(folder: Path, *, exactly_tokenizer_json: bool = False, **kwa
     (Metaspace) pipeline; Llama-3's tokenizer.json is byte-level BPE and must be used as it is."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from .text_encoding import _quiet_transformers
+    from .encoding import _quiet_transformers
 
     loader = PreTrainedTokenizerFast if exactly_tokenizer_json and (folder / "tokenizer.json").is_file() else AutoTokenizer
     try:

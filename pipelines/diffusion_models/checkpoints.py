@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from . import weights_io
+from .. import weights_io
 
 UPSTREAM = "upstream"  # key naming of hymm_sp / ComfyUI files
 DIFFUSERS = "diffusers"  # key naming of our diffusers-style module

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .text_encoder_files import TextEncoderFilesError, _is_ignored, folder_weight_files, read_header
+from .files import TextEncoderFilesError, _is_ignored, folder_weight_files, read_header
 
 _ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
              "I8": 1, "U8": 1, "BOOL": 1}

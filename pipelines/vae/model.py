@@ -6,7 +6,7 @@ AutoencoderKLCausal3D, so checkpoints load without renaming). Two things are our
 * mid-block attention: diffusers always applies a causal frame mask there; upstream HunyuanCustom
   reads `mid_block_causal_attn` from its config (default False = no mask). A non-causal mid-block
   is the diffusers block with one method overridden (`_NonCausalMidBlock`), nothing else copied.
-* tiling: upstream's tiling scheme (pipelines/vae_tiling.py), tile sizes from sample_size /
+* tiling: upstream's tiling scheme (pipelines/vae/tiling.py), tile sizes from sample_size /
   sample_tsize, instead of diffusers' different one.
 
 encode/decode do NOT apply the scaling factor (as upstream): multiply latents by
@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .vae_tiling import OVERLAP, TileCallback, TileSizes, run_tiled
+from .tiling import OVERLAP, TileCallback, TileSizes, run_tiled
 
 
 class VAEConfigError(ValueError):

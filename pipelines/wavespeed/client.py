@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 import requests
 import torch
 
-from . import schema, wavespeed_config
-from .wavespeed_http import (fmt_elapsed, network_problem, never_connected, origin, parse_retry_after, strip_auth,
+from .. import schema
+from . import config as wavespeed_config
+from .transport import (fmt_elapsed, network_problem, never_connected, origin, parse_retry_after, strip_auth,
                              summarise_body)
 
 log = logging.getLogger(__name__)
@@ -719,7 +720,7 @@ def run_job(
         urls = client.check_result(data)
         path = client.download(urls[0], target)
         client.status("decoding the video")
-        from .video_io import VideoError, read_video
+        from ..media.video_io import VideoError, read_video
 
         try:
             frames, fps = read_video(path, should_cancel=should_cancel)

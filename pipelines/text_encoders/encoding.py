@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from . import prompt_template as pt
-from . import text_encoder_files as tef
-from .text_encoder_files import TextEncoderFilesError  # noqa: F401  (re-exported: callers catch it from here)
+from . import files as tef
+from .files import TextEncoderFilesError  # noqa: F401  (re-exported: callers catch it from here)
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class TextEncoders:
         size = int(self.llava.config.vision_config.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape) != (1, 3, size, size):
             raise ValueError(f"LLaVA pixel values must be a normalised [1, 3, {size}, {size}] tensor, got "
-                             f"{tuple(pixel_values.shape)} (build them with pipelines.reference.llava_pixel_values)")
+                             f"{tuple(pixel_values.shape)} (build them with pipelines.conditioning.reference.llava_pixel_values)")
 
     @torch.no_grad()
     def encode_llava(self, prompt: str, subject: str, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,7 +333,7 @@ class TextEncoders:
     def free(self) -> None:
         """Drop both models (stage-wise memory: load -> encode -> free before the transformer loads),
         with offload "group" also the hooks and their pinned CPU copies of LLaVA's layers."""
-        from .text_encoder_offload import empty_host_cache, remove_text_group_offloading
+        from .offload import empty_host_cache, remove_text_group_offloading
 
         remove_text_group_offloading(self.llava)
         self.llava = self.clip = None
@@ -476,7 +476,7 @@ def load_text_encoders(llava_path: str | os.PathLike, clip_path: str | os.PathLi
     llava = llava.eval().requires_grad_(False)
     clip = clip.eval().requires_grad_(False)
     if offload == "group":
-        from .text_encoder_offload import apply_text_group_offloading
+        from .offload import apply_text_group_offloading
 
         apply_text_group_offloading(llava, device)
     identity = encoder_identity(llava_path, clip_path, crop_start=crop_start, text_len=text_len,

@@ -1,0 +1,1 @@
+"""The hosted WaveSpeed service: client, HTTP transport, API key and config."""
