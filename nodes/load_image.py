@@ -24,6 +24,10 @@ def _input_path(image: str) -> str:
     return comfy.annotated_filepath(image)
 
 
+def _missing(image: str) -> str:
+    return f"image: file {image!r} not found in ComfyUI's input folder; upload it again or pick another."
+
+
 class HunyuanCustomLoadImage:
     """Loads the subject's reference image; transparency becomes white (upstream's convention)."""
 
@@ -92,7 +96,7 @@ class HunyuanCustomLoadImage:
         except ValueError as exc:
             return str(exc)
         if not os.path.isfile(path):
-            return f"image: file {image!r} not found in ComfyUI's input folder; upload it again or pick another."
+            return _missing(image)
         return True
 
     def load(self, image: str = "", url: str = "") -> tuple:
@@ -102,7 +106,10 @@ class HunyuanCustomLoadImage:
         if _is_url(url):
             loaded = image_io.load_image_url(url.strip())
         else:
-            loaded = image_io.load_image_file(_input_path(image))
+            path = _input_path(image)
+            if not os.path.isfile(path):
+                raise ValueError(_missing(image))
+            loaded = image_io.load_image_file(path)
         return (loaded.image, loaded.mask)
 
 

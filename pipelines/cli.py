@@ -31,11 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True, help="reference image (a cut-out subject on white works best)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default)
-    gen.add_argument("--subject", default=schema.FIELDS["subject"].default,
-                     help="the word for the reference subject in 'The {subject} looks like <image>'")
+    # Local-only options default to None so that a remote run can name the ones it ignores.
+    gen.add_argument("--subject", default=None,
+                     help="(local) the word for the reference subject in 'The {subject} looks like <image>'")
     gen.add_argument("--size", default=schema.FIELDS["size"].default, help="W*H, e.g. 1280*720")
-    gen.add_argument("--num-frames", type=int, default=schema.FIELDS["num_frames"].default, help="4n+1 (local)")
-    gen.add_argument("--steps", type=int, default=schema.FIELDS["steps"].default, help="(local)")
+    gen.add_argument("--num-frames", type=int, default=None, help="4n+1 (local)")
+    gen.add_argument("--steps", type=int, default=None, help="(local)")
     gen.add_argument("--guidance-scale", type=float, default=schema.FIELDS["guidance_scale"].default)
     gen.add_argument("--flow-shift", type=float, default=schema.FIELDS["flow_shift"].default)
     gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
@@ -56,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="default: bfloat16 on cuda, float32 on cpu")
-    local.add_argument("--offload", choices=("auto", "model", "group", "none"), default="auto",
+    local.add_argument("--offload", choices=("auto", "model", "group", "none"), default=None,
                        help="auto: whole transformer (and text encoders) on the GPU when they fit in free VRAM, "
                             "else group offload (blocks / LLaVA layers streamed from CPU RAM)")
-    local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default="dequantize")
+    local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default=None)
     local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")
     return parser
@@ -84,8 +85,31 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == schema.REMOTE:
         common["enable_safety_checker"] = not args.disable_safety_checker
         return schema.validate(common, schema.REMOTE, names=list(common))
-    common.update(num_frames=args.num_frames, steps=args.steps, subject=args.subject)
+    local = {"num_frames": args.num_frames, "steps": args.steps, "subject": args.subject}
+    common.update({name: schema.FIELDS[name].default if value is None else value for name, value in local.items()})
     return schema.validate(common, schema.LOCAL, names=list(common))
+
+
+# Options one backend does not use: (flags, why), in the order they are reported.
+_REMOTE_IGNORES = (
+    (("--num-frames", "--steps"), "WaveSpeed chooses the length and the steps itself (129 frames at 25 fps)"),
+    (("--subject",), "WaveSpeed's request has no subject word; name the subject in --prompt instead"),
+    (("--transformer", "--vae", "--text-encoder", "--text-encoder-2", "--llava-vision", "--llava-tokenizer",
+      "--clip-tokenizer", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache"),
+     "they are options of the local backend"),
+)
+_LOCAL_IGNORES = ((("--disable-safety-checker",), "it is an option of the remote backend (WaveSpeed)"),)
+
+
+def ignored_options(args: argparse.Namespace) -> list[str]:
+    """One warning per group of given options that the chosen backend does not use."""
+    groups = _REMOTE_IGNORES if args.backend == schema.REMOTE else _LOCAL_IGNORES
+    warnings = []
+    for flags, why in groups:
+        given = [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) not in (None, False)]
+        if given:
+            warnings.append(f"the {args.backend} backend ignores {', '.join(given)}: {why}")
+    return warnings
 
 
 def _status(text: str) -> None:
@@ -110,8 +134,8 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
                        clip_tokenizer=args.clip_tokenizer),
-            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
-                           deep_cache=not args.no_deep_cache),
+            RuntimeOptions(device=device, dtype=dtype, offload=args.offload or "auto",
+                           fp8_mode=args.fp8_mode or "dequantize", deep_cache=not args.no_deep_cache),
         )
     except GenerationError as exc:
         raise CliError(str(exc)) from None
@@ -130,12 +154,34 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
     _status(f"seed {result.seed}")
 
 
-def _run_remote(params: dict[str, Any], reference, output: Path) -> None:
+def _remote_setup() -> tuple[str, Any]:
+    """The WaveSpeed key and settings, read before anything is sent: a missing key or a bad
+    WAVESPEED_* variable is bad input (exit 2), said the CLI's way."""
+    from .wavespeed import config as wavespeed_config
+    from .wavespeed.client import Settings
+
+    try:
+        return wavespeed_config.get_api_key(), Settings.from_env()
+    except wavespeed_config.ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _run_remote(params: dict[str, Any], reference, output: Path, api_key: str, settings: Any) -> None:
     from .wavespeed.client import run_job
 
-    result = run_job(params, reference, output, on_status=_status)
+    result = run_job(params, reference, output, on_status=_status, settings=settings, api_key=api_key)
     if result.seed is not None:
         _status(f"seed {result.seed} (as reported by WaveSpeed)")
+
+
+def _failure_line(exc: BaseException) -> str:
+    """A run-time failure in one line. The pack's own errors and OS errors already say what went
+    wrong and what to do; anything else is a bug or a library's surprise, so it keeps its type."""
+    text = " ".join(str(exc).split())
+    package = (__package__ or "").split(".")[0]
+    if text and (type(exc).__module__.split(".")[0] == package or isinstance(exc, OSError)):
+        return text
+    return f"unexpected failure ({type(exc).__name__}: {text or 'no message'}); set HYC_DEBUG=1 for the details"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,11 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reference = load_image_file(args.image).image
         except ImageLoadError as exc:
-            raise CliError(str(exc)) from None
-        if args.backend == schema.LOCAL:
+            raise CliError(f"--image: {exc}") from None
+        remote = _remote_setup() if args.backend == schema.REMOTE else None
+        for warning in ignored_options(args):
+            print(f"warning: {warning}", file=sys.stderr)
+        if remote is None:
             _run_local(args, params, reference, output)
         else:
-            _run_remote(params, reference, output)
+            _run_remote(params, reference, output, *remote)
     except (CliError, schema.ParameterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -163,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear line, never a traceback (set HYC_DEBUG=1 for one)
         if os.environ.get("HYC_DEBUG"):
             raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {_failure_line(exc)}", file=sys.stderr)
         return 1
     print(str(output))
     return 0

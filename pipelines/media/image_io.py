@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 import warnings
 from typing import NamedTuple, Union
@@ -59,9 +60,12 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Loaded
     except Image.DecompressionBombError:
         raise ImageLoadError(f"{name}: the image is too large (more than {max_pixels:,} pixels); "
                              "use a smaller image (the video is at most 1280x720).") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except UnidentifiedImageError:  # PIL's message only names its in-memory buffer
+        raise ImageLoadError(f"{name}: not an image that can be read (PNG, JPEG, WebP, ... expected); "
+                             "its content is no known image format.") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(f"{name}: not an image that can be read (PNG, JPEG, WebP, ... expected): "
-                             f"{exc}") from None
+                             f"{_plain(exc)}") from None
     with img:
         width, height = img.size
         if width * height > max_pixels:  # checked from the header, before decoding pixels
@@ -78,7 +82,13 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Loaded
             raise
         except Exception as exc:  # PIL raises many types for broken/truncated data
             raise ImageLoadError(f"{name}: the image data is broken or truncated and cannot be decoded: "
-                                 f"{exc}") from None
+                                 f"{_plain(exc)}") from None
+
+
+def _plain(exc: BaseException) -> str:
+    """A decoder's message without Python object reprs such as '<_io.BytesIO object at 0x...>'."""
+    text = re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+    return text or "the decoder gave no reason"
 
 
 def _exif_upright(img: Image.Image) -> Image.Image:
@@ -124,7 +134,7 @@ def load_image_file(path: "str | os.PathLike[str]", max_pixels: int = MAX_PIXELS
     """Load an image file (any format PIL decodes; the first frame of animations)."""
     name = os.fspath(path)
     if not os.path.exists(name):
-        raise ImageLoadError(f"{name}: file not found; pick an image in ComfyUI's input folder or upload one.")
+        raise ImageLoadError(f"{name}: file not found.")
     if not os.path.isfile(name):
         raise ImageLoadError(f"{name}: is not a file.")
     size = os.path.getsize(name)

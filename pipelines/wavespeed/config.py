@@ -63,8 +63,8 @@ def get_api_key() -> str:
     if key:
         return key
     raise ConfigError(
-        "No WaveSpeed API key is configured. Set the environment variable WAVESPEED_API_KEY "
-        f"before starting ComfyUI, or put {{\"api_key\": \"...\"}} into {path}."
+        "No WaveSpeed API key is configured. Set the environment variable WAVESPEED_API_KEY, "
+        f"or put {{\"api_key\": \"...\"}} into {path}."
     )
 
 

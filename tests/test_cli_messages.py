@@ -1,0 +1,118 @@
+"""What the command line says: its own words (no ComfyUI advice, no class names, no object reprs),
+bad input as one `error:` line with exit code 2, and a warning for each option a backend ignores.
+Run in-process (cli.main) against the fake WaveSpeed server; the local runs are in
+test_generate_local.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import _fake_wavespeed as fw
+from hunyuan_custom.pipelines import cli
+from hunyuan_custom.pipelines.media import video_io
+
+KEY = "ws-cli-test-key-3333cccc"
+
+
+@pytest.fixture(scope="module")
+def video_bytes(tmp_path_factory) -> bytes:
+    frames = torch.linspace(0, 1, 5).view(5, 1, 1, 1).expand(5, 32, 48, 3).contiguous()
+    return video_io.write_video(tmp_path_factory.mktemp("v") / "v.mp4", frames, fps=25).read_bytes()
+
+
+@pytest.fixture
+def fake(video_bytes, monkeypatch, tmp_path):
+    with fw.FakeWaveSpeed(KEY, video_bytes) as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
+        monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
+        monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)
+        yield server
+
+
+def remote(capsys, image, out, *extra: str) -> tuple[int, list[str]]:
+    code = cli.main(["generate", "--backend", "remote", "--image", str(image), "--prompt", "a block dances",
+                     "--size", "832*480", "--output", str(out), *extra])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def assert_one_error_line(lines: list[str]) -> str:
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    line = lines[0]
+    for word in ("ComfyUI", "Error:", "object at 0x", "Traceback"):
+        assert word not in line, line
+    return line
+
+
+def test_a_missing_image_is_named_with_its_flag(fake, capsys, tmp_path):
+    code, lines = remote(capsys, tmp_path / "nope.png", tmp_path / "out.mp4")
+    assert code == 2
+    assert assert_one_error_line(lines) == f"error: --image: {tmp_path / 'nope.png'}: file not found."
+    assert fake.requests == []
+
+
+def test_a_file_that_is_no_image_shows_no_python_internals(fake, capsys, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("hello, not a picture")
+    code, lines = remote(capsys, text, tmp_path / "out.mp4")
+    assert code == 2 and "notes.png: not an image" in assert_one_error_line(lines)
+
+
+def test_a_missing_key_is_bad_input(fake, capsys, tmp_path, ref_png, monkeypatch):
+    monkeypatch.delenv("WAVESPEED_API_KEY")
+    code, lines = remote(capsys, ref_png, tmp_path / "out.mp4")
+    assert code == 2
+    line = assert_one_error_line(lines)
+    assert "WAVESPEED_API_KEY" in line and "no-config.json" in line
+    assert fake.requests == [] and not (tmp_path / "out.mp4").exists()
+
+
+def test_a_bad_wavespeed_variable_is_bad_input(fake, capsys, tmp_path, ref_png, monkeypatch):
+    monkeypatch.setenv("WAVESPEED_TIMEOUT_S", "soon")
+    code, lines = remote(capsys, ref_png, tmp_path / "out.mp4")
+    assert code == 2 and "WAVESPEED_TIMEOUT_S" in assert_one_error_line(lines)
+    assert fake.requests == []
+
+
+def test_a_failed_job_is_one_line_without_the_class_name(fake, capsys, tmp_path, ref_png):
+    fake.faults.submit_failures = [(402, "application/json", '{"code": 402, "message": "Insufficient credits"}')]
+    code, lines = remote(capsys, ref_png, tmp_path / "out.mp4")
+    assert code == 1
+    assert lines[-1].startswith("error: WaveSpeed refused submitting the job: the account has insufficient credits")
+    assert "WaveSpeedError" not in lines[-1] and "ComfyUI" not in "\n".join(lines)
+
+
+def test_remote_names_each_option_it_ignores(fake, capsys, tmp_path, ref_png):
+    out = tmp_path / "out.mp4"
+    code, lines = remote(capsys, ref_png, out, "--num-frames", "65", "--steps", "20", "--subject", "block",
+                         "--offload", "group")
+    assert code == 0 and out.is_file()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: the remote backend ignores --num-frames, --steps: WaveSpeed chooses the length and the steps "
+        "itself (129 frames at 25 fps)",
+        "warning: the remote backend ignores --subject: WaveSpeed's request has no subject word; name the subject "
+        "in --prompt instead",
+        "warning: the remote backend ignores --offload: they are options of the local backend",
+    ]
+    assert "subject" not in fake.submits()[0].json
+
+
+def test_remote_with_defaults_warns_about_nothing(fake, capsys, tmp_path, ref_png):
+    code, lines = remote(capsys, ref_png, tmp_path / "out.mp4")
+    assert code == 0 and not [line for line in lines if line.startswith("warning")]
+
+
+def test_local_names_the_remote_option_it_ignores():
+    args = cli.build_parser().parse_args(["generate", "--image", "x.png", "--prompt", "p", "--output", "o.mp4",
+                                          "--disable-safety-checker", "--steps", "4"])
+    assert cli.ignored_options(args) == [
+        "the local backend ignores --disable-safety-checker: it is an option of the remote backend (WaveSpeed)"]
+
+
+def test_an_unexpected_failure_keeps_its_type_and_says_how_to_see_more():
+    assert cli._failure_line(KeyError("frames")) == (
+        "unexpected failure (KeyError: 'frames'); set HYC_DEBUG=1 for the details")
+    assert cli._failure_line(FileNotFoundError(2, "No such file", "/x.mp4")) == "[Errno 2] No such file: '/x.mp4'"
