@@ -27,6 +27,15 @@ def throw_if_cancelled() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
+def is_cancel(exc: BaseException) -> bool:
+    """Whether `exc` is ComfyUI's Cancel (or Ctrl-C), not a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    mm = _comfy_module("comfy.model_management")
+    interrupted = getattr(mm, "InterruptProcessingException", None)
+    return isinstance(interrupted, type) and isinstance(exc, interrupted)
+
+
 class Progress:
     """A progress bar (with optional preview image) plus a status line under the node."""
 

@@ -23,6 +23,21 @@ def _unique_video_path() -> Path:
     return folder / f"wavespeed_{stamp}_{uuid.uuid4().hex[:8]}.mp4"
 
 
+# ComfyUI reads the environment once, when it starts; the CLI's messages leave this out.
+_KEY_HINT = ("ComfyUI reads environment variables when it starts: after setting WAVESPEED_API_KEY, restart "
+             "ComfyUI (the config file is read at every run).")
+
+
+def _failure_line(exc: BaseException) -> str:
+    """The status line under the node once the job has stopped early."""
+    if comfy.is_cancel(exc):
+        return "WaveSpeed: cancelled (a task already submitted keeps running on WaveSpeed)"
+    summary = getattr(exc, "summary", None) or str(exc).split(". ")[0]
+    line = "WaveSpeed: failed · " + " ".join(summary.split())[:200]
+    task_id = getattr(exc, "task_id", None)
+    return line + (f" · task {task_id}" if task_id else "")
+
+
 class HunyuanCustomWaveSpeed:
     DESCRIPTION = (
         "Renders the video on WaveSpeed's hosted HunyuanCustom (no local GPU needed; billed to your "
@@ -82,10 +97,18 @@ class HunyuanCustomWaveSpeed:
         }
         schema.validate(params, schema.REMOTE, names=list(params))  # before anything is sent
         from ..pipelines.wavespeed import client as wavespeed  # imports requests: only when the node runs
+        from ..pipelines.wavespeed.config import ConfigError
 
         progress = comfy.Progress(1, str(unique_id) if unique_id is not None else None)
-        result = wavespeed.run_job(params, prompt.reference, _unique_video_path(), on_status=progress.text,
-                                   should_cancel=comfy.throw_if_cancelled)
+        try:
+            result = wavespeed.run_job(params, prompt.reference, _unique_video_path(), on_status=progress.text,
+                                       should_cancel=comfy.throw_if_cancelled)
+        except BaseException as exc:
+            # The line under the node must not keep saying "uploading ..." after a failure.
+            progress.text(_failure_line(exc))
+            if isinstance(exc, ConfigError) or getattr(exc, "reason", None) == "auth":
+                exc.args = (f"{exc} {_KEY_HINT}",)  # same exception, with the advice for ComfyUI users
+            raise
         progress.update(1)
         return (result.frames, float(result.fps), str(result.video_path))
 

@@ -485,3 +485,25 @@ def test_balance_checks_the_key_without_creating_a_task(fake):
         with pytest.raises(WaveSpeedError) as info:
             client.balance()
     assert info.value.reason == "auth" and fake.tasks == {}
+
+
+@pytest.mark.parametrize("status, words, reason", [
+    (402, "insufficient credits", "insufficient_credits"),
+    (409, "refused submitting the job (HTTP 409)", "http_error"),
+    (405, "WaveSpeed has no", "not_found"),
+])
+def test_other_http_statuses_say_what_to_do(fake, tmp_path, caplog, status, words, reason):
+    fake.faults.submit_failures = [(status, "application/json", json.dumps({"code": status, "message": "nope"}))]
+    run = go(fake, tmp_path, expect_error=True)
+    text = str(run.error)
+    assert run.error.reason == reason and run.error.http_status == status
+    assert words in text and "unexpected error" not in text and "'nope'" in text
+    assert run.error.summary in text and len(run.error.summary) < len(text)
+    assert fake.tasks == {}
+    assert_clean(fake, run, caplog)
+
+
+def test_insufficient_credits_as_a_code_inside_http_200(fake, tmp_path, caplog):
+    fake.faults.submit_error_body = {"code": 402, "message": "Insufficient credits"}
+    run = go(fake, tmp_path, expect_error=True)
+    assert run.error.reason == "insufficient_credits" and "Top up the balance" in str(run.error)

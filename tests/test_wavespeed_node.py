@@ -62,7 +62,7 @@ def comfy_server(monkeypatch):
         if state["cancel_at"] is not None and time.monotonic() >= state["cancel_at"]:
             raise Interrupted("Processing interrupted")
 
-    install_model_management(monkeypatch, throw)
+    install_model_management(monkeypatch, throw, InterruptProcessingException=Interrupted)
     monkeypatch.setitem(sys.modules, "server", server)
     return types.SimpleNamespace(sent=sent, state=state, Interrupted=Interrupted)
 
@@ -170,3 +170,41 @@ def test_cancel_stops_within_a_second_and_leaves_no_thread(fake, comfy_server):
         time.sleep(0.02)
     assert set(threading.enumerate()) - before == set()
     assert len(fake.tasks) == 1 and len(fake.submits()) == 1
+
+
+@pytest.mark.parametrize("fault, words", [
+    ({"key": "ws-wrong-key"}, "did not accept the API key while uploading the reference image"),
+    ({"submit_failures": [(402, "application/json", '{"code": 402, "message": "Insufficient credits"}')]},
+     "insufficient credits"),
+    ({"submit_failures": [(500, "application/json", '{"code": 500, "message": "boom"}')]},
+     "failed while accepting the job"),
+    ({"submit_drop_connection": True}, "it is unknown whether a task was created"),
+])
+def test_the_status_line_shows_an_early_failure(fake, comfy_server, monkeypatch, fault, words):
+    if "key" in fault:
+        monkeypatch.setenv("WAVESPEED_API_KEY", fault.pop("key"))
+    for name, value in fault.items():
+        setattr(fake.faults, name, value)
+    with pytest.raises(WaveSpeedError):
+        HunyuanCustomWaveSpeed().generate(spec(), unique_id="4", **ARGS)
+    last = comfy_server.sent[-1][0]
+    assert last.startswith("WaveSpeed: failed · ") and words in last, comfy_server.sent
+
+
+def test_key_problems_tell_a_comfyui_user_to_restart(fake, comfy_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("WAVESPEED_API_KEY", "ws-wrong-key")
+    with pytest.raises(WaveSpeedError, match="restart ComfyUI"):
+        HunyuanCustomWaveSpeed().generate(spec(), unique_id="4", **ARGS)
+    monkeypatch.delenv("WAVESPEED_API_KEY")
+    monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "none.json"))
+    with pytest.raises(Exception, match="No WaveSpeed API key .* restart ComfyUI"):
+        HunyuanCustomWaveSpeed().generate(spec(), unique_id="4", **ARGS)
+    assert comfy_server.sent[-1][0].startswith("WaveSpeed: failed · No WaveSpeed API key is configured")
+
+
+def test_the_status_line_says_cancelled(fake, comfy_server):
+    fake.faults.statuses = ["processing"]
+    comfy_server.state["cancel_at"] = time.monotonic() + 0.3
+    with pytest.raises(comfy_server.Interrupted):
+        HunyuanCustomWaveSpeed().generate(spec(), unique_id="9", **ARGS)
+    assert comfy_server.sent[-1][0].startswith("WaveSpeed: cancelled")

@@ -108,8 +108,9 @@ class WaveSpeedError(RuntimeError):
     HTTP status and the server's message where known. It never contains the API key."""
 
     def __init__(self, message: str, *, reason: str, task_id: str | None = None, http_status: int | None = None,
-                 code: Any = None, server_message: str | None = None):
+                 code: Any = None, server_message: str | None = None, summary: str | None = None):
         super().__init__(message)
+        self.summary = summary or message  # what happened, without the advice (for a status line)
         self.reason = reason
         self.task_id = task_id
         self.http_status = http_status
@@ -220,7 +221,7 @@ class WaveSpeedClient:
         if facts:
             message += " [" + "; ".join(facts) + "]"
         return WaveSpeedError(self._redact(message), reason=reason, task_id=task_id, http_status=http_status,
-                              code=code, server_message=server_message)
+                              code=code, server_message=server_message, summary=self._redact(what.rstrip(".")))
 
     def status(self, text: str) -> None:
         """Report progress: status, elapsed time and task id."""
@@ -339,6 +340,8 @@ class WaveSpeedClient:
             raise _Transient(f"HTTP {status}", status, parse_retry_after(resp.headers.get("Retry-After")), message)
         if status == 401:
             raise self._auth_error(what, 401, message)
+        if status == 402:
+            raise self._credits_error(what, 402, None, message)
         if status == 403:
             raise self._error(f"WaveSpeed refused {what} for this account",
                               "Check the account's balance and plan at wavespeed.ai, and that the key "
@@ -347,21 +350,30 @@ class WaveSpeedClient:
             raise self._error(f"WaveSpeed refused {what}: the file is too large",
                               "Use a smaller reference image", reason="too_large", http_status=413,
                               server_message=message)
+        if status == 415:
+            raise self._error(f"WaveSpeed refused {what}: it does not take this kind of file",
+                              "Use a PNG or JPEG reference image", reason="unsupported_media", http_status=415,
+                              server_message=message)
         if status in (400, 422):
             raise self._error(f"WaveSpeed rejected the request while {what}",
                               "Check the prompt and settings against what WaveSpeed accepts",
                               reason="validation", http_status=status, server_message=message)
-        if status == 404:
+        if status in (404, 405, 410):
             raise self._error(f"WaveSpeed has no {urlsplit(resp.url).path or 'such address'} (while {what})",
                               "Check WAVESPEED_BASE_URL (default https://api.wavespeed.ai) and that this pack "
-                              "is up to date", reason="not_found", http_status=404, server_message=message)
+                              "is up to date", reason="not_found", http_status=status, server_message=message)
         if 300 <= status < 400:
             raise self._error(f"WaveSpeed answered {what} with a redirect to {resp.headers.get('Location')!r}",
                               "Set WAVESPEED_BASE_URL to the final API address", reason="redirect",
                               http_status=status)
-        if status != 200 and not (200 <= status < 300):
-            raise self._error(f"WaveSpeed answered {what} with an unexpected error", reason="http_error",
-                              http_status=status, server_message=message)
+        if 400 <= status < 500:
+            raise self._error(f"WaveSpeed refused {what} (HTTP {status})",
+                              "The server's message below says why; check the settings, and the account at "
+                              "wavespeed.ai", reason="http_error", http_status=status, server_message=message)
+        if not 200 <= status < 300:
+            raise self._error(f"WaveSpeed answered {what} with HTTP {status}, which this pack does not expect",
+                              "Try again; if it keeps happening, check WAVESPEED_BASE_URL and that this pack is "
+                              "up to date", reason="http_error", http_status=status, server_message=message)
         try:
             body = resp.json()
         except ValueError:
@@ -376,6 +388,8 @@ class WaveSpeedClient:
                                  message)
             if code_num == 401:
                 raise self._auth_error(what, status, message)
+            if code_num == 402:
+                raise self._credits_error(what, status, code, message)
             raise self._error(f"WaveSpeed reported an error while {what}", reason="api_error",
                               http_status=status, code=code, server_message=message)
         data = body.get("data")
@@ -383,10 +397,15 @@ class WaveSpeedClient:
             raise _Transient("the answer had no 'data' object", status, None, message)
         return data
 
+    def _credits_error(self, what: str, status: int, code: Any, message: str | None) -> WaveSpeedError:
+        return self._error(f"WaveSpeed refused {what}: the account has insufficient credits",
+                           "Top up the balance at wavespeed.ai (Billing), then run again; no video was made",
+                           reason="insufficient_credits", http_status=status, code=code, server_message=message)
+
     def _auth_error(self, what: str, status: int, message: str | None) -> WaveSpeedError:
         return self._error(
             f"WaveSpeed did not accept the API key while {what}",
-            "Check WAVESPEED_API_KEY (set before ComfyUI starts) or the \"api_key\" in "
+            "Check WAVESPEED_API_KEY or the \"api_key\" in "
             f"{wavespeed_config.config_file_path()}", reason="auth", http_status=status, server_message=message)
 
     # -- the steps --------------------------------------------------------------------------
