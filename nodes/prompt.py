@@ -23,8 +23,9 @@ class HunyuanCustomPrompt:
 
     DESCRIPTION = (
         "The prompt for HunyuanCustom: what happens in the video, what to avoid, the word for the "
-        "subject, and its reference image. Feed it to the local or the WaveSpeed sampler. With "
-        "image_2/image_3 the subjects are composed side by side into one reference image."
+        "subject, and its reference image. Feed it to the local or the WaveSpeed sampler; the subject "
+        "word is used by the local sampler only (WaveSpeed's request has none, so name the subject in the "
+        "prompt too). With image_2/image_3 the subjects are composed side by side into one reference image."
     )
     CATEGORY = "HunyuanCustom"
     RETURN_TYPES = ("HYC_PROMPT",)

@@ -43,7 +43,9 @@ class HunyuanCustomWaveSpeed:
         "Renders the video on WaveSpeed's hosted HunyuanCustom (no local GPU needed; billed to your "
         "WaveSpeed account). 1280*720 / 720*1280 use the 720p model, 832*480 / 480*832 the 480p model. "
         "The API key is read from the WAVESPEED_API_KEY environment variable or the user config file, "
-        "never from a widget, so it is not saved into workflows or video metadata."
+        "never from a widget, so it is not saved into workflows or video metadata. WaveSpeed takes no "
+        "subject word, frame count or steps: the Prompt node's subject is not sent (name the subject in the "
+        "prompt), and it renders 129 frames at 25 fps."
     )
     CATEGORY = "HunyuanCustom"
     RETURN_TYPES = ("IMAGE", "FLOAT", "STRING")

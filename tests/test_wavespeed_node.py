@@ -208,3 +208,12 @@ def test_the_status_line_says_cancelled(fake, comfy_server):
     with pytest.raises(comfy_server.Interrupted):
         HunyuanCustomWaveSpeed().generate(spec(), unique_id="9", **ARGS)
     assert comfy_server.sent[-1][0].startswith("WaveSpeed: cancelled")
+
+
+def test_the_node_says_what_wavespeed_does_not_take(fake):
+    # The Prompt node's subject word never reaches WaveSpeed; its descriptions must not promise it does.
+    assert "subject word" in HunyuanCustomWaveSpeed.DESCRIPTION and "not sent" in HunyuanCustomWaveSpeed.DESCRIPTION
+    prompt = NODE_CLASS_MAPPINGS["HunyuanCustomPrompt"]
+    assert "local sampler only" in prompt.DESCRIPTION
+    HunyuanCustomWaveSpeed().generate(spec(), **ARGS)
+    assert "subject" not in fake.submits()[0].json
