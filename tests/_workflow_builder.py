@@ -79,9 +79,14 @@ KEY_NOTE = (
 IMAGE_NOTE = (
     "Reference image: upload a picture of the subject in the Load Reference Image node "
     "(\"{name}\" is a placeholder name). A cut-out subject on white or on a transparent "
-    "background works best. The subject word goes into upstream's template "
-    "'The <subject> looks like <image>'."
+    "background works best."
 )
+SUBJECT_NOTE_LOCAL = "The subject word goes into upstream's template 'The <subject> looks like <image>'."
+SUBJECT_NOTE_REMOTE = ("WaveSpeed's request has no subject word (its API takes none), so the Prompt node's "
+                       "subject is not sent: name the subject in the prompt itself.")
+SUBJECT_NOTE_HYBRID = ("The subject word goes into upstream's template 'The <subject> looks like <image>' for the "
+                       "local preview only; WaveSpeed's request has no subject word, so name the subject in the "
+                       "prompt itself too.")
 
 SEED_NOTE = "Seed -1 picks a new random seed every run (the local sampler's seed output reports it)."
 
@@ -205,8 +210,8 @@ def local_720p(info: dict) -> dict:
     note = g.add("Note", (40, 40), text=(
         "HunyuanCustom, local 720p with upstream's defaults: 1280*720, 129 frames at 25 fps (about 5 s), "
         "30 steps, flow shift 13, guidance 7.5, upstream's negative prompt.\n\n" + MODELS_NOTE + "\n\n"
-        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " The preview shows the image as the model gets it "
-        "(e.g. when loaded from the url).\n\n" + SEED_NOTE))
+        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " " + SUBJECT_NOTE_LOCAL
+        + " The preview shows the image as the model gets it (e.g. when loaded from the url).\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
     preview = g.add("PreviewImage", (40, 900), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
@@ -230,7 +235,7 @@ def remote_wavespeed_720p(info: dict) -> dict:
     g = Graph(info)
     g.add("Note", (40, 40), text=(
         "HunyuanCustom on WaveSpeed (remote, no local GPU or model files needed), 720p.\n\n" + KEY_NOTE + "\n\n"
-        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + "\n\n" + SEED_NOTE + "\n\n"
+        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " " + SUBJECT_NOTE_REMOTE + "\n\n" + SEED_NOTE + "\n\n"
         "To render locally instead, use the local workflow: the sampler nodes share these parameters."))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
     prompt = g.add("HunyuanCustomPrompt", (560, 40), _prompt_values(
@@ -254,7 +259,7 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "the final video (other size, length and steps); it shows whether prompt and reference work.\n"
         "To iterate on the preview only, select the three nodes of the WaveSpeed group and press Ctrl+M "
         "(mute); press it again for the final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=REFERENCE_IMAGE)
-        + "\n\n" + SEED_NOTE))
+        + " " + SUBJECT_NOTE_HYBRID + "\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
     prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(
         "A woman in a red jacket rides a bicycle along a seaside road, her hair blowing in the wind; "
@@ -311,10 +316,10 @@ def multi_subject(info: dict) -> dict:
 
 
 BUILDERS = {
-    "hunyuan_custom_local_720p": local_720p,
-    "hunyuan_custom_remote_wavespeed_720p": remote_wavespeed_720p,
-    "hunyuan_custom_hybrid_preview_local_final_remote": hybrid_preview_local_final_remote,
-    "hunyuan_custom_multi_subject": multi_subject,
+    "HunyuanCustom local 720p": local_720p,
+    "HunyuanCustom on WaveSpeed 720p": remote_wavespeed_720p,
+    "HunyuanCustom local preview and WaveSpeed final": hybrid_preview_local_final_remote,
+    "HunyuanCustom two subjects": multi_subject,
 }
 
 

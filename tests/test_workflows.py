@@ -25,6 +25,9 @@ NAMES = [p.stem for p in FILES]
 KEY = "ws-workflow-test-key-7777bbbb"
 TITLE_BAR = 30  # LiteGraph draws a node's title above its pos
 LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomPrompt"
+# The file names are the titles of the template browser's cards (ComfyUI shows nothing else).
+LOCAL_720P, REMOTE_720P = "HunyuanCustom local 720p", "HunyuanCustom on WaveSpeed 720p"
+HYBRID, TWO_SUBJECTS = "HunyuanCustom local preview and WaveSpeed final", "HunyuanCustom two subjects"
 TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
 
 
@@ -98,9 +101,30 @@ def fake_wavespeed(remote_video, tmp_path, monkeypatch):
 
 
 def test_the_four_workflows_and_their_twins_exist():
-    assert set(NAMES) == {"hunyuan_custom_local_720p", "hunyuan_custom_remote_wavespeed_720p",
-                          "hunyuan_custom_hybrid_preview_local_final_remote", "hunyuan_custom_multi_subject"}
+    assert set(NAMES) == {LOCAL_720P, REMOTE_720P, HYBRID, TWO_SUBJECTS}
     assert sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json")) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_card_title_is_readable(name):
+    # ComfyUI's template browser (frontend 1.27 and 1.58 alike) titles a custom pack's card with the file
+    # name, clamped to two lines of a 16rem card; it offers no other title field for custom packs.
+    assert name.startswith("HunyuanCustom ") and "_" not in name and len(name) <= 48
+    assert all(c.isalnum() or c in " -" for c in name), "characters that need escaping in the template URL"
+
+
+def test_template_category_is_named_hunyuancustom():
+    # The card's category is the install folder's name, unless the frontend has a translation for
+    # templateWorkflows.category.<folder> (ComfyUI serves every pack's locales/<lang>/main.json at /i18n).
+    import tomllib
+
+    categories = json.loads((WORKFLOWS.parent / "locales" / "en" / "main.json").read_text())["templateWorkflows"]["category"]
+    project = tomllib.loads((WORKFLOWS.parent / "pyproject.toml").read_text())["project"]["name"]
+    repository = "comfyui-hunyuancustom"  # README's `git clone .../comfyui-hunyuancustom`
+    for folder in (project, repository, repository + "-main"):
+        assert categories[folder.replace(".", "_")] == "HunyuanCustom"
+    package_data = tomllib.loads((WORKFLOWS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "locales/*/*.json" in package_data["hunyuan_custom"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -168,7 +192,7 @@ def test_seeds_are_random_per_run_and_prompts_use_upstreams_negative(name):
         assert widget_dict(node, info)["negative_prompt"] == schema.DEFAULT_NEGATIVE_PROMPT
 
 
-@pytest.mark.parametrize("name", ["hunyuan_custom_local_720p", "hunyuan_custom_multi_subject"])
+@pytest.mark.parametrize("name", [LOCAL_720P, TWO_SUBJECTS])
 def test_local_720p_uses_upstreams_defaults(name):
     (sampler,) = nodes_of(load(name), LOCAL)
     values = widget_dict(sampler, wf.all_object_info())
@@ -179,7 +203,7 @@ def test_local_720p_uses_upstreams_defaults(name):
 
 
 def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_final():
-    api = load("hunyuan_custom_hybrid_preview_local_final_remote", api=True)
+    api = load(HYBRID, api=True)
     (prompt_id,) = [i for i, n in api.items() if n["class_type"] == PROMPT]
     (local,) = [n for n in api.values() if n["class_type"] == LOCAL]
     (remote,) = [n for n in api.values() if n["class_type"] == REMOTE]
@@ -192,7 +216,7 @@ def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_fi
 
 
 def test_multi_subject_has_two_references():
-    api = load("hunyuan_custom_multi_subject", api=True)
+    api = load(TWO_SUBJECTS, api=True)
     (prompt,) = [n for n in api.values() if n["class_type"] == PROMPT]
     sources = [prompt["inputs"][k][0] for k in ("image", "image_2")]
     assert len(set(sources)) == 2
@@ -238,14 +262,14 @@ def test_model_names_are_really_checked(comfy_dirs, tmp_path, monkeypatch):
     model folder lacks the files its Note names (so the passing test above means something)."""
     (tmp_path / "empty_models").mkdir()
     monkeypatch.setenv("HYC_MODELS_DIR", str(tmp_path / "empty_models"))
-    problems = wf.validate_ui_workflow(load("hunyuan_custom_local_720p"))
+    problems = wf.validate_ui_workflow(load(LOCAL_720P))
     assert any("hunyuancustom_720P/mp_rank_00_model_states.pt" in p for p in problems), problems
 
 
 def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_dirs, fake_wavespeed):
     """What the hybrid's Note suggests for iterating: mute the WaveSpeed group's nodes."""
     input_dir, output_dir = comfy_dirs
-    graph = load("hunyuan_custom_hybrid_preview_local_final_remote")
+    graph = load(HYBRID)
     remote_group = next(g for g in graph["groups"] if "WaveSpeed" in g["title"])
     x, y, w, h = remote_group["bounding"]
     muted = [n for n in graph["nodes"] if x <= n["pos"][0] < x + w and y <= n["pos"][1] < y + h]

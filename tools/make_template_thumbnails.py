@@ -101,7 +101,7 @@ def render(workflow: dict, title: str) -> Image.Image:
 def main() -> int:
     for path in sorted(WORKFLOWS.glob("*.json")):
         workflow = json.loads(path.read_text())
-        title = path.stem.replace("hunyuan_custom_", "HunyuanCustom: ").replace("_", " ")
+        title = path.stem  # the file name is the card's title in ComfyUI's template browser
         target = path.with_suffix(".jpg")
         render(workflow, title).save(target, quality=88)
         print(f"wrote {target.relative_to(ROOT)}")
