@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 import subprocess
 
 import pytest
@@ -174,3 +176,25 @@ def test_empty_or_bad_input_errors_are_clear(output_dir):
     with pytest.raises(AudioError, match="waveform"):
         _save(audio={"waveform": torch.zeros(2, 100), "sample_rate": 16000})
     assert not any(p.suffix == ".mp4" for p in output_dir.rglob("*"))
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (and put the old one back)."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_saved_videos_get_the_usual_permissions_for_the_umask(output_dir, tmp_path, umask):
+    # Core's SaveVideo writes -rw-r--r-- with umask 022; a private -rw------- file (what mkstemp makes)
+    # cannot be read by a server or another user looking at the output folder.
+    plain = _save()["result"][0]
+    tagged = _save(prompt={"1": {"class_type": "HunyuanCustomSaveVideo", "inputs": {"fps": 25.0}}})["result"][0]
+    direct = video_io.write_video(tmp_path / "cli.mp4", _frames(), fps=25)  # the CLI's way
+    assert "prompt" in video_io.read_metadata(tagged)
+    for path in (plain, tagged, direct):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path
+    umask(0o077)
+    private = video_io.write_video(tmp_path / "private.mp4", _frames(), fps=25)
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -25,6 +26,12 @@ from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.wavespeed.client import WaveSpeedError
 
 KEY = "ws-node-test-key-5555aaaa"
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +126,7 @@ def test_run_returns_frames_fps_and_path_with_progress_text(fake, comfy_server, 
     assert frames.shape == (5, 32, 48, 3) and fps == 25.0
     assert path.startswith(str(tmp_path / "temp")) and path.endswith(".mp4")
     assert video_io.video_info(path)["frames"] == 5
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()  # readable like any saved file, not private
     (task_id,) = fake.tasks
     body = fake.submits()[0].json
     assert fake.submits()[0].path.endswith("hunyuan-custom-ref2v-480p")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -16,6 +17,17 @@ import torch
 
 class VideoError(RuntimeError):
     """A video file could not be read or written; the message names the file."""
+
+
+def new_partial_file(folder: str | os.PathLike, suffix: str) -> str:
+    """Create an empty, uniquely named `.partial-*` file in `folder` and return its path.
+
+    Why not tempfile.mkstemp: its files are private (0600), and a finished video is this file
+    renamed, so the user's umask must decide, as for any file a program saves (0644 with the
+    usual umask 022), or a server or another user cannot read the output folder."""
+    name = os.path.join(os.fspath(folder), f".partial-{uuid.uuid4().hex}{suffix}")
+    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
+    return name
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -50,8 +62,7 @@ def write_video(
         raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
     output_params = ["-crf", str(int(crf)), "-movflags", "+faststart"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=path.parent)
-    os.close(fd)
+    tmp_name = new_partial_file(path.parent, ".mp4")
     import imageio_ffmpeg
 
     writer = None
@@ -109,8 +120,7 @@ def _add_metadata(video_file: str, metadata: Mapping[str, str], target: Path) ->
 
     folder = os.path.dirname(video_file)
     fd, meta_name = tempfile.mkstemp(prefix=".partial-", suffix=".txt", dir=folder)
-    fd2, tagged_name = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=folder)
-    os.close(fd2)
+    tagged_name = new_partial_file(folder, ".mp4")  # becomes the video: the usual permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(";FFMETADATA1\n")
