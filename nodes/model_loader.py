@@ -18,10 +18,24 @@ def _weights(folder: str) -> list[str]:
     return [n for n in comfy.folder_files(folder) if n.lower().endswith(WEIGHT_SUFFIXES)]
 
 
-def _choices(folder: str, folders_too: bool = True) -> list[str]:
-    # Folders (diffusers / upstream layouts, transformers model folders) end with "/".
-    names = _weights(folder) + (comfy.folder_subdirs(folder) if folders_too else [])
-    return names or [f"(no files in models/{folder})"]
+def _choices(folder: str) -> list[str]:
+    """Each model once, in the form that loads: a model folder (ends with "/"; diffusers, transformers
+    and upstream's VAE layouts) stands for the files inside it, which alone would not load (shards)
+    or would load the same model twice over. A folder of transformer .pt checkpoints whose config.json
+    only gives their constructor arguments does not load as a folder: its files are listed instead.
+    An upstream fp8 checkpoint's scale map is part of that checkpoint, not a model."""
+    files = _weights(folder)
+    folders = comfy.folder_subdirs(folder)
+    if folder == "diffusion_models":  # only safetensors folders load as a folder (diffusers layout)
+        folders = [d for d in folders if any(f.startswith(d) and f.endswith((".safetensors", ".sft")) for f in files)]
+    present = set(files)
+    names = [f for f in files if not f.startswith(tuple(folders)) and not _is_fp8_map(f, present)]
+    return names + folders or [f"(no files in models/{folder})"]
+
+
+def _is_fp8_map(name: str, present: set[str]) -> bool:
+    stem, _, suffix = name.rpartition(".")
+    return stem.endswith("_map") and f"{stem[:-len('_map')]}.{suffix}" in present
 
 
 def _vision_file(llava_path: str, choice: str | None) -> str | None:

@@ -58,6 +58,37 @@ def test_loader_lists_files_and_model_folders(comfy_models):
     assert "missing.pt" in Loader.VALIDATE_INPUTS(transformer="missing.pt")
 
 
+def test_loader_lists_each_model_once_in_the_form_that_loads(tmp_path, monkeypatch):
+    files = [
+        "diffusion_models/hunyuancustom_720P/config.json",  # constructor arguments beside .pt checkpoints
+        "diffusion_models/hunyuancustom_720P/mp_rank_00_model_states.pt",
+        "diffusion_models/hunyuancustom_720P/mp_rank_00_model_states_fp8.pt",
+        "diffusion_models/hunyuancustom_720P/mp_rank_00_model_states_fp8_map.pt",
+        "diffusion_models/hyc_diffusers/config.json",
+        "diffusion_models/hyc_diffusers/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_models/hyc_diffusers/diffusion_pytorch_model-00002-of-00002.safetensors",
+        "diffusion_models/hunyuan_video_custom_720p_bf16.safetensors",
+        "vae/hyvae_v1_0801/config.json",
+        "vae/hyvae_v1_0801/pytorch_model.pt",
+        "vae/hunyuan_video_vae_bf16.safetensors",
+        "text_encoders/llava-llama-3-8b-v1_1/config.json",
+        "text_encoders/llava-llama-3-8b-v1_1/model-00001-of-00004.safetensors",
+        "text_encoders/clip_l.safetensors",
+    ]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("HYC_MODELS_DIR", str(tmp_path))
+    req = Loader.INPUT_TYPES()["required"]
+    assert req["transformer"][0] == ["hunyuan_video_custom_720p_bf16.safetensors",
+                                     "hunyuancustom_720P/mp_rank_00_model_states.pt",
+                                     "hunyuancustom_720P/mp_rank_00_model_states_fp8.pt", "hyc_diffusers/"]
+    assert req["vae"][0] == ["hunyuan_video_vae_bf16.safetensors", "hyvae_v1_0801/"]
+    assert req["text_encoder"][0] == req["text_encoder_2"][0] == ["clip_l.safetensors", "llava-llama-3-8b-v1_1/"]
+    # A workflow saved with the form no longer listed still validates (the loader resolves it).
+    assert Loader.VALIDATE_INPUTS(vae="hyvae_v1_0801/pytorch_model.pt") is True
+
+
 def test_sampler_validation_and_rerun_rules():
     assert Sampler.VALIDATE_INPUTS(size="48*64") is True  # any multiple of 16 locally
     assert "multiples of 16" in Sampler.VALIDATE_INPUTS(size="50*64")
