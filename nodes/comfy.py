@@ -156,9 +156,20 @@ def input_files(content_types: list[str] | None = None) -> list[str]:
         files = sorted(f for f in os.listdir(directory) if os.path.isfile(os.path.join(directory, f)))
     except OSError:
         return []
-    if fp is not None and content_types:
-        files = fp.filter_files_content_types(files, content_types)
+    if content_types:
+        files = fp.filter_files_content_types(files, content_types) if fp is not None else \
+            [f for f in files if _content_type(f) in content_types]
     return files
+
+
+def _content_type(name: str) -> str | None:
+    """'image', 'video', ... from the file name, as ComfyUI's filter_files_content_types decides it."""
+    import mimetypes
+
+    if name.lower().endswith(".webp"):  # not in every platform's mimetypes table
+        return "image"
+    mime, _ = mimetypes.guess_type(name, strict=False)
+    return mime.split("/")[0] if mime else None
 
 
 def torch_device() -> Any:

@@ -64,6 +64,13 @@ def test_load_image_lists_input_files_and_uploads(input_dir):
     assert "cat.png" in image_spec[0] and image_spec[1]["image_upload"] is True
 
 
+def test_load_image_offers_only_images_outside_comfyui_too(input_dir):
+    # Outside ComfyUI the input folder defaults to the working directory (README.md, pyproject.toml, ...).
+    for name in ("cat.png", "dog.JPG", "fox.webp", "README.md", "pyproject.toml", "clip.mp4", "weights.pt"):
+        (input_dir / name).write_bytes(b"")
+    assert HunyuanCustomLoadImage.INPUT_TYPES()["required"]["image"][0] == ["cat.png", "dog.JPG", "fox.webp"]
+
+
 def test_load_image_from_input_folder(input_dir):
     rgba = np.zeros((3, 5, 4), np.uint8)
     rgba[..., 2] = 255  # blue ...
