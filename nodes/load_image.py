@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from . import comfy
+from .validation import refuse
 
 
 def _is_url(url: Any) -> bool:
@@ -80,7 +81,9 @@ class HunyuanCustomLoadImage:
             return "missing:" + str(image)  # VALIDATE_INPUTS / load report the problem
 
     @classmethod
-    def VALIDATE_INPUTS(cls, image: str | None = "", url: str | None = "") -> bool | str:
+    def VALIDATE_INPUTS(cls, image: str | None = "", url: str | None = "") -> bool:
+        # Needs both inputs, so a problem is raised, not returned: ComfyUI would repeat a returned
+        # message under `image` AND `url` (nodes/validation.py).
         if url is None or image is None:  # fed by a link: known only at run time, checked there
             return True
         if _is_url(url):
@@ -89,14 +92,14 @@ class HunyuanCustomLoadImage:
             try:
                 check_url(url)
             except ImageLoadError as exc:
-                return f"url: {exc}"
+                refuse([f"url: {exc}"])
             return True
         try:
             path = _input_path(image)
         except ValueError as exc:
-            return str(exc)
+            refuse([str(exc)])
         if not os.path.isfile(path):
-            return _missing(image)
+            refuse([_missing(image)])
         return True
 
     def load(self, image: str = "", url: str = "") -> tuple:

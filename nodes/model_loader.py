@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from . import comfy
+from .validation import refuse
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
 CATEGORY = "HunyuanCustom"
@@ -110,8 +111,10 @@ class HunyuanCustomModelLoader:
     @classmethod
     def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None):
         # Only the four file inputs: ComfyUI skips its own combo check for every input named here
-        # (and for ALL inputs if this took **kwargs, letting dtype='float64' through /prompt), and
-        # it repeats a returned message under each input named here.
+        # (and for ALL inputs if this took **kwargs, letting dtype='float64' through /prompt). The
+        # check needs all four, so problems are raised, not returned: ComfyUI would repeat a returned
+        # message under each of the four inputs (nodes/validation.py).
+        problems = []
         for key, folder, name in (("transformer", "diffusion_models", transformer), ("vae", "vae", vae),
                                   ("text_encoder", "text_encoders", text_encoder),
                                   ("text_encoder_2", "text_encoders", text_encoder_2)):
@@ -120,7 +123,9 @@ class HunyuanCustomModelLoader:
             try:
                 comfy.resolve_model_path(folder, name)
             except FileNotFoundError as exc:
-                return f"{key}: {exc}"  # named, as ComfyUI shows this under each of the four inputs
+                problems.append(f"{key}: {exc}")
+        if problems:
+            refuse(problems)
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",

@@ -724,6 +724,9 @@ def _call_validate_inputs(node_id: str, cls: Any, literals: dict, info: dict) ->
     kwargs = {k: v for k, v in literals.items() if takes_all or k in params}
     if "input_types" in params:
         kwargs["input_types"] = {}
-    answer = validate(**kwargs)
+    try:
+        answer = validate(**kwargs)
+    except ValueError as exc:  # a problem raised to be reported once (nodes/validation.py)
+        raise WorkflowRunError(f"node {node_id} ({info.get('name')}): VALIDATE_INPUTS refused: {exc}") from None
     if answer is not True:
         raise WorkflowRunError(f"node {node_id} ({info.get('name')}): VALIDATE_INPUTS said {answer!r}")

@@ -5,7 +5,9 @@ Found by running the pack in ComfyUI (tools/comfyui_smoke.py): ComfyUI's executi
 inputs when it takes **kwargs; (2) repeats a message that VALIDATE_INPUTS returns once per named
 input that is present, each under that input's name (the frontend marks each of them). So a
 VALIDATE_INPUTS taking every widget blamed guidance_scale, seed, ... for a bad size, and the model
-loader's **kwargs let dtype='float64' through. `comfy_errors` below follows that code.
+loader's **kwargs let dtype='float64' through; (3) reports an exception that VALIDATE_INPUTS raises
+once, on that node, when it validates the node consuming it ("Exception when validating inner node").
+`comfy_errors` below follows that code.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import pytest
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 
 
-def comfy_errors(cls, inputs: dict) -> list[tuple[str, str]]:
-    """(input name, details) for each error ComfyUI would report for these literal inputs."""
+def comfy_errors(cls, inputs: dict) -> list[tuple[str | None, str]]:
+    """(input name, details) for each error ComfyUI would report for these literal inputs; the name
+    is None for a raised problem, reported once on the node."""
     declared = cls.INPUT_TYPES()
     specs = {**declared.get("required", {}), **declared.get("optional", {})}
     validate = getattr(cls, "VALIDATE_INPUTS", None)
@@ -36,7 +39,10 @@ def comfy_errors(cls, inputs: dict) -> list[tuple[str, str]]:
             errors.append((name, "value not in list"))
     if named or takes_all:
         passed = {k: v for k, v in inputs.items() if k in named or takes_all}
-        answer = validate(**passed)
+        try:
+            answer = validate(**passed)
+        except Exception as exc:  # everything collected so far is dropped, as in ComfyUI
+            return [(None, str(exc))]
         if answer is not True:
             errors += [(name, f"{name} - {answer}") for name in passed]
     return errors
@@ -59,6 +65,25 @@ def test_no_validate_inputs_takes_kwargs():
         validate = getattr(cls, "VALIDATE_INPUTS", None)
         if validate is not None:
             assert inspect.getfullargspec(validate).varkw is None, f"{node}.VALIDATE_INPUTS takes **kwargs"
+
+
+def test_one_missing_model_file_is_reported_once_naming_its_input(models):
+    loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
+    good = dict(MODEL_NAMES, dtype="float32", fp8_mode="keep", offload="model", attention="default")
+    ((where, details),) = comfy_errors(loader, dict(good, vae="gone_vae/"))
+    assert where is None and details.startswith("vae: 'gone_vae/' was not found")
+    ((_, details),) = comfy_errors(loader, dict(good, vae="gone_vae/", text_encoder="gone_llava/"))
+    assert "vae: 'gone_vae/'" in details and "text_encoder: 'gone_llava/'" in details
+
+
+def test_a_missing_picture_is_reported_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYC_INPUT_DIR", str(tmp_path))
+    image = NODE_CLASS_MAPPINGS["HunyuanCustomLoadImage"]
+    ((where, details),) = comfy_errors(image, {"image": "example_subject.png", "url": ""})
+    assert where is None and details.startswith("image: file 'example_subject.png' not found")
+    ((where, details),) = comfy_errors(image, {"image": "example_subject.png", "url": "ftp://x/a.png"})
+    assert details.startswith("url: ")
+    assert comfy_errors(image, {"image": "example_subject.png", "url": "https://x/a.png"}) == []
 
 
 def test_loader_combos_are_still_checked_by_comfyui(models):

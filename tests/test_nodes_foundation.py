@@ -10,6 +10,7 @@ from PIL import Image
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.nodes.load_image import HunyuanCustomLoadImage
 from hunyuan_custom.nodes.prompt import HunyuanCustomPrompt
+from hunyuan_custom.nodes.validation import NodeInputProblem
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 OUR_NODES = (HunyuanCustomLoadImage, HunyuanCustomPrompt)
@@ -95,18 +96,23 @@ def test_is_changed_follows_file_content(input_dir):
 
 
 def test_validate_inputs_reports_missing_file_and_bad_url(input_dir):
+    def problem(*args, **kwargs) -> str:
+        with pytest.raises(NodeInputProblem) as info:  # raised, so ComfyUI reports it once
+            HunyuanCustomLoadImage.VALIDATE_INPUTS(*args, **kwargs)
+        return str(info.value)
+
     _save(input_dir / "there.png", np.zeros((2, 2, 3), np.uint8))
     assert HunyuanCustomLoadImage.VALIDATE_INPUTS("there.png") is True
-    message = HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png")
-    assert isinstance(message, str) and "gone.png" in message and "not found" in message
-    assert "image" in HunyuanCustomLoadImage.VALIDATE_INPUTS("../secret.png")
-    assert isinstance(HunyuanCustomLoadImage.VALIDATE_INPUTS("/etc/passwd"), str)
+    message = problem("gone.png")
+    assert "gone.png" in message and "not found" in message
+    assert problem("../secret.png").startswith("image")
+    assert problem("/etc/passwd").startswith("image")
     assert HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png", url=None) is True  # url fed by a link
     # a URL replaces the file (even a missing one) but must be http(s)
     assert HunyuanCustomLoadImage.VALIDATE_INPUTS("gone.png", url="https://example.com/a.png") is True
     for bad in ("file:///etc/passwd", "ftp://example.com/a.png"):
-        message = HunyuanCustomLoadImage.VALIDATE_INPUTS("there.png", url=bad)
-        assert isinstance(message, str) and message.startswith("url") and "http" in message
+        message = problem("there.png", url=bad)
+        assert message.startswith("url") and "http" in message
 
 
 def test_load_missing_or_non_image_file_errors_name_it(input_dir):

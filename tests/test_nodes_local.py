@@ -54,8 +54,8 @@ def test_loader_lists_files_and_model_folders(comfy_models):
     assert "hyvae_v1_0801/" in req["vae"][0]
     assert "llava-llama-3-8b-v1_1/" in req["text_encoder"][0]
     assert "openai_clip-vit-large-patch14/" in req["text_encoder_2"][0]
-    assert Loader.VALIDATE_INPUTS(transformer="missing.pt") is not True
-    assert "missing.pt" in Loader.VALIDATE_INPUTS(transformer="missing.pt")
+    with pytest.raises(ValueError, match="transformer: 'missing.pt' was not found"):
+        Loader.VALIDATE_INPUTS(transformer="missing.pt")
 
 
 def test_loader_lists_each_model_once_in_the_form_that_loads(tmp_path, monkeypatch):

@@ -235,8 +235,13 @@ def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
             r.text[:800])
     graph = local_graph(image, dict(models, vae="no_such_vae/"))
     r = s.post_prompt(graph)
-    s.check("loader: a missing model file refused at /prompt naming it", r.status_code == 400
-            and "no_such_vae/" in r.text and all(n in want_files for n, _ in node_errors(r, "3")), r.text[:800])
+    details = error_details(r, "3")
+    s.check("loader: a missing model file refused at /prompt, once, naming its input", r.status_code == 400
+            and len(details) == 1 and details[0].startswith("vae: 'no_such_vae/'"), r.text[:800])
+    r = s.post_prompt(local_graph("no_such_picture.png", models))
+    details = error_details(r, "1")
+    s.check("a missing reference picture refused at /prompt, once", r.status_code == 400 and len(details) == 1
+            and details[0].startswith("image: file 'no_such_picture.png' not found"), r.text[:800])
     graph = local_graph(image, models)
     graph["2"]["inputs"]["prompt"] = ""
     r = s.post_prompt(graph)
@@ -244,7 +249,11 @@ def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
             r.text[:800])
 
 
-want_files = ("transformer", "vae", "text_encoder", "text_encoder_2")
+def error_details(resp: requests.Response, node: str) -> list[str]:
+    """The details of each error /prompt reported for a node (none unless it answered 400)."""
+    if resp.status_code != 400:
+        return []
+    return [e.get("details", "") for e in resp.json().get("node_errors", {}).get(node, {}).get("errors", [])]
 
 
 def node_errors(resp: requests.Response, node: str) -> list[tuple[str, bool]]:
