@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
+from conftest import FIXTURES
 from hunyuan_custom.pipelines.conditioning import reference
 
 FLOAT_ATOL = 1e-6
@@ -70,17 +71,26 @@ def test_parity_pad_image_video_size(fixture):
                         "pad_image.ref_video_size")
 
 
-def test_parity_pad_image_extra_sizes(fixture):
-    _, tensors, image, _ = fixture
+def _extra_sizes(tensors) -> dict[str, tuple[int, int]]:
     extras = {}
     for name in tensors:
         match = re.fullmatch(r"pad_image\.extra_(\d+)x(\d+)", name)
         if match:
             extras[name] = (int(match.group(1)), int(match.group(2)))
-    assert extras, "the fixture has no pad_image.extra_WxH tensors"
-    for name, (width, height) in extras.items():
+    return extras
+
+
+def test_parity_pad_image_extra_sizes(fixture):
+    # Whatever extra sizes a set holds pass on their numbers; our copy must hold some (below).
+    _, tensors, image, _ = fixture
+    for name, (width, height) in _extra_sizes(tensors).items():
         assert tensors[name].shape == (height, width, 3), f"{name}: name and shape disagree"
         _assert_uint8_equal(reference.pad_image(image, (width, height)), tensors[name], name)
+
+
+def test_our_fixture_copy_has_extra_pad_sizes():
+    tensors = load_file(str(FIXTURES / "reference" / "preprocessing" / "preprocessing.safetensors"))
+    assert _extra_sizes(tensors), "tests/fixtures has no pad_image.extra_WxH tensors"
 
 
 def test_parity_pixel_value_llava(fixture):
