@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -128,8 +129,12 @@ def load_torch_file(path: Path, error: type[Exception] = WeightsFileError) -> An
         raise error(unknown_container_message(path) if kind == UNKNOWN else
                     f"{path}: a {kind} file, not a PyTorch checkpoint.")
     try:
-        # torch can memory-map only zip checkpoints; a legacy pickle is read whole (a second copy in RAM).
-        return torch.load(_TorchLoadPath(path), map_location="cpu", weights_only=True, mmap=kind == TORCH_ZIP)
+        with warnings.catch_warnings():
+            # torch warns about any pickle protocol but 2 before it reads the tensors or refuses the file
+            # anyway; either way the warning tells a user nothing.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            # torch can memory-map only zip checkpoints; a legacy pickle is read whole (a second copy in RAM).
+            return torch.load(_TorchLoadPath(path), map_location="cpu", weights_only=True, mmap=kind == TORCH_ZIP)
     except pickle.UnpicklingError as exc:
         raise error(
             f"{path}: refused to load. It holds pickled Python objects other than tensors (possibly code), and "
