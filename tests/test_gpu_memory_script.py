@@ -47,21 +47,27 @@ def test_tiny_cpu_run_measures_every_stage_and_shows_the_same_estimates(offload,
     assert [r.estimate.peak_weights for r in results] == [s.peak_weights for s in estimated]
 
 
+# The smallest job the tiny models run: for checks that do not depend on the job's size.
+SMALLEST = ["--size", "16*16", "--frames", "5"]
+
+
 def test_offload_none_keeps_the_transformer_through_the_decode_estimate(capsys):
-    none = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", "none", "--stages", "vae"])
-    model = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", "model", "--stages", "vae"])
+    none = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", "none", "--stages", "vae", *SMALLEST])
+    model = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", "model", "--stages", "vae", *SMALLEST])
     capsys.readouterr()
     transformer = vram_estimate.tensor_bytes(synthetic_models.synthetic_transformer(True, torch.bfloat16, False))
     assert none[0].estimate.peak_weights - model[0].estimate.peak_weights == transformer
 
 
 def test_script_runs_from_a_checkout_with_a_vae_tile_option():
+    # 17 frames: the fewest that 16-frame tiles cut into more than one tile.
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_memory.py"), "--tiny", "--device", "cpu", "--stages",
-           "vae", "--frames", "33", "--size", "32*32", "--vae-tile-frames", "16"]
+           "vae", "--frames", "17", "--size", "16*16", "--vae-tile-frames", "16"]
     env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "VAE decode (16-frame tiles)" in done.stdout and "n/a" in done.stdout
+    assert "VAE decode (16-frame tiles)" in done.stdout and "vae: decoded 2 tiles" in done.stdout
+    assert "n/a" in done.stdout
 
 
 def test_bad_options_are_refused_before_any_work(capsys):
@@ -163,7 +169,7 @@ def test_each_stage_lets_go_of_its_models_before_the_next(offload, kept, monkeyp
         return run_vae(*a, **k)
 
     monkeypatch.setattr(gpu_memory, "run_vae_stage", vae_stage)
-    gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload])
+    gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload, *SMALLEST])
     capsys.readouterr()
     assert len(made["text"]) == 2 and all(ref() is None for ref in made["text"])
     assert seen_during_vae == [kept]  # offload none: the transformer stays through the decode, as in generate.py
