@@ -281,7 +281,7 @@ class LocalGenerator:
                   shift, seed, say, progress, cancel, deep_cache) -> GenerationResult:
         from .conditioning.reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
-        from .text_encoders.encoding import encode_text_conditioning
+        from .text_encoders.cache import encode_text_conditioning
 
         dtype = self.options.torch_dtype
         do_cfg = guidance > 1.0
