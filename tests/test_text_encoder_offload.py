@@ -289,6 +289,9 @@ def test_generator_never_groups_on_the_cpu(monkeypatch, offload):
 
 def test_generator_hands_its_decision_to_the_text_stage(monkeypatch, tmp_path):
     """_generate gives encode_text_conditioning the decision (a function, made on a cache miss only)."""
+    from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
+    from hunyuan_custom.pipelines.job import Job
+
     monkeypatch.setattr(policy, "available_vram", lambda device: 6 * GIB)
     monkeypatch.setattr(sizes, "llava_bytes", lambda path, itemsize, vision=None: REAL_LLAVA_BYTES)
     monkeypatch.setattr(sizes, "clip_bytes", lambda path, itemsize: REAL_CLIP_BYTES)
@@ -306,9 +309,10 @@ def test_generator_hands_its_decision_to_the_text_stage(monkeypatch, tmp_path):
 
     monkeypatch.setattr(te_cache, "encode_text_conditioning", fake_encode)
     monkeypatch.setattr(generator, "release", lambda: None)
+    monkeypatch.setattr(generator, "check_job", lambda job: None)  # the files here are stand-ins
     with pytest.raises(Stop):
-        generator.generate(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT,
-                           reference=torch.rand(48, 64, 3), params={"size": "832*480"})
+        generator.generate(Job.from_params(PromptSpec.create(PROMPT, NEGATIVE, SUBJECT, torch.rand(48, 64, 3)),
+                                           {"size": "832*480"}))
     assert got["offload"] == "group"
 
 
