@@ -69,6 +69,13 @@ class Field:
     # user gave no value (CLI, API callers). A ComfyUI widget has one default: the tooltip says.
     mode_defaults: Mapping[str, Any] = field(default_factory=dict)
 
+    def full_tooltip(self) -> str:
+        """The tooltip with the per-mode defaults said (widgets and --help read them from here)."""
+        if not self.mode_defaults:
+            return self.tooltip
+        return self.tooltip + " " + " ".join(f"Upstream's {mode} scripts use {_fmt(value)}."
+                                             for mode, value in self.mode_defaults.items())
+
     def default_for(self, mode: str | None = None) -> Any:
         """The default in `mode` ("ref2v", "audio", "editing"; None = ref2v)."""
         if mode is not None and mode not in MODES:
@@ -112,7 +119,7 @@ FIELDS: dict[str, Field] = {
         Field("guidance_scale", "FLOAT", 7.5, "Classifier-free guidance: how strongly the prompt steers "
               "the video. Upstream uses 7.5.", min=1.0, max=10.0, step=0.1),
         Field("flow_shift", "FLOAT", 13.0, "Flow-matching time shift: higher spends more steps on "
-              "coarse structure. Upstream uses 13 (5 for editing).", min=1.0, max=20.0, step=0.1,
+              "coarse structure. Upstream uses 13.", min=1.0, max=20.0, step=0.1,
               mode_defaults={"editing": 5.0}),
         Field("seed", "INT", SEED_RANDOM, "Random seed; -1 picks a new random seed each run and "
               "reports the one used.", min=SEED_RANDOM, max=SEED_MAX, step=1,
@@ -121,8 +128,8 @@ FIELDS: dict[str, Field] = {
               "output (a flagged video is reported as an error).", backends=(REMOTE,)),
         Field("num_frames", "INT", 129, "Number of frames (4n+1). 129 frames at 25 fps is about 5 s.",
               backends=(LOCAL,), min=1, max=257, step=4),
-        Field("steps", "INT", 30, "Denoising steps. Upstream uses 30 (50 for editing; its editing UI uses "
-              "30, which turns deepcache on).", backends=(LOCAL,), min=1, max=200, step=1,
+        Field("steps", "INT", 30, "Denoising steps. Upstream uses 30, where deepcache applies (its editing UI "
+              "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
               mode_defaults={"editing": 50}),
         Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
               "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),

@@ -167,3 +167,12 @@ def test_cli_help_shows_the_schema_defaults_per_mode():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["generate"]
     text = sub.format_help()
     assert "default 30; 50 for editing" in text and "default 13.0; 5.0 for editing" in text
+
+
+def test_widget_tooltips_say_the_mode_defaults_from_the_schema():
+    from hunyuan_custom.nodes.widgets import widget
+
+    steps = widget("steps")[1]["tooltip"]
+    shift = widget("flow_shift")[1]["tooltip"]
+    assert "Upstream's editing scripts use 50." in steps and steps.startswith(schema.FIELDS["steps"].tooltip)
+    assert "Upstream's editing scripts use 5." in shift
