@@ -21,6 +21,13 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def _default(name: str) -> str:
+    """A field's default as --help shows it, with the modes that differ (from the schema)."""
+    field = schema.FIELDS[name]
+    other = ", ".join(f"{value} for {mode}" for mode, value in field.mode_defaults.items())
+    return f"{field.default}" + (f"; {other}" if other else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_custom", description="HunyuanCustom video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True, help="reference image (a cut-out subject on white works best)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default)
-    # Local-only options default to None so that a remote run can name the ones it ignores.
-    gen.add_argument("--subject", default=None,
-                     help="(local) the word for the reference subject in 'The {subject} looks like <image>'")
-    gen.add_argument("--size", default=schema.FIELDS["size"].default, help="W*H, e.g. 1280*720")
-    gen.add_argument("--num-frames", type=int, default=None, help="4n+1 (local)")
-    gen.add_argument("--steps", type=int, default=None, help="(local)")
-    gen.add_argument("--guidance-scale", type=float, default=schema.FIELDS["guidance_scale"].default)
-    gen.add_argument("--flow-shift", type=float, default=schema.FIELDS["flow_shift"].default)
+    # Options only one backend uses default to None, so that the other can name the ones it ignores.
+    gen.add_argument("--subject", default=None, help="(local) the word for the reference subject in "
+                     f"'The {{subject}} looks like <image>'; default {_default('subject')}")
+    gen.add_argument("--size", default=schema.FIELDS["size"].default, help=f"W*H (default {_default('size')})")
+    gen.add_argument("--num-frames", type=int, default=None, help=f"4n+1 (local; default {_default('num_frames')})")
+    gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
+    gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
+    gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
     gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
     gen.add_argument("--disable-safety-checker", action="store_true", help="(remote) do not ask WaveSpeed to check")
     local = gen.add_argument_group("local backend")
@@ -58,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="default: bfloat16 on cuda, float32 on cpu")
     local.add_argument("--offload", choices=("auto", "model", "group", "none"), default=None,
-                       help="auto: whole transformer (and text encoders) on the GPU when they fit in free VRAM, "
-                            "else group offload (blocks / LLaVA layers streamed from CPU RAM)")
-    local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default=None)
+                       help="auto (default): whole transformer (and text encoders) on the GPU when they fit in free "
+                            "VRAM, else group offload (blocks / LLaVA layers streamed from CPU RAM)")
+    local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default=None,
+                       help="for fp8 checkpoints only: keep = store the weights in fp8 (half the transformer's "
+                            "memory, scaled per layer at run time); dequantize (default) = convert them to --dtype "
+                            "when loading")
     local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")
     return parser
@@ -79,15 +89,26 @@ def _check_output(path: str) -> Path:
     return out
 
 
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    common = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size,
-              "guidance_scale": args.guidance_scale, "flow_shift": args.flow_shift, "seed": args.seed}
-    if args.backend == schema.REMOTE:
-        common["enable_safety_checker"] = not args.disable_safety_checker
-        return schema.validate(common, schema.REMOTE, names=list(common))
-    local = {"num_frames": args.num_frames, "steps": args.steps, "subject": args.subject}
-    common.update({name: schema.FIELDS[name].default if value is None else value for name, value in local.items()})
-    return schema.validate(common, schema.LOCAL, names=list(common))
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the user gave: the others take the schema's default for the job's mode."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _remote_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size, "seed": args.seed,
+              "enable_safety_checker": not args.disable_safety_checker,
+              **_given(guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)}
+    return schema.validate(params, schema.REMOTE, names=[*params, "guidance_scale", "flow_shift"])
+
+
+def _job(args: argparse.Namespace, spec):
+    """The local job: texts and sampler settings validated, defaults from the schema for the mode."""
+    from .job import Job
+
+    return Job.from_params(spec, {"size": args.size, "seed": args.seed,
+                                  **_given(num_frames=args.num_frames, steps=args.steps,
+                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)},
+                           deep_cache=False if args.no_deep_cache else None)
 
 
 # Options one backend does not use: (flags, why), in the order they are reported.
@@ -116,10 +137,10 @@ def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, output: Path) -> None:
+def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     import torch
 
-    from .generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
+    from .generate import CheckpointModeError, GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
     from .media.video_io import write_video
 
     missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
@@ -135,11 +156,13 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
                        clip_tokenizer=args.clip_tokenizer),
             RuntimeOptions(device=device, dtype=dtype, offload=args.offload or "auto",
-                           fp8_mode=args.fp8_mode or "dequantize", deep_cache=not args.no_deep_cache),
+                           fp8_mode=args.fp8_mode or "dequantize"),
         )
+        generator.check_job(job)
+    except CheckpointModeError as exc:
+        raise CliError(exc.cli_message) from None
     except GenerationError as exc:
         raise CliError(str(exc)) from None
-    fields = {k: params[k] for k in ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed")}
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int, _latents) -> None:
@@ -147,29 +170,31 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
             _status(f"{stage}: {done}/{total}")
         last["stage"] = stage
 
-    result = generator.generate(prompt=params["prompt"], negative_prompt=params["negative_prompt"],
-                                subject=params["subject"], reference=reference, params=fields,
-                                status=_status, progress=progress)
+    result = generator.generate(job, status=_status, progress=progress)
     write_video(output, result.frames, result.fps)
     _status(f"seed {result.seed}")
 
 
-def _remote_setup() -> tuple[str, Any]:
-    """The WaveSpeed key and settings, read before anything is sent: a missing key or a bad
-    WAVESPEED_* variable is bad input (exit 2), said the CLI's way."""
+def _remote_setup(spec) -> tuple[str, Any]:
+    """What a remote run needs before anything is sent, checked as bad input (exit 2): a job WaveSpeed
+    can render, the key, and readable WAVESPEED_* settings."""
+    from .conditioning.base import remote_refusal
     from .wavespeed import config as wavespeed_config
     from .wavespeed.client import Settings
 
+    refusal = remote_refusal(spec.conditions)
+    if refusal:
+        raise CliError(f"{refusal} Use --backend local.")
     try:
         return wavespeed_config.get_api_key(), Settings.from_env()
     except wavespeed_config.ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
-def _run_remote(params: dict[str, Any], reference, output: Path, api_key: str, settings: Any) -> None:
+def _run_remote(params: dict[str, Any], spec, output: Path, api_key: str, settings: Any) -> None:
     from .wavespeed.client import run_job
 
-    result = run_job(params, reference, output, on_status=_status, settings=settings, api_key=api_key)
+    result = run_job(params, spec.reference, output, on_status=_status, settings=settings, api_key=api_key)
     if result.seed is not None:
         _status(f"seed {result.seed} (as reported by WaveSpeed)")
 
@@ -188,21 +213,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # Everything the user typed is checked before any model loads or request goes out.
-        params = _params(args)
+        subject = schema.FIELDS["subject"].default if args.subject is None else args.subject
+        texts = schema.validate({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
+                                 "subject": subject}, schema.LOCAL, names=schema.PROMPT_FIELDS)
+        params = _remote_params(args) if args.backend == schema.REMOTE else None
         output = _check_output(args.output)
+        from .conditioning.prompt_spec import PromptSpec
         from .media.image_io import ImageLoadError, load_image_file
 
         try:
             reference = load_image_file(args.image).image
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
-        remote = _remote_setup() if args.backend == schema.REMOTE else None
+        spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
+        job = _job(args, spec) if args.backend == schema.LOCAL else None
+        remote = _remote_setup(spec) if job is None else None
         for warning in ignored_options(args):
             print(f"warning: {warning}", file=sys.stderr)
-        if remote is None:
-            _run_local(args, params, reference, output)
+        if job is not None:
+            _run_local(args, job, output)
         else:
-            _run_remote(params, reference, output, *remote)
+            _run_remote(params, spec, output, *remote)
     except (CliError, schema.ParameterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
