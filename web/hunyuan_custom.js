@@ -26,6 +26,7 @@ const WIDGET_TYPE = "hyc_lines";
 const STATUS_MAX_AGE_MS = 30_000;
 const LINE_HEIGHT = 16;
 const PADDING = 6;
+const MARGIN = 4; // around the element inside the widget's slot (frontends default to 10)
 const FONT = "12px sans-serif";
 
 let keyAnswer = null; // last route answer ({configured}) or null
@@ -75,13 +76,22 @@ function linesWidget(node, name) {
     whiteSpace: "normal", overflowWrap: "anywhere", overflow: "hidden", userSelect: "text", cursor: "text",
   });
   let lines = [];
+  let measuredWidth = 0;
   const height = () => {
     if (!lines.length) return 0;
-    const width = (element.clientWidth || (node.size?.[0] ?? 300) - 20) - 8;
-    return wrappedRows(lines, Math.max(width, 60), measure) * LINE_HEIGHT + PADDING;
+    // Until the element is laid out its width is unknown: guess from the node, then lay the node
+    // out again once the real width is there (or has changed, e.g. after a resize).
+    const width = element.clientWidth || (node.size?.[0] ?? 300) - 2 * MARGIN;
+    if (element.clientWidth !== measuredWidth) {
+      measuredWidth = element.clientWidth;
+      requestAnimationFrame(() => fitNode(node));
+    }
+    // The frontends size the element to the widget's height less its margins.
+    return wrappedRows(lines, Math.max(width - 8, 60), measure) * LINE_HEIGHT + PADDING + 2 * MARGIN;
   };
   const widget = node.addDOMWidget(name, WIDGET_TYPE, element, {
     serialize: false,
+    margin: MARGIN,
     getValue: () => lines.map((line) => line.text).join("\n"), // what a text fallback shows
     setValue: () => {}, // display only
     getMinHeight: height,
