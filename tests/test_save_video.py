@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 
@@ -45,7 +46,9 @@ def test_written_file_has_the_frames_size_and_fps_and_ui_answer(output_dir):
     info = video_io.video_info(path)
     assert (info["width"], info["height"], info["frames"], info["fps"]) == (48, 32, 7, 12.5)
     assert out["ui"] == {"images": [{"filename": "video_00001_.mp4", "subfolder": "HunyuanCustom", "type": "output"}],
-                         "animated": (True,)}
+                         "animated": (True,), "text": [
+                             "saved HunyuanCustom/video_00001_.mp4",
+                             f"7 frames, 48*32, 12.5 fps, {os.path.getsize(path) / 1e6:.1f} MB"]}
     # Nothing else left behind (no partial or temporary files).
     assert sorted(p.name for p in (output_dir / "HunyuanCustom").iterdir()) == ["video_00001_.mp4"]
 
