@@ -100,6 +100,7 @@ function linesWidget(node, name) {
   widget.serialize = false;
   widget.hycSetLines = (next, { stale = false } = {}) => {
     element.style.opacity = stale ? "0.5" : "1";
+    keepAboveFrontendWidgets(node, widget);
     const same = next.length === lines.length && next.every((l, i) => l.text === lines[i].text && l.color === lines[i].color);
     if (same) return;
     lines = next;
@@ -113,6 +114,17 @@ function linesWidget(node, name) {
   };
   widget.hycMarkStale = () => { element.style.opacity = "0.5"; };
   return widget;
+}
+
+/** The frontend's own preview widgets ("$$canvas-image-preview" for a step preview, progress
+ * text) fill the rest of a classic node: our lines go before them, or the image covered them. */
+function keepAboveFrontendWidgets(node, widget) {
+  const widgets = node.widgets ?? [];
+  const first = widgets.findIndex((w) => String(w.name).startsWith("$$"));
+  const mine = widgets.indexOf(widget);
+  if (first < 0 || mine < first) return;
+  widgets.splice(mine, 1);
+  widgets.splice(first, 0, widget);
 }
 
 function fitNode(node) {
