@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Any
 
-from . import comfy
+from . import comfy, example_images
 from .validation import refuse
 
 
@@ -22,7 +22,13 @@ def _input_path(image: str) -> str:
     plain = image.split(" [")[0] if image.endswith("]") else image  # 'x.png [input]' annotations
     if os.path.isabs(plain) or ".." in plain.replace("\\", "/").split("/"):
         raise ValueError(f"image = {image!r}: pick a file inside ComfyUI's input folder (no absolute paths or '..').")
-    return comfy.annotated_filepath(image)
+    return example_images.resolve(plain, comfy.annotated_filepath(image))
+
+
+def image_choices() -> list[str]:
+    """The input folder's images, then the pack's example subjects (what the templates name)."""
+    files = comfy.input_files(["image"])
+    return files + [name for name in example_images.names() if name not in files]
 
 
 def _missing(image: str) -> str:
@@ -50,11 +56,12 @@ class HunyuanCustomLoadImage:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "image": (comfy.input_files(["image"]), {
+                "image": (image_choices(), {
                     "image_upload": True,
                     "tooltip": "A picture of the subject from ComfyUI's input folder (or upload one). "
                                "PNG with transparency works best; EXIF rotation is applied; animated "
-                               "files use their first frame.",
+                               "files use their first frame. hunyuan_custom_examples/ are the pack's "
+                               "example subjects.",
                 }),
             },
             "optional": {

@@ -3,12 +3,20 @@
 GET /hunyuan_custom/wavespeed_key_status -> {"configured": true|false}. The answer says whether
 a WaveSpeed key is set up; the key itself never leaves the server. (ComfyUI also serves every
 route under /api/..., which is what the frontend's api.fetchApi uses.)
+
+GET /view for one of the pack's example subject pictures (example_images.py) that the input
+folder does not hold: answered from the pack's folder by a middleware, because the frontend
+previews a picked image only through ComfyUI's /view, which reads the input folder alone. Every
+other request, and a same-named file of the user's, goes to ComfyUI's own handler.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
+
+from . import comfy, example_images
 
 KEY_STATUS_PATH = "/hunyuan_custom/wavespeed_key_status"
 
@@ -26,12 +34,39 @@ async def wavespeed_key_status(request: Any) -> Any:
     return web.json_response(key_status(), headers={"Cache-Control": "no-store"})
 
 
+VIEW_PATHS = ("/view", "/api/view")
+
+
+def examples_middleware(web: Any) -> Any:
+    """An aiohttp middleware that answers /view for our example pictures (see the module doc)."""
+
+    @web.middleware
+    async def serve_example_images(request: Any, handler: Any) -> Any:
+        if request.method in ("GET", "HEAD") and request.path in VIEW_PATHS:
+            path = example_images.for_view(dict(request.rel_url.query), comfy.input_directory())
+            if path is not None:
+                return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return await handler(request)
+
+    return serve_example_images
+
+
 def register(prompt_server: Any) -> bool:
     """Add our routes to a PromptServer instance; False when there is none (not in ComfyUI)."""
     routes = getattr(prompt_server, "routes", None)
     if routes is None:
         return False
     routes.get(KEY_STATUS_PATH)(wavespeed_key_status)
+    middlewares = getattr(getattr(prompt_server, "app", None), "middlewares", None)
+    if middlewares is not None:
+        from aiohttp import web
+
+        try:
+            middlewares.append(examples_middleware(web))
+        except RuntimeError:  # already frozen (server started): previews of the examples stay blank
+            logging.getLogger(__name__).warning(
+                "HunyuanCustom: could not add the example-image preview handler; the example pictures "
+                "still load, but their preview in Load Reference Image stays empty")
     return True
 
 

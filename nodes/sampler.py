@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from ..pipelines import schema
 from . import comfy
+from .results import with_result_lines
 from .widgets import validation_message, widgets
 
 PREVIEW_SIZE = 512
@@ -92,13 +95,24 @@ class HunyuanCustomSampler:
                 decode_bar[0].update(done)
 
         comfy.free_comfy_models()  # ComfyUI's own models out of VRAM before 13 B parameters of ours
+        started = time.monotonic()
         try:
             result = model.generate(job, status=bar.text, progress=progress, check_cancel=comfy.throw_if_cancelled)
         finally:
             comfy.empty_cache()
-        bar.text(f"done: {result.frames.shape[0]} frames, seed {result.seed}")
+        bar.text("done")  # the live status ends here; the result lines below stay after the job
         audio = result.audio if result.audio is not None else silence(result.frames.shape[0] / result.fps)
-        return (result.frames, result.fps, result.seed, audio)
+        return with_result_lines((result.frames, result.fps, result.seed, audio),
+                                 result_lines(result.frames, result.fps, result.seed, time.monotonic() - started))
+
+
+def result_lines(frames, fps: float, seed: int, seconds: float) -> list[str]:
+    """What the node shows after the run: the seed used (the only record of a random one), the
+    video's size and length, and how long it took."""
+    count, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
+    minutes, rest = divmod(round(seconds), 60)
+    return [f"seed {seed}", f"{count} frames, {width}*{height}, {fps:g} fps ({count / fps:.1f} s of video)",
+            f"generated in {minutes}:{rest:02d}"]
 
 
 def silence(seconds: float, sample_rate: int = 44100) -> dict:

@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 from . import comfy
+from .results import with_result_lines
 
 MAX_FPS = 120.0
 
@@ -100,10 +101,19 @@ class HunyuanCustomSaveVideo:
                                                audio_path=audio_path, should_cancel=between_frames),
             )
         progress.update(count)
-        progress.text(f"saved {os.path.basename(path)}")
         saved = {"filename": os.path.basename(path), "subfolder": target.subfolder, "type": "output"}
-        # Same UI answer as core's SaveVideo (ui.PreviewVideo): the frontend shows a playing video.
-        return {"ui": {"images": [saved], "animated": (True,)}, "result": (str(path),)}
+        shown = "/".join(part for part in (target.subfolder, os.path.basename(path)) if part)
+        # Same UI answer as core's SaveVideo (ui.PreviewVideo): the frontend shows a playing video;
+        # the result lines (which stay after the job) say which file it is.
+        return with_result_lines((str(path),), [f"saved {shown}", f"{count} frames, {width}*{height}, {fps:g} fps, "
+                                                f"{file_size(os.path.getsize(path))}"
+                                                + (", with audio" if audio is not None else "")],
+                                 ui={"images": [saved], "animated": (True,)})
+
+
+def file_size(size: int) -> str:
+    """'2.3 MB', '41 KB': what a file browser would say."""
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} KB"
 
 
 def even_size(frames):

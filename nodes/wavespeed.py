@@ -13,6 +13,7 @@ from typing import Any
 
 from ..pipelines import schema
 from . import comfy
+from .results import with_result_lines
 from .widgets import validation_message, widgets
 
 
@@ -117,7 +118,11 @@ class HunyuanCustomWaveSpeed:
                 exc.args = (f"{exc} {_KEY_HINT}",)  # same exception, with the advice for ComfyUI users
             raise
         progress.update(1)
-        return (result.frames, float(result.fps), str(result.video_path))
+        return with_result_lines((result.frames, float(result.fps), str(result.video_path)), [
+            f"{result.frames.shape[0]} frames, {result.frames.shape[2]}*{result.frames.shape[1]}, {result.fps:g} fps",
+            f"seed {result.seed}" if result.seed is not None else "seed: not reported by WaveSpeed",
+            f"WaveSpeed task {result.task_id} ({result.model})",
+        ])
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanCustomWaveSpeed": HunyuanCustomWaveSpeed}

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 SEED_CONTROL = "fixed"  # seed -1 stays -1, so every run picks a new random seed itself
 
-REFERENCE_IMAGE = "example_subject.png"
-REFERENCE_IMAGE_2 = "example_subject_2.png"
+# The pack's own example pictures (nodes/example_images.py): the templates run out of the box.
+MAN = "hunyuan_custom_examples/man.png"
+DOG = "hunyuan_custom_examples/dog.png"
 
 # Node sizes (width, height), large enough for their widgets so the frontend does not grow them.
 SIZES = {
@@ -77,8 +78,9 @@ KEY_NOTE = (
 )
 
 IMAGE_NOTE = (
-    "Reference image: upload a picture of the subject in the Load Reference Image node "
-    "(\"{name}\" is a placeholder name). A cut-out subject on white or on a transparent "
+    "Reference image: \"{name}\" is the pack's example picture, so the template runs as it is; for "
+    "your own subject upload a picture in the Load Reference Image node (or pick one from the input "
+    "folder) and describe it in the prompt. A cut-out subject on white or on a transparent "
     "background works best."
 )
 SUBJECT_NOTE_LOCAL = "The subject word goes into upstream's template 'The <subject> looks like <image>'."
@@ -119,13 +121,15 @@ class Graph:
                         color="#432", bgcolor="#653")
         else:
             info = self.info[kind]
-            inputs = []
-            for name, spec, _ in self.wf.declared_inputs(info):
-                if not self.wf.is_widget(spec):
-                    inputs.append({"name": name, "type": self.wf.spec_type(spec), "link": None})
-                elif name in linked_widgets:
-                    inputs.append({"name": name, "type": self.wf.spec_type(spec), "widget": {"name": name},
-                                   "link": None})
+            inputs = []  # as the frontend writes them: sockets, then linked widgets; optional ones hollow
+            for name, spec, required in self.wf.frontend_inputs(info, set(linked_widgets)):
+                entry: dict[str, Any] = {"name": name}
+                if not required:
+                    entry["shape"] = self.wf.OPTIONAL_SHAPE
+                entry["type"] = self.wf.spec_type(spec)
+                if self.wf.is_widget(spec):
+                    entry["widget"] = {"name": name}
+                inputs.append({**entry, "link": None})
             outputs = [{"name": name, "type": kind_, "links": [], "slot_index": slot}
                        for slot, (name, kind_) in enumerate(zip(info.get("output_name") or info["output"],
                                                                  info["output"]))]
@@ -210,9 +214,9 @@ def local_720p(info: dict) -> dict:
     note = g.add("Note", (40, 40), text=(
         "HunyuanCustom, local 720p with upstream's defaults: 1280*720, 129 frames at 25 fps (about 5 s), "
         "30 steps, flow shift 13, guidance 7.5, upstream's negative prompt.\n\n" + MODELS_NOTE + "\n\n"
-        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " " + SUBJECT_NOTE_LOCAL
+        + IMAGE_NOTE.format(name=MAN) + " " + SUBJECT_NOTE_LOCAL
         + " The preview shows the image as the model gets it (e.g. when loaded from the url).\n\n" + SEED_NOTE))
-    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     preview = g.add("PreviewImage", (40, 900), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
     prompt = g.add("HunyuanCustomPrompt", (560, 380), _prompt_values(
@@ -235,9 +239,9 @@ def remote_wavespeed_720p(info: dict) -> dict:
     g = Graph(info)
     g.add("Note", (40, 40), text=(
         "HunyuanCustom on WaveSpeed (remote, no local GPU or model files needed), 720p.\n\n" + KEY_NOTE + "\n\n"
-        + IMAGE_NOTE.format(name=REFERENCE_IMAGE) + " " + SUBJECT_NOTE_REMOTE + "\n\n" + SEED_NOTE + "\n\n"
+        + IMAGE_NOTE.format(name=DOG) + " " + SUBJECT_NOTE_REMOTE + "\n\n" + SEED_NOTE + "\n\n"
         "To render locally instead, use the local workflow: the sampler nodes share these parameters."))
-    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": DOG, "url": ""})
     prompt = g.add("HunyuanCustomPrompt", (560, 40), _prompt_values(
         "A golden retriever runs across a sunny meadow toward the camera, ears flapping, then sits down "
         "and tilts its head. Shallow depth of field, warm afternoon light.", "dog"))
@@ -258,12 +262,12 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "and the subject, and the final 1280*720 video on WaveSpeed. The preview is not a small copy of "
         "the final video (other size, length and steps); it shows whether prompt and reference work.\n"
         "To iterate on the preview only, select the three nodes of the WaveSpeed group and press Ctrl+M "
-        "(mute); press it again for the final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=REFERENCE_IMAGE)
+        "(mute); press it again for the final.\n\n" + MODELS_NOTE + "\n\n" + KEY_NOTE + "\n\n" + IMAGE_NOTE.format(name=MAN)
         + " " + SUBJECT_NOTE_HYBRID + "\n\n" + SEED_NOTE))
-    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": REFERENCE_IMAGE, "url": ""})
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(
-        "A woman in a red jacket rides a bicycle along a seaside road, her hair blowing in the wind; "
-        "waves break on the rocks below. Tracking shot from the side.", "woman"))
+        "A man in a grey coat and a red scarf rides a bicycle along a seaside road, his scarf blowing in "
+        "the wind; waves break on the rocks below. Tracking shot from the side.", "man"))
     loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
     sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
@@ -294,11 +298,11 @@ def multi_subject(info: dict) -> dict:
         "Two subjects, local 720p with upstream's defaults. The Prompt node places the references side "
         "by side on one white image (equal-width cells); the released checkpoint was trained on ONE "
         "reference image, so results with several subjects vary: describe both in the prompt and name "
-        "them in the subject word.\n\n" + MODELS_NOTE + "\n\nReference images: upload one picture per "
-        f"subject (\"{REFERENCE_IMAGE}\" and \"{REFERENCE_IMAGE_2}\" are placeholder names); cut-out subjects "
-        "on white work best.\n\n" + SEED_NOTE))
-    image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": REFERENCE_IMAGE, "url": ""}, title="Subject 1")
-    image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": REFERENCE_IMAGE_2, "url": ""}, title="Subject 2")
+        "them in the subject word.\n\n" + MODELS_NOTE + f"\n\nReference images: \"{MAN}\" and \"{DOG}\" are the "
+        "pack's example pictures, so the template runs as it is; for your own subjects upload one picture per "
+        "subject in the Load Reference Image nodes. Cut-out subjects on white work best.\n\n" + SEED_NOTE))
+    image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": MAN, "url": ""}, title="Subject 1")
+    image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": DOG, "url": ""}, title="Subject 2")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
     prompt = g.add("HunyuanCustomPrompt", (560, 420), _prompt_values(
         "A man and his dog walk side by side along a beach at sunset; the dog jumps up and the man laughs "

@@ -18,6 +18,11 @@ Frontend rules followed here (ComfyUI frontend, UI format version 0.4):
   unnamed inputs last: so the upload value comes after ALL widgets, optional ones included
   (frontend 1.27: LoadImage -> [image, "image"]; our LoadImage -> [image, url, "image"]).
 - A widget converted to an input and linked from an output keeps its slot in widgets_values.
+- `inputs` lists the sockets first (inputs that are not widgets), in declared order, required
+  then optional, then the widgets that are linked, in declared order (required then optional);
+  optional inputs carry "shape": 7 (a hollow circle). Both 1.27 and 1.58 build a node's inputs
+  so and save them so; 1.58 also rewrites a loaded file into this order, which moves the target
+  slot of links that pointed elsewhere (frontend_inputs()).
 - Frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode) never reach the server;
   modes: 0 always, 2 never (muted), 4 bypass.
 """
@@ -136,6 +141,19 @@ def declared_inputs(info: dict) -> list[tuple[str, Any, bool]]:
         order = info.get("input_order", {}).get(section) or list(specs)
         out += [(name, specs[name], section == "required") for name in order if name in specs]
     return out
+
+
+OPTIONAL_SHAPE = 7  # LiteGraph's RenderShape.HollowCircle: how the frontend marks optional inputs
+
+
+def frontend_inputs(info: dict, widget_inputs: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, Any, bool]]:
+    """(name, spec, required) of a node's `inputs` in the order the frontend writes them: the
+    sockets in declared order, then those of `widget_inputs` (widgets with an input entry, i.e.
+    linked ones) in declared order."""
+    declared = declared_inputs(info)
+    sockets = [entry for entry in declared if not is_widget(entry[1])]
+    widgets = [entry for entry in declared if is_widget(entry[1]) and entry[0] in widget_inputs]
+    return sockets + widgets
 
 
 @dataclass(frozen=True)
@@ -280,13 +298,23 @@ def _check_widgets(node: dict, info: dict) -> list[str]:
 def _check_node_sockets(node: dict, info: dict, links: dict) -> list[str]:
     problems = []
     declared = {name: (spec, required) for name, spec, required in declared_inputs(info)}
+    entries = node.get("inputs") or []
+    listed = {e.get("name") for e in entries if e.get("name") in declared and is_widget(declared[e.get("name")][0])}
+    order = [name for name, _, _ in frontend_inputs(info, listed)]
+    names = [e.get("name") for e in entries if e.get("name") in declared]
+    if names != order:
+        problems.append(f"{_node_label(node)}: inputs are listed as {names}; the frontend lists them as {order} "
+                        "(sockets in declared order, then linked widgets) and would move the links' target slots")
     linked = set()
-    for slot, entry in enumerate(node.get("inputs") or []):
+    for slot, entry in enumerate(entries):
         name = entry.get("name")
         if name not in declared:
             problems.append(f"{_node_label(node)}: input {name!r} is not declared by the node")
             continue
         spec = declared[name][0]
+        if (entry.get("shape") == OPTIONAL_SHAPE) != (not declared[name][1]):
+            problems.append(f"{_node_label(node)}: input {name!r} is {'required' if declared[name][1] else 'optional'}; "
+                            f"the frontend writes \"shape\": {OPTIONAL_SHAPE} exactly on optional inputs")
         if not types_match(entry.get("type"), spec_type(spec)):
             problems.append(f"{_node_label(node)}: input {name!r} has type {entry.get('type')!r}, "
                             f"the node declares {spec_type(spec)!r}")

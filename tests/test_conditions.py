@@ -156,7 +156,7 @@ def test_the_sampler_always_outputs_a_track_the_length_of_the_video():
             return GenerationResult(frames=torch.zeros(50, 48, 64, 3), fps=25.0, seed=job.seed)
 
     out = HunyuanCustomSampler().sample(Finished(), spec(), size="64*48", guidance_scale=7.5, flow_shift=13.0,
-                                        seed=4, num_frames=49, steps=2)
+                                        seed=4, num_frames=49, steps=2)["result"]
     assert HunyuanCustomSampler.RETURN_NAMES[-1] == "audio" and len(out) == 4
     audio = out[3]
     assert audio["waveform"].shape == (1, 1, 2 * audio["sample_rate"]) and not audio["waveform"].any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -110,11 +111,16 @@ def test_loader_and_sampler_make_frames(comfy_models):
     ref = torch.ones(1, 40, 30, 3)
     ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
     spec = PromptSpec.create("a blue square", "", "square", ref)
-    frames, fps, seed, _audio = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
-                                         num_frames=9, steps=2)
+    answer = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+                              num_frames=9, steps=2)
+    frames, fps, seed, _audio = answer["result"]
     assert frames.shape == (9, 48, 64, 3) and frames.dtype == torch.float32
     assert 0.0 <= frames.min() and frames.max() <= 1.0
     assert fps == 25.0 and seed == 3
+    # Result lines the frontend keeps after the job (1.58 drops progress text when the job ends).
+    lines = answer["ui"]["text"]
+    assert lines[:2] == ["seed 3", "9 frames, 64*48, 25 fps (0.4 s of video)"]
+    assert re.fullmatch(r"generated in \d+:\d\d", lines[2])
     with pytest.raises(schema.ParameterError, match="steps"):
         Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=9, steps=0)
 

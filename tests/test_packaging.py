@@ -1,6 +1,7 @@
 """A non-editable `pip install .` into a fresh venv carries every module and the data files the pack
-serves (workflows, their thumbnails and API twins, the web extension). Offline: the venv reuses this
-interpreter's packages (torch, setuptools, ...) and installs only the pack, without build isolation."""
+serves (workflows, their thumbnails and API twins, the web extension, the example subject pictures).
+Offline: the venv reuses this interpreter's packages (torch, setuptools, ...) and installs only the
+pack, without build isolation."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def test_a_plain_install_imports_every_module_and_ships_the_data_files(tmp_path)
     assert expected_modules <= set(found["modules"])
 
     shipped = set(found["files"])
-    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js"):
+    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js",
+                    "assets/example_subjects/*.png"):
         wanted = {str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)}
         assert wanted and wanted <= shipped, pattern

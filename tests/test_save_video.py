@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import torch
 
-from hunyuan_custom.nodes.save_video import HunyuanCustomSaveVideo, video_metadata
+from hunyuan_custom.nodes.save_video import HunyuanCustomSaveVideo, file_size, video_metadata
 from hunyuan_custom.pipelines.media import save_paths
 from hunyuan_custom.pipelines.media import video_io
 from hunyuan_custom.pipelines.media.metadata_scrub import REDACTED, is_secret_name, scrub
@@ -47,7 +47,10 @@ def test_written_file_has_the_frames_size_and_fps_and_ui_answer(output_dir):
     info = video_io.video_info(path)
     assert (info["width"], info["height"], info["frames"], info["fps"]) == (48, 32, 7, 12.5)
     assert out["ui"] == {"images": [{"filename": "video_00001_.mp4", "subfolder": "HunyuanCustom", "type": "output"}],
-                         "animated": (True,)}
+                         "animated": (True,), "text": [
+                             "saved HunyuanCustom/video_00001_.mp4",
+                             f"7 frames, 48*32, 12.5 fps, {round(os.path.getsize(path) / 1e3)} KB"]}
+    assert (file_size(2_345_678), file_size(41_200), file_size(300)) == ("2.3 MB", "41 KB", "1 KB")
     # Nothing else left behind (no partial or temporary files).
     assert sorted(p.name for p in (output_dir / "HunyuanCustom").iterdir()) == ["video_00001_.mp4"]
 
@@ -112,7 +115,9 @@ def test_audio_is_muxed_as_aac_and_trimmed_to_the_video(output_dir):
     rate = 16000
     t = torch.arange(rate * 3) / rate  # 3 s of audio for a 1 s video
     wave = torch.sin(2 * math.pi * 440 * t).view(1, 1, -1).repeat(1, 2, 1) * 0.5
-    path = _save(frames=_frames(25), fps=25.0, audio={"waveform": wave, "sample_rate": rate})["result"][0]
+    answer = _save(frames=_frames(25), fps=25.0, audio={"waveform": wave, "sample_rate": rate})
+    path = answer["result"][0]
+    assert answer["ui"]["text"][1].endswith(", with audio")
     import imageio_ffmpeg
 
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", path], capture_output=True, text=True).stderr

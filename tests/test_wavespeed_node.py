@@ -122,7 +122,8 @@ def test_is_changed_reruns_only_for_random_seed():
 
 
 def test_run_returns_frames_fps_and_path_with_progress_text(fake, comfy_server, tmp_path, caplog):
-    frames, fps, path = HunyuanCustomWaveSpeed().generate(spec(), unique_id="7", **ARGS)
+    answer = HunyuanCustomWaveSpeed().generate(spec(), unique_id="7", **ARGS)
+    frames, fps, path = answer["result"]
     assert frames.shape == (5, 32, 48, 3) and fps == 25.0
     assert path.startswith(str(tmp_path / "temp")) and path.endswith(".mp4")
     assert video_io.video_info(path)["frames"] == 5
@@ -136,8 +137,11 @@ def test_run_returns_frames_fps_and_path_with_progress_text(fake, comfy_server, 
     assert len(texts) == len(comfy_server.sent) > 2
     assert any("processing" in t and task_id in t and "0:0" in t for t in texts)
     assert "seed 123" in texts[-1]
+    # The result stays under the node after the job (UI output; 1.58 drops progress text then).
+    assert answer["ui"]["text"] == ["5 frames, 48*32, 25 fps", "seed 123",
+                                    f"WaveSpeed task {task_id} (wavespeed-ai/hunyuan-custom-ref2v-480p)"]
     # A second run never overwrites the first file.
-    _, _, path2 = HunyuanCustomWaveSpeed().generate(spec(), unique_id="7", **ARGS)
+    _, _, path2 = HunyuanCustomWaveSpeed().generate(spec(), unique_id="7", **ARGS)["result"]
     assert path2 != path
     for text in texts + [caplog.text, path]:
         assert KEY not in text

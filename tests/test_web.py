@@ -80,3 +80,12 @@ def test_browser_check_tool_parses_and_names_no_comfyui_module():
     assert run.returncode == 0, run.stderr
     imports = [line for line in text.splitlines() if line.startswith("import ") or "require(" in line]
     assert imports and not any("comfy" in line.lower() or "scripts/" in line for line in imports), imports
+
+
+def test_lines_are_a_display_only_dom_widget_for_both_node_renderers():
+    """Nodes 2.0 (the Vue renderer) runs no canvas drawing hooks: the WaveSpeed lines and the
+    result lines must be a widget it renders (a DOM widget), never saved or sent with a prompt."""
+    text = (WEB / "hunyuan_custom.js").read_text()
+    assert "addDOMWidget(" in text and "serialize: false" in text and "widget.serialize = false" in text
+    assert "fillText" not in text  # nothing drawn on the canvas only
+    assert "onExecuted" in text and "onNodeOutputsUpdated" in text  # results from the kept UI output

@@ -35,12 +35,12 @@ def _good_graph() -> dict:
               outputs=[{"name": "FLOAT", "type": "FLOAT", "links": [3], "widget": {"name": "fps"}}]),
         _node(4, "HunyuanCustomSaveVideo", [25.0, "HunyuanCustom/test", 19], inputs=[
             {"name": "frames", "type": "IMAGE", "link": 2},
-            {"name": "fps", "type": "FLOAT", "widget": {"name": "fps"}, "link": 3},
-            {"name": "audio", "type": "AUDIO", "link": None}],
+            {"name": "audio", "shape": 7, "type": "AUDIO", "link": None},
+            {"name": "fps", "type": "FLOAT", "widget": {"name": "fps"}, "link": 3}],
             outputs=[{"name": "path", "type": "STRING", "links": []}]),
         _node(5, "Note", ["Remember: WaveSpeed fixes 129 frames."]),
         _node(6, "CreateVideo", [25.0], inputs=[{"name": "images", "type": "IMAGE", "link": 4},
-                                                {"name": "audio", "type": "AUDIO", "link": None}],
+                                                {"name": "audio", "shape": 7, "type": "AUDIO", "link": None}],
               outputs=[{"name": "VIDEO", "type": "VIDEO", "links": [5]}]),
         _node(7, "SaveVideo", ["video/core", "auto", "auto"], inputs=[{"name": "video", "type": "VIDEO", "link": 5}]),
         _node(8, "PreviewImage", inputs=[{"name": "images", "type": "IMAGE", "link": 6}], mode=wf.MODE_NEVER),
@@ -48,7 +48,7 @@ def _good_graph() -> dict:
               outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [8]}], mode=wf.MODE_BYPASS),
         _node(10, "PreviewImage", inputs=[{"name": "images", "type": "IMAGE", "link": 8}]),
     ]
-    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 4, 0, "IMAGE"], [3, 3, 0, 4, 1, "FLOAT"], [4, 1, 0, 6, 0, "IMAGE"],
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 4, 0, "IMAGE"], [3, 3, 0, 4, 2, "FLOAT"], [4, 1, 0, 6, 0, "IMAGE"],
              [5, 6, 0, 7, 0, "VIDEO"], [6, 1, 0, 8, 0, "IMAGE"], [7, 1, 0, 9, 0, "IMAGE"], [8, 9, 0, 10, 0, "IMAGE"]]
     return {"last_node_id": 10, "last_link_id": 8, "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {}, "version": 0.4}
@@ -60,6 +60,37 @@ def _by_id(graph, node_id):
 
 def test_a_good_graph_has_no_problems():
     assert wf.validate_ui_workflow(_good_graph()) == []
+
+
+def test_inputs_must_be_in_the_order_and_form_the_frontend_writes():
+    # Frontends 1.27 and 1.58 both save (and 1.58 rewrites on load) sockets first, then linked
+    # widgets, optional inputs hollow ("shape": 7). Seen in a browser: our saver saved as
+    # [frames, fps, audio] came back from 1.58 as [frames, audio, fps], the fps link moved to slot 2.
+    graph = _good_graph()
+    save = _by_id(graph, 4)
+    save["inputs"] = [save["inputs"][0], save["inputs"][2], save["inputs"][1]]
+    graph["links"][2][4] = 1
+    problems = wf.validate_ui_workflow(graph)
+    assert len(problems) == 1 and "['frames', 'fps', 'audio']" in problems[0], problems
+    assert "['frames', 'audio', 'fps']" in problems[0] and "target slots" in problems[0]
+
+    graph = _good_graph()
+    del _by_id(graph, 6)["inputs"][1]["shape"]
+    _by_id(graph, 7)["inputs"][0]["shape"] = 7
+    problems = wf.validate_ui_workflow(graph)
+    assert any("'audio' is optional" in p and "node 6" in p for p in problems), problems
+    assert any("'video' is required" in p and "node 7" in p for p in problems), problems
+    assert len(problems) == 2
+
+
+def test_frontend_input_order_follows_the_declarations():
+    ours = wf.our_object_info()
+    save = ours["HunyuanCustomSaveVideo"]
+    assert [n for n, _, _ in wf.frontend_inputs(save)] == ["frames", "audio"]
+    assert [(n, req) for n, _, req in wf.frontend_inputs(save, {"fps", "crf"})] == [
+        ("frames", True), ("audio", False), ("fps", True), ("crf", True)]
+    assert [n for n, _, _ in wf.frontend_inputs(ours["HunyuanCustomPrompt"])] == ["image", "image_2", "image_3"]
+    assert [n for n, _, _ in wf.frontend_inputs(CORE["CreateVideo"], {"fps"})] == ["images", "audio", "fps"]
 
 
 def test_widget_slot_rules_follow_the_frontend():

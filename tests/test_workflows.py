@@ -74,14 +74,10 @@ def remote_video(tmp_path_factory) -> bytes:
 
 @pytest.fixture
 def comfy_dirs(models_dir, tmp_path, monkeypatch):
-    """ComfyUI's folders as our nodes see them outside ComfyUI, with the reference images the
-    workflows name in the input folder."""
+    """ComfyUI's folders as our nodes see them outside ComfyUI. The input folder stays EMPTY: the
+    templates name the pack's own example pictures, so they run out of the box."""
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     input_dir.mkdir()
-    subject = Image.new("RGBA", (40, 56), (0, 0, 0, 0))
-    subject.paste((30, 90, 200, 255), (8, 10, 32, 50))
-    subject.save(input_dir / "example_subject.png")
-    Image.new("RGB", (48, 32), (220, 120, 20)).save(input_dir / "example_subject_2.png")
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
@@ -220,7 +216,26 @@ def test_multi_subject_has_two_references():
     (prompt,) = [n for n in api.values() if n["class_type"] == PROMPT]
     sources = [prompt["inputs"][k][0] for k in ("image", "image_2")]
     assert len(set(sources)) == 2
-    assert {api[s]["inputs"]["image"] for s in sources} == {"example_subject.png", "example_subject_2.png"}
+    assert [api[s]["inputs"]["image"] for s in sources] == ["hunyuan_custom_examples/man.png",
+                                                            "hunyuan_custom_examples/dog.png"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_templates_name_the_packs_example_pictures(name, comfy_dirs):
+    """No placeholder that no one has: every reference image is one the node lists (frontend 1.58
+    marks a media combo whose value is not among its options as missing) and one it can load."""
+    from hunyuan_custom.nodes import example_images
+    from hunyuan_custom.nodes.load_image import HunyuanCustomLoadImage
+
+    choices = HunyuanCustomLoadImage.INPUT_TYPES()["required"]["image"][0]
+    loader = HunyuanCustomLoadImage()
+    for node in nodes_of(load(name), "HunyuanCustomLoadImage"):
+        picture = node["widgets_values"][0]
+        assert picture in choices and picture in example_images.names()
+        assert HunyuanCustomLoadImage.VALIDATE_INPUTS(image=picture, url="") is True
+        image, mask = loader.load(picture)
+        assert image.shape[0] == 1 and float(mask.max()) == 1.0  # a cut-out: transparent around the subject
+    assert list(comfy_dirs[0].iterdir()) == []  # nothing was written into the input folder
 
 
 @pytest.mark.parametrize("name", NAMES)

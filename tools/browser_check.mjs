@@ -1,26 +1,41 @@
 // Check the pack as a user sees it: a real ComfyUI frontend in headless Chromium.
 //
 // It contains no ComfyUI code: it opens a RUNNING ComfyUI server's page and uses the frontend's
-// public objects (window.app, LiteGraph) the way a user's clicks would.
+// public objects (window.app, LiteGraph, the DOM) the way a user's clicks would. It runs against
+// whichever frontend that server serves (checked with 1.27.10 and 1.58.1), in each node renderer
+// the frontend offers: the classic canvas and, from frontend 1.40 on, Nodes 2.0 (the Vue
+// renderer; in 1.27 it is a hidden experimental setting that does not render core text widgets).
 //   1. the page loads with our web extension registered and no page error from our files;
-//   2. each UI workflow in workflows/*.json loads (app.loadGraphData, like a drag and drop):
-//      no dialog (missing nodes/models), every node type known, every widget holds the file's
-//      value (node.serialize() gives back the file's widgets_values), and the prompt the UI
-//      builds (app.graphToPrompt) has the same inputs as the committed API twin (workflows/api);
-//   3. each workflow, shrunk for a CPU (local samplers 64*48, 9 frames, 2 steps, float32), is
-//      queued from the UI (app.queuePrompt), runs, and every video saver shows its file;
-//   4. the WaveSpeed node draws the key line (matching the server's key status) and the warning
-//      for a local-only size (texts caught from the canvas' fillText);
-//   5. /api/workflow_templates lists our workflows for the template browser, with their thumbnails.
+//   2. the template browser (Workflow > Browse Templates) lists a card with a thumbnail for each
+//      workflow in workflows/, under the pack's category; opening each card gives no "missing"
+//      toast or error overlay, no node with the red error outline, and the Load Reference Image
+//      node previews the pack's example picture;
+//   3. each workflow loads like a drag and drop: no dialog, every node type known, every widget
+//      holds the file's value, the prompt the UI builds has the inputs of the API twin
+//      (workflows/api), and exporting it again gives the same inputs and links (no rewiring);
+//   4. each workflow, shrunk for a CPU (local samplers 64*48, 9 frames, 2 steps, float32), is
+//      queued from the UI as it is (no upload: the templates name the pack's example pictures),
+//      runs, every video saver shows its file, and after the job each of our nodes still shows
+//      the result lines it answered (ui.text);
+//   5. the WaveSpeed node shows the key line (matching the server's key status), the hint, and
+//      the warning for a local-only size, in each renderer;
+//   6. a queue refused by the server (a picture that does not exist) reports that problem once,
+//      in the issues panel (1.58) or the error dialog (1.27).
 // Screenshots go to --shots (not committed). Exit status 0 when every check passed.
 //
 // Setup: Chromium (Debian: apt-get install chromium) and `npm install playwright-core` in some
-// folder; start ComfyUI with the tiny models and the fake WaveSpeed server:
-//   python tools/comfyui_smoke.py --comfyui /path/to/ComfyUI --python /path/to/env/python --serve
+// folder. Start ComfyUI with the tiny models and the fake WaveSpeed server, serving the frontend
+// to check (--front-end-root: a frontend package's static/ folder; without it, the one ComfyUI's
+// environment has installed):
+//   pip install --no-deps --target /opt/fe-1.58.1 comfyui-frontend-package==1.58.1
+//   python tools/comfyui_smoke.py --comfyui /path/to/ComfyUI --python /path/to/env/python --serve \
+//       --front-end-root /opt/fe-1.58.1/comfyui_frontend_package/static
 // then, with NODE_PATH pointing at that folder's node_modules:
-//   NODE_PATH=/tmp/pw/node_modules node tools/browser_check.mjs --url http://127.0.0.1:8199
+//   NODE_PATH=/tmp/pw/node_modules node tools/browser_check.mjs --url http://127.0.0.1:8199 --expect-frontend 1.58.1
+// and the same again with the server on another frontend (e.g. 1.27.10).
 // Options: --shots DIR, --chromium PATH, --no-queue, --only SUBSTRING (workflow file names),
-// --workflows DIR (default: this checkout's workflows/).
+// --workflows DIR (default: this checkout's workflows/), --renderers classic,vue (default: those
+// the frontend offers), --expect-frontend VERSION (fail when the server serves another).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -41,9 +56,14 @@ const CHROMIUM = option("--chromium", "/usr/bin/chromium");
 const ONLY = option("--only", "");
 const WORKFLOWS = path.resolve(option("--workflows", path.join(REPO, "workflows")));
 const QUEUE = !process.argv.includes("--no-queue");
+const RENDERERS = option("--renderers", "");
+const EXPECT_FRONTEND = option("--expect-frontend", "");
 const TINY = { size: "64*48", num_frames: 9, steps: 2, dtype: "float32" };
 const SAVERS = ["HunyuanCustomSaveVideo", "SaveVideo"];
+const OURS = /^HunyuanCustom/;
 const OUR_FILES = /ComfyUI-HunyuanCustom|hunyuan_custom\.js|hyc_logic\.js/;
+const VUE_FROM = [1, 40]; // first frontend version whose Nodes 2.0 renderer is checked by default
+const MISSING_PICTURE = "hyc_no_such_picture.png";
 
 const failures = [];
 function check(name, ok, detail = "") {
@@ -68,15 +88,32 @@ try {
   await page.goto(URL, { waitUntil: "load" });
   await page.waitForFunction(() => window.app?.graph && window.LiteGraph, null, { timeout: 120000 });
   await page.waitForTimeout(3000); // extensions finish their setup()
+  const version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ || "unknown");
+  console.log(`frontend ${version} at ${URL}`);
+  if (EXPECT_FRONTEND) check(`the server serves frontend ${EXPECT_FRONTEND}`, version === EXPECT_FRONTEND, version);
   const ours = await page.evaluate(() => window.app.extensions.map((e) => e.name).filter((n) => /HunyuanCustom/.test(n)));
   check("our web extension is registered", ours.length > 0, ours.join(", "));
+  await closeDialogs(); // e.g. 1.27's "Get Started with a Template" for a new user
   reportErrors("page load");
   await page.screenshot({ path: `${SHOTS}/00_start.png` });
 
   const files = fs.readdirSync(WORKFLOWS).filter((f) => f.endsWith(".json") && f.includes(ONLY)).sort();
-  for (const file of files) await checkWorkflow(file);
-  await checkWaveSpeedLines();
-  await checkTemplates(files);
+  const renderers = RENDERERS ? RENDERERS.split(",") : ["classic", ...(atLeast(version, VUE_FROM) ? ["vue"] : [])];
+  if (!renderers.includes("vue")) console.log(`(Nodes 2.0 not checked on frontend ${version}: before ${VUE_FROM.join(".")} it is a hidden experiment)`);
+  for (const renderer of renderers) {
+    console.log(`\n######## renderer: ${renderer === "vue" ? "Nodes 2.0 (Vue)" : "classic (canvas)"}`);
+    await setRenderer(renderer);
+    await checkTemplateBrowser(files, renderer);
+    if (renderer === "classic") {
+      for (const file of files) await checkWorkflow(file, renderer, QUEUE);
+    } else if (QUEUE) {
+      // Results in the Vue renderer: one remote and one local workflow are enough (same widget).
+      for (const file of [remoteWorkflow(files), localWorkflow(files)].filter(Boolean)) await checkWorkflow(file, renderer, true);
+    }
+    await checkWaveSpeedLines(files, renderer);
+  }
+  await setRenderer("classic");
+  await checkRefusedQueue(files);
 } finally {
   await browser.close();
 }
@@ -84,6 +121,11 @@ console.log(`\n${failures.length} check(s) failed${failures.length ? `: ${failur
 process.exit(failures.length ? 1 : 0);
 
 // ------------------------------------------------------------------------------------------
+
+function atLeast(version, [major, minor]) {
+  const [a, b] = String(version).split(".").map(Number);
+  return a > major || (a === major && b >= minor);
+}
 
 function reportErrors(when) {
   const all = errors.splice(0);
@@ -93,49 +135,132 @@ function reportErrors(when) {
   for (const e of all.filter((x) => !OUR_FILES.test(x))) console.log(`      (not ours) ${e.split("\n").slice(0, 2).join(" ").slice(0, 200)}`);
 }
 
+function readWorkflow(file) {
+  return JSON.parse(fs.readFileSync(path.join(WORKFLOWS, file), "utf8"));
+}
+
+function remoteWorkflow(files) {
+  const types = (f) => readWorkflow(f).nodes.map((n) => n.type);
+  return files.find((f) => types(f).includes("HunyuanCustomWaveSpeed") && !types(f).includes("HunyuanCustomSampler"))
+    ?? files.find((f) => types(f).includes("HunyuanCustomWaveSpeed"));
+}
+
+function localWorkflow(files) {
+  const types = (f) => readWorkflow(f).nodes.map((n) => n.type);
+  return files.find((f) => types(f).includes("HunyuanCustomSampler") && !types(f).includes("HunyuanCustomWaveSpeed"));
+}
+
+async function setRenderer(renderer) {
+  await page.evaluate(async (on) => window.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", on), renderer === "vue");
+  await page.waitForTimeout(1500);
+}
+
 async function dialogTexts() {
-  return page.evaluate(() => [...document.querySelectorAll(".p-dialog, .comfy-modal[style*='flex']")].map((d) => d.innerText.slice(0, 600)));
+  return page.evaluate(() => [...document.querySelectorAll(".p-dialog, .comfy-modal[style*='flex']")]
+    .filter((d) => d.offsetParent !== null || d.classList.contains("p-dialog")).map((d) => d.innerText.slice(0, 600)));
 }
 
 async function closeDialogs() {
-  await page.keyboard.press("Escape").catch(() => {});
-  await page.evaluate(() => document.querySelectorAll(".p-dialog-close-button, .p-dialog-header-close").forEach((b) => b.click()));
-  await page.waitForTimeout(300);
-}
-
-async function placeholderPng() {
-  // A coloured subject on a transparent background, drawn by the browser.
-  const b64 = await page.evaluate(async () => {
-    const canvas = new OffscreenCanvas(40, 56), ctx = canvas.getContext("2d");
-    ctx.fillStyle = "rgb(30,120,220)";
-    ctx.fillRect(8, 10, 24, 36);
-    const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
-    return btoa(String.fromCharCode(...bytes));
-  });
-  return Buffer.from(b64, "base64");
-}
-
-async function uploadPlaceholders(workflow) {
-  // The workflows name placeholder reference images; give the server a picture for each.
-  const png = await placeholderPng();
-  for (const node of workflow.nodes.filter((n) => n.type === "HunyuanCustomLoadImage")) {
-    const form = new FormData();
-    form.append("image", new Blob([png], { type: "image/png" }), node.widgets_values[0]);
-    form.append("overwrite", "true");
-    const r = await fetch(`${URL}/upload/image`, { method: "POST", body: form });
-    if (!r.ok) throw new Error(`upload of ${node.widgets_values[0]} failed: ${r.status}`);
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press("Escape").catch(() => {});
+    await page.evaluate(() => document.querySelectorAll(".p-dialog-close-button, .p-dialog-header-close, [data-testid=error-overlay-dismiss]")
+      .forEach((b) => b.click()));
+    await page.waitForTimeout(300);
+    if (!(await page.evaluate(() => document.querySelector(".p-dialog")))) return;
   }
 }
 
-async function checkWorkflow(file) {
-  console.log(`\n== ${file}`);
-  const workflow = JSON.parse(fs.readFileSync(path.join(WORKFLOWS, file), "utf8"));
-  await uploadPlaceholders(workflow);
-  await page.evaluate(async ([wf, name]) => window.app.loadGraphData(wf, true, true, name), [workflow, file]);
-  await page.waitForTimeout(1500);
+async function loadWorkflow(workflow, name) {
+  await page.evaluate(async ([wf, n]) => window.app.loadGraphData(wf, true, true, n), [workflow, name]);
+  await page.waitForTimeout(2000); // the frontend scans for missing models/media and previews images
+}
+
+async function openedCleanly(label) {
+  // What frontend 1.58 showed for the placeholder picture: a "Media input missing" toast, the error
+  // overlay, a red outline on the node (has_errors). 1.27 has none of these: nothing to find there.
+  const state = await page.evaluate(() => ({
+    toasts: [...document.querySelectorAll(".p-toast-message")].map((t) => t.innerText.replace(/\s+/g, " ").slice(0, 200)),
+    overlay: [...document.querySelectorAll("[data-testid=error-overlay]")].filter((e) => e.offsetParent !== null)
+      .map((e) => e.innerText.replace(/\s+/g, " ").slice(0, 200)),
+    outlined: (window.app.graph.nodes ?? window.app.graph._nodes).filter((n) => n.has_errors).map((n) => `${n.id} ${n.type}`),
+  }));
+  const missing = state.toasts.filter((t) => /missing/i.test(t));
+  check(`${label}: no "missing" toast`, missing.length === 0, missing.join(" | "));
+  check(`${label}: no error overlay`, state.overlay.length === 0, state.overlay.join(" | "));
+  check(`${label}: no node with the red error outline`, state.outlined.length === 0, state.outlined.join(", "));
+}
+
+async function referencePreviews(label) {
+  // The Load Reference Image nodes preview the pack's example pictures (served through /view).
+  const found = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes)
+    .filter((n) => n.type === "HunyuanCustomLoadImage").map((n) => {
+      const value = n.widgets?.find((w) => w.name === "image")?.value;
+      const file = String(value).split("/").pop();
+      const dom = [...document.images].filter((i) => i.src.includes(encodeURIComponent(file)) || i.src.includes(file));
+      const images = [...(n.imgs || []), ...dom];
+      return { id: n.id, value, loaded: images.some((i) => i.complete && i.naturalWidth > 0) };
+    }));
+  for (const f of found) check(`${label}: node ${f.id} previews its picture ${f.value}`, f.loaded);
+}
+
+async function checkTemplateBrowser(files, renderer) {
+  console.log(`\n== template browser (${renderer})`);
+  const names = files.map((f) => f.replace(/\.json$/, ""));
+  for (const name of names) {
+    await closeDialogs();
+    await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
+    await page.waitForSelector("[data-testid=template-workflows-content]", { timeout: 30000 }).catch(() => {});
+    await page.waitForTimeout(1000);
+    const category = await packCategory(names);
+    if (!check(`template browser has a category with our cards`, !!category, category ?? "none found")) return;
+    await page.getByText(category, { exact: true }).first().click();
+    await page.waitForTimeout(1500);
+    const card = page.locator(`[data-testid="template-workflow-${name}"]`).first();
+    const shown = await card.evaluate((el) => {
+      const img = el.querySelector("img");
+      return { visible: el.getBoundingClientRect().height > 0, thumb: !!img && img.complete && img.naturalWidth > 0, text: el.innerText.slice(0, 80) };
+    }).catch(() => null);
+    check(`template card ${name} shown with its thumbnail (${renderer})`, !!shown?.visible && !!shown?.thumb, JSON.stringify(shown));
+    if (name === names[0]) await page.screenshot({ path: `${SHOTS}/templates_${renderer}.png` });
+    if (!shown) continue;
+    await card.click();
+    await page.waitForTimeout(3000); // the workflow loads; 1.58 scans it for missing media
+    await page.waitForFunction(() => !document.querySelector("[data-testid=template-workflows-content]"), null, { timeout: 15000 })
+      .catch(() => {});
+    const loaded = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes).map((n) => n.type));
+    check(`template ${name} opens from its card (${renderer})`, loaded.some((t) => OURS.test(t)), loaded.join(","));
+    await openedCleanly(`template ${name} (${renderer})`);
+    await referencePreviews(`template ${name} (${renderer})`);
+    await fitView();
+    await page.screenshot({ path: `${SHOTS}/template_${name}_${renderer}.png` });
+  }
+  await closeDialogs();
+  reportErrors(`template browser (${renderer})`);
+}
+
+async function packCategory(names) {
+  // The category is named after the install folder (or a translation of it): the one whose cards are ours.
+  const listed = await (await fetch(`${URL}/api/workflow_templates`)).json();
+  const folder = Object.keys(listed).find((k) => names.some((n) => listed[k].includes(n)));
+  if (!folder) return null;
+  return page.evaluate((folder) => {
+    const items = [...document.querySelectorAll("[data-testid=template-workflows-content] *, .p-dialog *, [role=dialog] *")]
+      .filter((e) => e.children.length === 0 && e.innerText?.trim());
+    const exact = items.find((e) => e.innerText.trim() === folder);
+    return exact ? folder : items.map((e) => e.innerText.trim()).find((t) => /hunyuan/i.test(t)) ?? null;
+  }, folder);
+}
+
+async function checkWorkflow(file, renderer, queue) {
+  console.log(`\n== ${file} (${renderer})`);
+  const workflow = readWorkflow(file);
+  await closeDialogs();
+  await loadWorkflow(workflow, file);
   const dialogs = await dialogTexts();
   check(`${file}: loads without a dialog (missing nodes/models)`, dialogs.length === 0, dialogs.join(" | "));
   await closeDialogs();
+  const label = `${file} (${renderer})`;
+  await openedCleanly(label);
   const nodes = await page.evaluate((wf) => wf.nodes.map((f) => {
     const node = window.app.graph.getNodeById(f.id);
     return {
@@ -144,23 +269,27 @@ async function checkWorkflow(file) {
       widgets: node ? (node.widgets || []).map((w) => `${w.name}=${String(w.value).slice(0, 40)}`) : [],
     };
   }), workflow);
-  for (const n of nodes) {
-    check(`${file}: node ${n.id} ${n.type} is known and in the graph`, n.known && n.found);
-    check(`${file}: node ${n.id} ${n.type} widgets hold the file's values`,
-      JSON.stringify(n.now) === JSON.stringify(n.file), `file ${JSON.stringify(n.file).slice(0, 300)} now ${JSON.stringify(n.now).slice(0, 300)}`);
-    console.log(`      ${n.id} ${n.type}: ${n.widgets.join(", ")}`);
+  if (renderer === "classic") {
+    await referencePreviews(label);
+    for (const n of nodes) {
+      check(`${file}: node ${n.id} ${n.type} is known and in the graph`, n.known && n.found);
+      check(`${file}: node ${n.id} ${n.type} widgets hold the file's values`,
+        JSON.stringify(n.now) === JSON.stringify(n.file), `file ${JSON.stringify(n.file).slice(0, 300)} now ${JSON.stringify(n.now).slice(0, 300)}`);
+      console.log(`      ${n.id} ${n.type}: ${n.widgets.join(", ")}`);
+    }
+    await compareWithApiTwin(file);
+    await compareExport(file, workflow);
   }
-  await compareWithApiTwin(file);
-  reportErrors(`loading ${file}`);
+  reportErrors(`loading ${label}`);
   await fitView();
-  await page.screenshot({ path: `${SHOTS}/${file}_loaded.png` });
-  if (!QUEUE) return;
+  await page.screenshot({ path: `${SHOTS}/${file}_loaded_${renderer}.png` });
+  if (!queue) return;
   const keyStatus = await (await fetch(`${URL}/api/hunyuan_custom/wavespeed_key_status`)).json();
   if (!keyStatus.configured && nodes.some((n) => n.type === "HunyuanCustomWaveSpeed")) {
     console.log(`SKIP  ${file}: not queued, the server has no WaveSpeed key`);
     return;
   }
-  await queueWorkflow(file, nodes);
+  await queueWorkflow(file, nodes, renderer);
 }
 
 async function compareWithApiTwin(file) {
@@ -174,14 +303,34 @@ async function compareWithApiTwin(file) {
     const ui = prompt[id]?.inputs ?? {};
     const wrong = Object.entries(node.inputs).filter(([k, v]) => JSON.stringify(ui[k]) !== JSON.stringify(v))
       .map(([k, v]) => `${k}: UI ${JSON.stringify(ui[k])?.slice(0, 60)} vs twin ${JSON.stringify(v).slice(0, 60)}`);
-    check(`${file}: node ${id} ${node.class_type} inputs in the UI's prompt match the API twin`, wrong.length === 0, wrong.join("; "));
+    const extra = Object.keys(ui).filter((k) => !(k in node.inputs));
+    check(`${file}: node ${id} ${node.class_type} inputs in the UI's prompt match the API twin`,
+      wrong.length === 0 && extra.length === 0, [...wrong, ...extra.map((k) => `${k}: only in the UI's prompt`)].join("; "));
   }
 }
 
-async function queueWorkflow(file, nodes) {
+async function compareExport(file, workflow) {
+  // Loading and exporting must not rewire a file: the frontend writes inputs in the node's
+  // declared order (1.58 reorders on load), so a file in that form comes back unchanged.
+  const exported = await page.evaluate(async () => (await window.app.graphToPrompt()).workflow);
+  const linkOf = (l) => JSON.stringify(Array.isArray(l) ? l.slice(0, 6)
+    : [l.id, l.origin_id, l.origin_slot, l.target_id, l.target_slot, l.type]);
+  const links = (g) => (g.links || []).map(linkOf).sort();
+  check(`${file}: exported again, the links are the file's (no slot moved)`,
+    JSON.stringify(links(exported)) === JSON.stringify(links(workflow)),
+    `file ${links(workflow).join(" ")} | export ${links(exported).join(" ")}`);
+  for (const node of workflow.nodes) {
+    const again = exported.nodes.find((n) => String(n.id) === String(node.id));
+    const names = (n) => (n?.inputs || []).map((i) => `${i.name}${i.shape === 7 ? "(optional)" : ""}`).join(",");
+    check(`${file}: node ${node.id} ${node.type} exports the file's inputs in the file's order`,
+      names(again) === names(node), `file [${names(node)}] export [${names(again)}]`);
+  }
+}
+
+async function queueWorkflow(file, nodes, renderer) {
   await page.evaluate((tiny) => {
     const set = (node, name, value) => { const w = node.widgets?.find((x) => x.name === name); if (w) w.value = value; };
-    for (const node of window.app.graph._nodes) {
+    for (const node of window.app.graph.nodes ?? window.app.graph._nodes) {
       if (node.type === "HunyuanCustomSampler") for (const k of ["size", "num_frames", "steps"]) set(node, k, tiny[k]);
       if (node.type === "HunyuanCustomModelLoader") set(node, "dtype", tiny.dtype);
     }
@@ -189,24 +338,33 @@ async function queueWorkflow(file, nodes) {
   const before = new Set(Object.keys(await (await fetch(`${URL}/history`)).json()));
   await page.evaluate(async () => { try { await window.app.queuePrompt(0, 1); } catch (e) { /* shown below */ } });
   const entry = await waitForRun(before);
-  if (!check(`${file}: queued from the UI, accepted and finished`, entry?.status?.status_str === "success",
+  if (!check(`${file}: queued from the UI as it is, accepted and finished (${renderer})`, entry?.status?.status_str === "success",
     entry ? JSON.stringify(entry.status.messages.filter((m) => m[0] === "execution_error")).slice(0, 1500)
       : `refused: ${JSON.stringify(await page.evaluate(() => window.app.lastNodeErrors)).slice(0, 1500)}`)) {
     await closeDialogs();
     return;
   }
-  await page.waitForTimeout(2500); // the frontend loads the video previews
+  await page.waitForTimeout(3000); // the job has ended in the frontend too; previews load
   for (const n of nodes.filter((x) => SAVERS.includes(x.type))) {
     const shown = await page.evaluate((id) => {
       const node = window.app.graph.getNodeById(id);
       const out = window.app.nodeOutputs?.[String(id)];
-      return { files: (out?.images || out?.videos || []).map((f) => f.filename), preview: !!node?.videoContainer || !!node?.imgs };
+      const vueMedia = [...document.querySelectorAll(`[data-node-id="${id}"] video, [data-node-id="${id}"] img`)];
+      return { files: (out?.images || out?.videos || []).map((f) => f.filename),
+               preview: !!node?.videoContainer || !!node?.imgs?.length || vueMedia.length > 0 };
     }, n.id);
-    check(`${file}: ${n.type} ${n.id} saved a file and shows it`, (entry.outputs?.[n.id]?.images?.length ?? 0) > 0
+    check(`${file}: ${n.type} ${n.id} saved a file and shows it (${renderer})`, (entry.outputs?.[n.id]?.images?.length ?? 0) > 0
       && shown.files.length > 0 && shown.preview, JSON.stringify(shown));
-    await zoomOn(n.id, `${SHOTS}/${file}_ran_${n.type}_${n.id}.png`);
   }
-  reportErrors(`running ${file}`);
+  for (const n of nodes.filter((x) => OURS.test(x.type) && entry.outputs?.[x.id]?.text?.length)) {
+    const expected = entry.outputs[n.id].text;
+    await zoomOn(n.id);
+    const lines = await linesShown(n.id, "hyc_result");
+    check(`${file}: ${n.type} ${n.id} still shows its result lines after the job (${renderer})`,
+      lines.visible && expected.every((t) => lines.text.includes(t)), `expected ${JSON.stringify(expected)} shown ${JSON.stringify(lines)}`);
+    await page.screenshot({ path: `${SHOTS}/${file}_ran_${n.type}_${n.id}_${renderer}.png`, clip: lines.clip ?? undefined });
+  }
+  reportErrors(`running ${file} (${renderer})`);
 }
 
 async function waitForRun(before, timeoutMs = 600000) {
@@ -224,9 +382,24 @@ async function waitForRun(before, timeoutMs = 600000) {
   return null;
 }
 
+async function linesShown(nodeId, widgetName) {
+  // A lines widget's element, as the user sees it in either renderer: attached, laid out, not
+  // hidden, inside the window. Its text is what it shows.
+  return page.evaluate(([id, name]) => {
+    const node = window.app.graph.getNodeById(id);
+    const el = node?.widgets?.find((w) => w.name === name)?.element;
+    if (!el) return { visible: false, text: "", why: `no ${name} widget` };
+    const r = el.getBoundingClientRect();
+    const visible = el.isConnected && r.width > 20 && r.height > 8 && r.bottom > 0 && r.right > 0
+      && r.top < window.innerHeight && r.left < window.innerWidth && (el.checkVisibility?.({ opacityProperty: true, visibilityProperty: true }) ?? true);
+    const clip = { x: Math.max(0, r.left - 200), y: Math.max(0, r.top - 260), width: Math.min(900, window.innerWidth - Math.max(0, r.left - 200)), height: Math.min(700, window.innerHeight - Math.max(0, r.top - 260)) };
+    return { visible, text: el.innerText, rect: [Math.round(r.left), Math.round(r.top), Math.round(r.width), Math.round(r.height)], clip };
+  }, [nodeId, widgetName]);
+}
+
 async function fitView() {
   await page.evaluate(() => {
-    const c = window.app.canvas, nodes = window.app.graph._nodes, T = window.LiteGraph.NODE_TITLE_HEIGHT;
+    const c = window.app.canvas, nodes = window.app.graph.nodes ?? window.app.graph._nodes, T = window.LiteGraph.NODE_TITLE_HEIGHT;
     const x0 = Math.min(...nodes.map((n) => n.pos[0])) - 20, y0 = Math.min(...nodes.map((n) => n.pos[1] - T)) - 40;
     const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])) + 20, y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1])) + 80;
     const ratio = window.devicePixelRatio || 1;
@@ -237,65 +410,84 @@ async function fitView() {
   await page.waitForTimeout(800);
 }
 
-async function zoomOn(nodeId, file, scale = 1.3) {
-  const box = await page.evaluate(([id, scale]) => {
+async function zoomOn(nodeId, scale = 1.0) {
+  await page.evaluate(([id, scale]) => {
     const c = window.app.canvas, n = window.app.graph.getNodeById(id), T = window.LiteGraph.NODE_TITLE_HEIGHT;
-    c.ds.scale = scale; c.ds.offset[0] = -n.pos[0] + 120 / scale; c.ds.offset[1] = -n.pos[1] + (T + 60) / scale;
+    c.ds.scale = scale; c.ds.offset[0] = -n.pos[0] + 300 / scale; c.ds.offset[1] = -n.pos[1] + (T + 80) / scale;
     c.setDirty(true, true);
-    return { x: 70, y: 20, width: Math.min(1500, (n.size[0] + 300) * scale), height: Math.min(950, (n.size[1] + T + 220) * scale) };
   }, [nodeId, scale]);
+  await page.waitForTimeout(1200); // both renderers place their DOM after the next frame
+}
+
+async function setSize(nodeId, value) {
+  // As a user's pick does in both renderers: the value, then the widget's callback.
+  await page.evaluate(([id, value]) => {
+    const node = window.app.graph.getNodeById(id);
+    const w = node.widgets.find((x) => x.name === "size");
+    w.value = value;
+    w.callback?.(value, window.app.canvas, node);
+  }, [nodeId, value]);
   await page.waitForTimeout(800);
-  await page.screenshot({ path: file, clip: box });
 }
 
-async function drawnTexts() {
-  // Redraw the canvas once while recording every fillText call.
-  return page.evaluate(async () => {
-    const texts = [], proto = CanvasRenderingContext2D.prototype, original = proto.fillText;
-    proto.fillText = function (text, ...rest) { texts.push(String(text)); return original.call(this, text, ...rest); };
-    try {
-      window.app.canvas.setDirty(true, true);
-      window.app.canvas.draw(true, true);
-    } finally {
-      proto.fillText = original;
-    }
-    return texts;
-  });
-}
-
-async function checkWaveSpeedLines() {
-  console.log("\n== WaveSpeed node lines");
-  const file = fs.readdirSync(WORKFLOWS).find((f) => f.includes("wavespeed") && f.endsWith(".json"));
+async function checkWaveSpeedLines(files, renderer) {
+  console.log(`\n== WaveSpeed node lines (${renderer})`);
+  const file = remoteWorkflow(files);
   if (!file) return;
   const status = await (await fetch(`${URL}/api/hunyuan_custom/wavespeed_key_status`)).json();
-  const workflow = JSON.parse(fs.readFileSync(path.join(WORKFLOWS, file), "utf8"));
-  await page.evaluate(async ([wf, name]) => window.app.loadGraphData(wf, true, true, name), [workflow, `${file} (lines)`]);
+  const workflow = readWorkflow(file);
+  await closeDialogs();
+  await loadWorkflow(workflow, `${file} (lines)`);
   const id = workflow.nodes.find((n) => n.type === "HunyuanCustomWaveSpeed").id;
-  await page.waitForTimeout(1500); // the key status answer arrives
-  await zoomOn(id, `${SHOTS}/wavespeed_key_${status.configured ? "set" : "missing"}.png`);
+  await zoomOn(id);
   const expected = status.configured ? "WaveSpeed key: set" : "WaveSpeed key: missing";
-  let texts = await drawnTexts();
-  check(`WaveSpeed node draws "${expected}" (server says configured=${status.configured})`, texts.some((t) => t.startsWith(expected)),
-    texts.filter((t) => /WaveSpeed/.test(t)).join(" | "));
-  check("no size warning for 1280*720", !texts.some((t) => t.includes("local-only")));
-  await page.evaluate((id) => { window.app.graph.getNodeById(id).widgets.find((w) => w.name === "size").value = "960*544"; }, id);
-  texts = await drawnTexts();
-  check("WaveSpeed node warns about the local-only size 960*544", texts.some((t) => t.includes("960*544 is local-only")));
-  await zoomOn(id, `${SHOTS}/wavespeed_local_size.png`);
-  reportErrors("WaveSpeed lines");
+  let lines = await linesShown(id, "hyc_status");
+  check(`WaveSpeed node shows "${expected}" (server says configured=${status.configured}) (${renderer})`,
+    lines.visible && lines.text.startsWith(expected), JSON.stringify(lines));
+  check(`WaveSpeed node shows what WaveSpeed fixes (${renderer})`, lines.visible && /WaveSpeed fixes 129 frames/.test(lines.text), lines.text);
+  check(`no size warning for 1280*720 (${renderer})`, !lines.text.includes("local-only"), lines.text);
+  await page.screenshot({ path: `${SHOTS}/wavespeed_key_${status.configured ? "set" : "missing"}_${renderer}.png`, clip: lines.clip ?? undefined });
+  await setSize(id, "960*544");
+  lines = await linesShown(id, "hyc_status");
+  check(`WaveSpeed node warns about the local-only size 960*544 (${renderer})`, lines.visible && lines.text.includes("960*544 is local-only"), JSON.stringify(lines));
+  await page.screenshot({ path: `${SHOTS}/wavespeed_local_size_${renderer}.png`, clip: lines.clip ?? undefined });
+  const saved = await page.evaluate((id) => window.app.graph.getNodeById(id).serialize().widgets_values, id);
+  check(`the lines are not saved into the workflow (${renderer})`, !JSON.stringify(saved).includes("WaveSpeed"), JSON.stringify(saved));
+  await setSize(id, "1280*720");
+  lines = await linesShown(id, "hyc_status");
+  check(`the warning goes when the size is one WaveSpeed renders (${renderer})`, lines.visible && !lines.text.includes("local-only"), lines.text);
+  reportErrors(`WaveSpeed lines (${renderer})`);
 }
 
-async function checkTemplates(files) {
-  console.log("\n== template browser");
-  const listed = await (await fetch(`${URL}/api/workflow_templates`)).json();
-  const pack = Object.keys(listed).find((k) => files.some((f) => listed[k].includes(f.replace(/\.json$/, ""))));
-  const names = pack ? listed[pack] : [];
-  for (const f of files) {
-    const name = f.replace(/\.json$/, "");
-    const served = pack ? await fetch(`${URL}/api/workflow_templates/${pack}/${f}`) : null;
-    check(`template ${name} listed and served`, names.includes(name) && served?.ok, pack || JSON.stringify(listed));
-    const thumb = pack ? await fetch(`${URL}/api/workflow_templates/${pack}/${name}.jpg`) : null;
-    check(`template ${name} has its card thumbnail`, thumb?.ok && thumb.headers.get("content-type") === "image/jpeg",
-      thumb ? `${thumb.status} ${thumb.headers.get("content-type")}` : "not listed");
+async function checkRefusedQueue(files) {
+  console.log("\n== a queue the server refuses: one problem, one message");
+  const file = remoteWorkflow(files) ?? files[0];
+  const workflow = readWorkflow(file);
+  const image = workflow.nodes.find((n) => n.type === "HunyuanCustomLoadImage");
+  if (!image) return;
+  image.widgets_values[0] = MISSING_PICTURE;
+  await closeDialogs();
+  await loadWorkflow(workflow, `${file} (missing picture)`);
+  await page.evaluate(async () => { try { await window.app.queuePrompt(0, 1); } catch (e) { /* shown below */ } });
+  await page.waitForTimeout(3000);
+  const errs = await page.evaluate((id) => window.app.lastNodeErrors?.[String(id)]?.errors ?? [], image.id);
+  check("the server refused the queue and named the missing picture", errs.some((e) => JSON.stringify(e).includes(MISSING_PICTURE)), JSON.stringify(errs));
+  check("the server reported the missing picture once (not under image and url)", errs.length === 1,
+    errs.map((e) => `${e.extra_info?.input_name}: ${e.details}`).join(" | "));
+  // What the user reads: 1.58's issues panel (the error overlay's "View details"), 1.27's dialog.
+  const details = page.locator("[data-testid=error-overlay-see-errors]");
+  if (await details.count()) {
+    await details.first().click();
+    await page.waitForTimeout(1500);
+    const entries = await page.evaluate(() => [...document.querySelectorAll("[data-testid=error-group-execution]")]
+      .map((g) => g.innerText.split("\n").map((s) => s.trim()).filter((s) => /Load Reference Image/.test(s))).flat());
+    check("the issues panel lists the Load Reference Image problem once", entries.length === 1, JSON.stringify(entries));
+  } else {
+    const text = (await dialogTexts()).join("\n");
+    const mentions = text.split("\n").filter((line) => line.includes(MISSING_PICTURE));
+    check("the error dialog names the missing picture once", mentions.length === 1, mentions.join(" | "));
   }
+  await page.screenshot({ path: `${SHOTS}/refused_queue.png` });
+  await closeDialogs();
+  reportErrors("refused queue");
 }

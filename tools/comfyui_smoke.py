@@ -7,15 +7,21 @@ WaveSpeed node completes and stops on Cancel (/interrupt) against the fake WaveS
 
 It contains no ComfyUI code: it starts ComfyUI's main.py as a subprocess and talks HTTP to it.
 It builds the tiny model set (tests/_tiny_model_set.py) in a temporary folder and points ComfyUI
-at it with an extra_model_paths.yaml; input, output and temp folders are temporary too, so the
-ComfyUI checkout is not touched (except that the pack must be linked into its custom_nodes/).
+at it with an extra_model_paths.yaml. ComfyUI runs with its own base folder inside that work folder
+(--base-directory: custom_nodes/, user/ settings, input/, output/, temp/), whose
+custom_nodes/ComfyUI-HunyuanCustom links to THIS checkout: the ComfyUI checkout is not touched, and
+whatever is in its own custom_nodes/ is not loaded, so several checkouts can be tested side by side.
 
 Setup (once):
     git clone <ComfyUI> /path/to/ComfyUI    # + its requirements, in some Python environment
-    ln -s "$PWD" /path/to/ComfyUI/custom_nodes/ComfyUI-HunyuanCustom
 
 Run (from this repository's root; needs torch, pillow, requests, imageio-ffmpeg here):
     python tools/comfyui_smoke.py --comfyui /path/to/ComfyUI --python /path/to/comfy-env/bin/python
+
+--front-end-root picks the frontend: a folder holding a frontend build's index.html, e.g.
+`pip install --no-deps --target /opt/fe-1.58.1 comfyui-frontend-package==1.58.1` then
+--front-end-root /opt/fe-1.58.1/comfyui_frontend_package/static. Without it ComfyUI serves the
+comfyui-frontend-package installed in its environment (its requirements.txt pins one).
 
 Exit status 0 when every check passed; each check prints PASS/FAIL with details.
 
@@ -44,6 +50,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fake WaveSpeed
 
+PACK_FOLDER = "ComfyUI-HunyuanCustom"  # its name under custom_nodes/ (also in /extensions/<name>/ URLs)
 OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader",
              "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo")
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
@@ -147,7 +154,7 @@ def add_savers(graph: dict, sampler: str, save: str, prefix: str) -> None:
 def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
     # ComfyUI lists each custom node folder under "Import times for custom nodes:", marked
     # "(IMPORT FAILED)" when its import raised, and logs "Cannot import <path> module ...".
-    ours = [line for line in log_text().splitlines() if "ComfyUI-HunyuanCustom" in line]
+    ours = [line for line in log_text().splitlines() if PACK_FOLDER in line]
     s.check("pack imported without error", bool(ours) and not any(
         "IMPORT FAILED" in line or "Cannot import" in line for line in ours), ours)
     info = s.get("/object_info").json()
@@ -169,12 +176,12 @@ def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
         if len(node["output"]) != len(node["output_name"]):
             problems.append("outputs/names differ")
         s.check(f"spec of {name}", not problems, "; ".join(problems))
-    js = s.get("/extensions/ComfyUI-HunyuanCustom/hunyuan_custom.js")
+    js = s.get(f"/extensions/{PACK_FOLDER}/hunyuan_custom.js")
     s.check("web extension served", js.status_code == 200 and "registerExtension" in js.text,
             f"{js.status_code} {js.headers.get('content-type')}")
     listed = s.get("/extensions").json()
     s.check("web extension listed in /extensions",
-            "/extensions/ComfyUI-HunyuanCustom/hunyuan_custom.js" in listed, [x for x in listed if "Hunyuan" in x])
+            f"/extensions/{PACK_FOLDER}/hunyuan_custom.js" in listed, [x for x in listed if "Hunyuan" in x])
     for path in ("/hunyuan_custom/wavespeed_key_status", "/api/hunyuan_custom/wavespeed_key_status"):
         r = s.get(path)
         s.check(f"GET {path}", r.status_code == 200 and isinstance(r.json().get("configured"), bool),
@@ -372,9 +379,12 @@ def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tupl
     except requests.ConnectionError:
         pass
     cmd = [args.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(args.port),
+           "--base-directory", str(work / "base"),
            "--extra-model-paths-config", str(work / "extra_model_paths.yaml"),
            "--output-directory", str(work / "output"), "--input-directory", str(work / "input"),
            "--temp-directory", str(work / "tempdir"), "--disable-auto-launch"]
+    if args.front_end_root:
+        cmd += ["--front-end-root", str(Path(args.front_end_root).resolve())]
     env = {**os.environ, **extra_env}
     proc = subprocess.Popen(cmd, cwd=args.comfyui, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     end = time.monotonic() + args.start_timeout
@@ -389,6 +399,15 @@ def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tupl
         time.sleep(0.5)
     proc.terminate()
     raise TimeoutError(f"ComfyUI did not answer within {args.start_timeout} s; see {log_path}")
+
+
+def link_pack(link: Path) -> None:
+    """custom_nodes/ComfyUI-HunyuanCustom -> this checkout (replacing a link to another one, e.g.
+    when a work folder is reused from another worktree)."""
+    if link.is_symlink() and link.resolve() != REPO:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -410,7 +429,11 @@ def serve(proc: subprocess.Popen, fake: Any, port: int, log_path: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--comfyui", required=True, help="ComfyUI checkout (with this pack in custom_nodes/)")
+    parser.add_argument("--comfyui", required=True, help="ComfyUI checkout (main.py); this pack is linked into "
+                                                         "a private custom_nodes/ in the work folder")
+    parser.add_argument("--front-end-root", help="frontend build to serve (a folder with index.html, e.g. "
+                                                 ".../comfyui_frontend_package/static of another "
+                                                 "comfyui-frontend-package); default: ComfyUI's own")
     parser.add_argument("--python", default=sys.executable, help="Python of ComfyUI's environment")
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--start-timeout", type=float, default=180)
@@ -427,8 +450,12 @@ def main() -> int:
     from _tiny_model_set import build_tiny_model_set
 
     work = Path(args.work or tempfile.mkdtemp(prefix="hyc_comfyui_smoke_")).resolve()
-    for sub in ("input", "output", "tempdir"):
+    for sub in ("input", "output", "tempdir", "base/custom_nodes"):
         (work / sub).mkdir(parents=True, exist_ok=True)
+    link_pack(work / "base" / "custom_nodes" / PACK_FOLDER)
+    if args.front_end_root and not (Path(args.front_end_root) / "index.html").is_file():
+        parser.error(f"--front-end-root {args.front_end_root}: no index.html there; give the frontend "
+                     "package's static/ folder")
     if not (work / "models" / "diffusion_models").exists():
         build_tiny_model_set(work / "models")
     (work / "extra_model_paths.yaml").write_text(

@@ -1,17 +1,33 @@
-// HunyuanCustom frontend extension (classic app.registerExtension API).
-// - WaveSpeed node: under the node, a line saying whether a WaveSpeed key is configured on the
-//   server (asks our route for yes/no; this file never sees or handles a key), a red line when
-//   the chosen size is one WaveSpeed refuses, and a hint of what WaveSpeed fixes; wrapped to the
-//   node's width. (Not in the title: there it covered the node's name in the browser.)
-// - Save node: nothing to do; it answers like core's SaveVideo ({images, animated}), which the
-//   frontend already plays as a video in the node.
+// HunyuanCustom frontend extension (classic app.registerExtension API, frontends 1.27 to 1.58).
+//
+// Everything it shows is a "lines" widget: a DOM widget (node.addDOMWidget), which both node
+// renderers display (the classic canvas lays the element over the node; Nodes 2.0, the Vue
+// renderer, mounts it inside the node). Canvas drawing hooks such as onDrawForeground do not run
+// for Vue nodes, so nothing here depends on them. The widgets are display only: never saved into
+// workflows (serialize: false) nor sent with a prompt.
+// - Results: every node of this pack that answers `ui.text` (e.g. the sampler's frames and seed,
+//   the saver's file name) shows those lines under its widgets. They come from the node's UI
+//   output, which the frontend keeps after the job (1.58 clears progress text when a job ends);
+//   dimmed while the next run is on, replaced by its result.
+// - WaveSpeed node: whether the server has a WaveSpeed key (asks our route for yes/no; this file
+//   never sees or handles a key), a red line when the chosen size is one WaveSpeed refuses, and a
+//   hint of what WaveSpeed fixes.
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { KEY_STATUS_ROUTE, wavespeedHint, wavespeedNodeLines, wavespeedNodeStatus } from "./hyc_logic.js";
+import {
+  KEY_STATUS_ROUTE, isOurNodeType, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
+} from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
+const STATUS_WIDGET = "hyc_status";
+const RESULT_WIDGET = "hyc_result";
+const WIDGET_TYPE = "hyc_lines";
 const STATUS_MAX_AGE_MS = 30_000;
+const LINE_HEIGHT = 16;
+const PADDING = 6;
+const MARGIN = 4; // around the element inside the widget's slot (frontends default to 10)
+const FONT = "12px sans-serif";
 
 let keyAnswer = null; // last route answer ({configured}) or null
 let keyCheckedAt = 0;
@@ -29,32 +45,107 @@ async function refreshKeyStatus(force = false) {
     } finally {
       keyCheckedAt = Date.now();
       keyRequest = null;
-      app.graph?.setDirtyCanvas?.(true, false);
     }
+    for (const node of graphNodes()) if (node.type === WAVESPEED_NODE) refreshWaveSpeed(node);
     return keyAnswer;
   })();
   return keyRequest;
+}
+
+function graphNodes() {
+  const graph = app.graph;
+  return graph?.nodes ?? graph?._nodes ?? [];
+}
+
+let measureContext = null;
+function measure(text) {
+  measureContext ??= document.createElement("canvas").getContext("2d");
+  measureContext.font = FONT;
+  return measureContext.measureText(text).width;
+}
+
+/** The node's lines widget `name`, created on first use (added after the node's own widgets). */
+function linesWidget(node, name) {
+  const existing = node.widgets?.find((w) => w.name === name);
+  if (existing?.hycSetLines) return existing;
+  const element = document.createElement("div");
+  element.className = "hyc-lines";
+  element.dataset.hycLines = name;
+  Object.assign(element.style, {
+    font: FONT, lineHeight: `${LINE_HEIGHT}px`, padding: `${PADDING / 2}px 4px`, boxSizing: "border-box",
+    whiteSpace: "normal", overflowWrap: "anywhere", overflow: "hidden", userSelect: "text", cursor: "text",
+  });
+  let lines = [];
+  let measuredWidth = 0;
+  const height = () => {
+    if (!lines.length) return 0;
+    // Until the element is laid out its width is unknown: guess from the node, then lay the node
+    // out again once the real width is there (or has changed, e.g. after a resize).
+    const width = element.clientWidth || (node.size?.[0] ?? 300) - 2 * MARGIN;
+    if (element.clientWidth !== measuredWidth) {
+      measuredWidth = element.clientWidth;
+      requestAnimationFrame(() => fitNode(node));
+    }
+    // The frontends size the element to the widget's height less its margins.
+    return wrappedRows(lines, Math.max(width - 8, 60), measure) * LINE_HEIGHT + PADDING + 2 * MARGIN;
+  };
+  const widget = node.addDOMWidget(name, WIDGET_TYPE, element, {
+    serialize: false,
+    margin: MARGIN,
+    getValue: () => lines.map((line) => line.text).join("\n"), // what a text fallback shows
+    setValue: () => {}, // display only
+    getMinHeight: height,
+    getMaxHeight: height,
+  });
+  widget.serialize = false;
+  widget.hycSetLines = (next, { stale = false } = {}) => {
+    element.style.opacity = stale ? "0.5" : "1";
+    keepAboveFrontendWidgets(node, widget);
+    const same = next.length === lines.length && next.every((l, i) => l.text === lines[i].text && l.color === lines[i].color);
+    if (same) return;
+    lines = next;
+    element.replaceChildren(...lines.map((line) => {
+      const row = document.createElement("div");
+      row.textContent = line.text;
+      row.style.color = line.color;
+      return row;
+    }));
+    fitNode(node);
+  };
+  widget.hycMarkStale = () => { element.style.opacity = "0.5"; };
+  return widget;
+}
+
+/** The frontend's own preview widgets ("$$canvas-image-preview" for a step preview, progress
+ * text) fill the rest of a classic node: our lines go before them, or the image covered them. */
+function keepAboveFrontendWidgets(node, widget) {
+  const widgets = node.widgets ?? [];
+  const first = widgets.findIndex((w) => String(w.name).startsWith("$$"));
+  const mine = widgets.indexOf(widget);
+  if (first < 0 || mine < first) return;
+  widgets.splice(mine, 1);
+  widgets.splice(first, 0, widget);
+}
+
+function fitNode(node) {
+  const wanted = node.computeSize?.();
+  if (wanted && node.size && node.size[1] < wanted[1]) node.setSize?.([node.size[0], wanted[1]]);
+  node.setDirtyCanvas?.(true, true);
+  app.graph?.setDirtyCanvas?.(true, true);
 }
 
 function sizeValue(node) {
   return node.widgets?.find((w) => w.name === "size")?.value;
 }
 
-const LINE_HEIGHT = 15;
+function refreshWaveSpeed(node) {
+  node.hycShownSize = sizeValue(node);
+  linesWidget(node, STATUS_WIDGET).hycSetLines(wavespeedLines(wavespeedNodeStatus(keyAnswer, node.hycShownSize)));
+}
 
-function drawLinesUnder(node, ctx, status) {
-  ctx.save();
-  ctx.font = "12px sans-serif";
-  ctx.textAlign = "left";
-  ctx.textBaseline = "middle";
-  const lines = wavespeedNodeLines(status, Math.max(node.size[0] - 8, 80), (text) => ctx.measureText(text).width);
-  let y = node.size[1] + 12;
-  for (const line of lines) {
-    ctx.fillStyle = line.color;
-    ctx.fillText(line.text, 4, y);
-    y += LINE_HEIGHT;
-  }
-  ctx.restore();
+function showResult(node, output) {
+  const lines = resultLines(output);
+  if (lines.length) linesWidget(node, RESULT_WIDGET).hycSetLines(lines);
 }
 
 function decorateWaveSpeedNode(nodeType, nodeData) {
@@ -67,16 +158,43 @@ function decorateWaveSpeedNode(nodeType, nodeData) {
   const onNodeCreated = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {
     const result = onNodeCreated?.apply(this, arguments);
+    const node = this;
+    const size = node.widgets?.find((w) => w.name === "size");
+    if (size) {
+      const callback = size.callback; // both renderers call it when the user picks a size
+      size.callback = function () {
+        const out = callback?.apply(this, arguments);
+        refreshWaveSpeed(node);
+        return out;
+      };
+    }
+    refreshWaveSpeed(node);
     refreshKeyStatus();
     return result;
   };
 
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    refreshWaveSpeed(this); // a loaded workflow sets the size without a callback
+    return result;
+  };
+
+  // Classic renderer only: also follows a size set by a script; Vue nodes use the callback.
   const onDrawForeground = nodeType.prototype.onDrawForeground;
-  nodeType.prototype.onDrawForeground = function (ctx) {
+  nodeType.prototype.onDrawForeground = function () {
     const result = onDrawForeground?.apply(this, arguments);
-    if (this.flags?.collapsed) return result;
+    if (sizeValue(this) !== this.hycShownSize) refreshWaveSpeed(this);
     if (Date.now() - keyCheckedAt >= STATUS_MAX_AGE_MS) refreshKeyStatus();
-    drawLinesUnder(this, ctx, wavespeedNodeStatus(keyAnswer, sizeValue(this)));
+    return result;
+  };
+}
+
+function decorateResults(nodeType) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (output) {
+    const result = onExecuted?.apply(this, arguments);
+    showResult(this, output);
     return result;
   };
 }
@@ -84,10 +202,22 @@ function decorateWaveSpeedNode(nodeType, nodeData) {
 app.registerExtension({
   name: "HunyuanCustom.WebExtension",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
+    if (!isOurNodeType(nodeData?.name)) return;
+    decorateResults(nodeType);
+    if (nodeData.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
+  },
+  // The frontend restores kept outputs (e.g. back on a workflow's tab) through this hook.
+  onNodeOutputsUpdated(nodeOutputs) {
+    for (const [id, output] of Object.entries(nodeOutputs ?? {})) {
+      if (String(id).includes(":")) continue; // inside a subgraph: not ours to place
+      const node = app.graph?.getNodeById?.(id);
+      if (node && isOurNodeType(node.type)) showResult(node, output);
+    }
   },
   async setup() {
-    // A key set or removed while ComfyUI runs shows up after the next run starts.
-    api.addEventListener?.("execution_start", () => refreshKeyStatus(true));
+    api.addEventListener?.("execution_start", () => {
+      refreshKeyStatus(true); // a key set or removed while ComfyUI runs shows up with the next run
+      for (const node of graphNodes()) node.widgets?.find((w) => w.name === RESULT_WIDGET)?.hycMarkStale?.();
+    });
   },
 });

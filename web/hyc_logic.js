@@ -81,8 +81,8 @@ export function wavespeedNodeStatus(answer, size) {
 
 /**
  * Split `text` into lines no wider than `maxWidth` (as `measure(text)` reports widths), breaking
- * at spaces; a single word wider than maxWidth gets a line of its own. Needed because canvas
- * fillText never wraps: in the browser the hint ran past the node into its neighbour.
+ * at spaces; a single word wider than maxWidth gets a line of its own. The lines widget wraps with
+ * CSS; this predicts how many rows that takes, so that the node makes room for them.
  */
 export function wrapText(text, maxWidth, measure) {
   const lines = [];
@@ -100,11 +100,38 @@ export function wrapText(text, maxWidth, measure) {
   return lines;
 }
 
-/** The lines drawn under the WaveSpeed node, in order: [{text, color}], each wrapped. */
-export function wavespeedNodeLines(status, maxWidth, measure) {
-  const blocks = [[status.badge.text, status.badgeColor]];
-  if (status.warning) blocks.push([status.warning, status.warningColor]);
-  blocks.push([status.hint, HINT_COLOR]);
-  return blocks.flatMap(([text, color]) => wrapText(text, maxWidth, measure).map((line) => ({ text: line, color })));
+/** Rows that `lines` ([{text}]) take when each is wrapped to `maxWidth`. */
+export function wrappedRows(lines, maxWidth, measure) {
+  return lines.reduce((rows, line) => rows + Math.max(1, wrapText(line.text, maxWidth, measure).length), 0);
 }
 
+/** What the WaveSpeed node shows, in order: [{text, color}] (key line, size warning, hint). */
+export function wavespeedLines(status) {
+  const lines = [{ text: status.badge.text, color: status.badgeColor }];
+  if (status.warning) lines.push({ text: status.warning, color: status.warningColor });
+  lines.push({ text: status.hint, color: HINT_COLOR });
+  return lines;
+}
+
+/** Colour of a node's result lines. */
+export const RESULT_COLOR = "#d8d8d8";
+
+/**
+ * The result lines of one of our nodes from its UI output (what the server answered for the
+ * node's last run, which the frontend keeps after the job): `output.text`, a string or a list of
+ * strings, one line each. [] when there is none.
+ */
+export function resultLines(output) {
+  const text = output && typeof output === "object" ? output.text : undefined;
+  const parts = Array.isArray(text) ? text : text === undefined || text === null ? [] : [text];
+  return parts
+    .filter((part) => typeof part === "string")
+    .flatMap((part) => part.split("\n"))
+    .filter((line) => line.trim())
+    .map((line) => ({ text: line, color: RESULT_COLOR }));
+}
+
+/** Whether a node type is one of this pack's (their names share the prefix; new nodes included). */
+export function isOurNodeType(name) {
+  return typeof name === "string" && name.startsWith("HunyuanCustom");
+}

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 
 import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
-  wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wavespeedNodeLines,
+  wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wrappedRows, wavespeedLines,
+  RESULT_COLOR, resultLines, isOurNodeType,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -74,13 +75,34 @@ test("wrapText keeps every line within the width and loses no word", () => {
   assert.deepEqual(wrapText("", 10, charWidth), []);
 });
 
-test("lines under the WaveSpeed node: key badge first, then the size warning, then the hint", () => {
-  const ok = wavespeedNodeLines(wavespeedNodeStatus({ configured: true }, "1280*720"), 1000, charWidth);
-  assert.deepEqual(ok.map((l) => l.color), [BADGE_COLORS.ok, HINT_COLOR]);
-  assert.equal(ok[0].text, "WaveSpeed key: set");
-  const bad = wavespeedNodeLines(wavespeedNodeStatus({ configured: false }, "960*544"), 30, charWidth);
-  assert.equal(bad[0].color, BADGE_COLORS.missing);
-  assert.ok(bad.some((l) => l.color === BADGE_COLORS.error && l.text.includes("960*544")));
-  assert.ok(bad.length > 4 && bad.every((l) => l.text.length <= 30 || !l.text.includes(" ")));
-  assert.equal(bad.at(-1).color, HINT_COLOR);
+test("lines of the WaveSpeed node: key line first, then the size warning, then the hint", () => {
+  const ok = wavespeedLines(wavespeedNodeStatus({ configured: true }, "1280*720"));
+  assert.deepEqual(ok, [{ text: "WaveSpeed key: set", color: BADGE_COLORS.ok }, { text: wavespeedHint(), color: HINT_COLOR }]);
+  const bad = wavespeedLines(wavespeedNodeStatus({ configured: false }, "960*544"));
+  assert.deepEqual(bad.map((l) => l.color), [BADGE_COLORS.missing, BADGE_COLORS.error, HINT_COLOR]);
+  assert.match(bad[1].text, /960\*544 is local-only/);
+});
+
+test("wrappedRows counts the rows the lines take at a width", () => {
+  const lines = [{ text: "a b c" }, { text: "" }, { text: "averyveryverylongword x" }];
+  assert.equal(wrappedRows(lines, 100, charWidth), 3); // an empty line still takes a row
+  assert.equal(wrappedRows(lines, 3, charWidth), 2 + 1 + 2);
+  assert.equal(wrappedRows([], 10, charWidth), 0);
+});
+
+test("result lines come from the node's UI output text, one per line, nothing else", () => {
+  assert.deepEqual(resultLines({ text: ["129 frames, 1280*720, 25 fps", "seed 5488044736"] }).map((l) => l.text),
+    ["129 frames, 1280*720, 25 fps", "seed 5488044736"]);
+  assert.deepEqual(resultLines({ text: "saved a.mp4\nin output/x" }).map((l) => l.text), ["saved a.mp4", "in output/x"]);
+  assert.ok(resultLines({ text: ["x"] }).every((l) => l.color === RESULT_COLOR));
+  for (const none of [null, undefined, {}, { images: [{ filename: "a.mp4" }] }, { text: [] }, { text: [3, null, " "] }, "text"]) {
+    assert.deepEqual(resultLines(none), [], JSON.stringify(none));
+  }
+});
+
+test("every node of the pack gets result lines, others not", () => {
+  for (const name of ["HunyuanCustomSampler", "HunyuanCustomSaveVideo", "HunyuanCustomWaveSpeed", "HunyuanCustomAudio"]) {
+    assert.ok(isOurNodeType(name), name);
+  }
+  for (const name of ["SaveVideo", "PreviewAny", "", undefined, null]) assert.ok(!isOurNodeType(name), String(name));
 });
