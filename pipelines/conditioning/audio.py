@@ -41,8 +41,7 @@ class AudioCondition(Condition):
     node_name: ClassVar[str] = "HunyuanCustom Audio"
     cli_flag: ClassVar[str] = "--audio FILE"
     remote_refusal: ClassVar[str | None] = (
-        "WaveSpeed's hunyuan-custom-ref2v has no audio input, so the audio-driven mode renders locally only: "
-        "connect the prompt to a HunyuanCustom Sampler (local) instead")
+        "WaveSpeed's hunyuan-custom-ref2v has no audio input, so the audio-driven mode renders locally only.")
 
     def __post_init__(self) -> None:
         try:

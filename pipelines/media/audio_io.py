@@ -59,7 +59,7 @@ class AudioClip:
 
     def to_comfy(self) -> dict[str, Any]:
         """ComfyUI's AUDIO value: {"waveform": float32 [1, channels, samples], "sample_rate": int}."""
-        waveform = torch.from_numpy(np.ascontiguousarray(self.samples, dtype=np.float32)).unsqueeze(0)
+        waveform = torch.from_numpy(np.array(self.samples, dtype=np.float32)).unsqueeze(0)  # a copy: ours stays ours
         return {"waveform": waveform, "sample_rate": int(self.sample_rate)}
 
 
@@ -108,7 +108,7 @@ def clip_from_comfy(audio: Any, what: str = "audio") -> AudioClip:
                                   "ComfyUI's AUDIO is [batch, channels, samples] (transpose the last two axes).")
         raise AudioInputError(f"{what}: waveform has {channels} channels (shape {shape}); expected mono or stereo "
                               f"(at most {MAX_CHANNELS} channels).")
-    samples = waveform[0].detach().to("cpu", torch.float32).numpy()
+    samples = waveform[0].detach().to("cpu", torch.float32).numpy().copy()  # later edits of the input don't reach us
     return checked_clip(samples, audio["sample_rate"], what)
 
 
