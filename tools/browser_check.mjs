@@ -115,12 +115,31 @@ async function placeholderPng() {
   return Buffer.from(b64, "base64");
 }
 
+function placeholderWav(seconds = 0.6, rate = 44100) {
+  // A stereo 16-bit WAV with two tones (a song for core Load Audio).
+  const frames = Math.round(seconds * rate), data = Buffer.alloc(frames * 4);
+  for (let i = 0; i < frames; i++) {
+    data.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * 220 * i) / rate)), 4 * i);
+    data.writeInt16LE(Math.round(9000 * Math.sin((2 * Math.PI * 330 * i) / rate)), 4 * i + 2);
+  }
+  const head = Buffer.alloc(44);
+  head.write("RIFF", 0); head.writeUInt32LE(36 + data.length, 4); head.write("WAVEfmt ", 8);
+  head.writeUInt32LE(16, 16); head.writeUInt16LE(1, 20); head.writeUInt16LE(2, 22); head.writeUInt32LE(rate, 24);
+  head.writeUInt32LE(rate * 4, 28); head.writeUInt16LE(4, 32); head.writeUInt16LE(16, 34);
+  head.write("data", 36); head.writeUInt32LE(data.length, 40);
+  return Buffer.concat([head, data]);
+}
+
 async function uploadPlaceholders(workflow) {
-  // The workflows name placeholder reference images; give the server a picture for each.
+  // The workflows name placeholder reference images (and songs); give the server a file for each.
   const png = await placeholderPng();
-  for (const node of workflow.nodes.filter((n) => n.type === "HunyuanCustomLoadImage")) {
+  const uploads = [
+    ...workflow.nodes.filter((n) => n.type === "HunyuanCustomLoadImage").map((n) => [n, png, "image/png"]),
+    ...workflow.nodes.filter((n) => n.type === "LoadAudio").map((n) => [n, placeholderWav(), "audio/wav"]),
+  ];
+  for (const [node, bytes, type] of uploads) {
     const form = new FormData();
-    form.append("image", new Blob([png], { type: "image/png" }), node.widgets_values[0]);
+    form.append("image", new Blob([bytes], { type }), node.widgets_values[0]);
     form.append("overwrite", "true");
     const r = await fetch(`${URL}/upload/image`, { method: "POST", body: form });
     if (!r.ok) throw new Error(`upload of ${node.widgets_values[0]} failed: ${r.status}`);
