@@ -72,7 +72,8 @@ def test_parity_audio_sampling_loop_run(loop, run_name):
     request = DenoiseRequest(
         latents=inputs["initial_latents"], ref_latents=inputs["ref_latents"], text=_conditioning(config, inputs),
         steps=steps, flow_shift=shift, guidance_scale=guidance, deep_cache=deep_cache,
-        audio_prompts=inputs["audio_prompts"], audio_strength=float(predict["audio_strength"]),
+        audio_prompts=inputs["audio_prompts"],
+        audio_strength=float(predict.get("audio_strength", inputs["audio_strength"].item())),
     )
     seen: list[torch.Tensor] = []
     outputs: list[torch.Tensor] = []
@@ -93,7 +94,8 @@ def test_parity_audio_sampling_loop_run(loop, run_name):
         problems["transformer_out_per_step"] = mismatch(per_step, expected["transformer_out_per_step"],
                                                         atol=LOOP_ATOL, rtol=0)
     if "noise_pred_guided_per_step" in expected:
-        guided = per_step[:, 0:1] + guidance * (per_step[:, 1:2] - per_step[:, 0:1])
+        uncond, cond = per_step[:, 0:1], per_step[:, -1:]  # one row only when guidance is 1 (no CFG)
+        guided = cond if per_step.shape[1] == 1 else uncond + guidance * (cond - uncond)
         problems["noise_pred_guided_per_step"] = mismatch(guided, expected["noise_pred_guided_per_step"],
                                                           atol=LOOP_ATOL, rtol=0)
     if "decoded_video" in expected:
