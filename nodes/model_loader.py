@@ -19,7 +19,7 @@ def _weights(folder: str) -> list[str]:
     return [n for n in comfy.folder_files(folder) if n.lower().endswith(WEIGHT_SUFFIXES)]
 
 
-def _choices(folder: str) -> list[str]:
+def _choices(folder: str, empty: list[str] | None = None) -> list[str]:
     """Each model once, in the form that loads: a model folder (ends with "/"; diffusers, transformers
     and upstream's VAE layouts) stands for the files inside it, which alone would not load (shards)
     or would load the same model twice over. A folder of transformer .pt checkpoints whose config.json
@@ -31,7 +31,7 @@ def _choices(folder: str) -> list[str]:
         folders = [d for d in folders if any(f.startswith(d) and f.endswith((".safetensors", ".sft")) for f in files)]
     present = set(files)
     names = [f for f in files if not f.startswith(tuple(folders)) and not _is_fp8_map(f, present)]
-    return names + folders or [f"(no files in models/{folder})"]
+    return names + folders or (empty if empty is not None else [f"(no files in models/{folder})"])
 
 
 def _is_fp8_map(name: str, present: set[str]) -> bool:
@@ -60,7 +60,8 @@ class HunyuanCustomModelLoader:
         "Chooses the HunyuanCustom transformer, VAE and text encoders for local sampling. "
         "Files are read only when the sampler runs; the format is recognised from the contents. Text encoders: "
         "upstream's transformers folders or ComfyUI's single files (llava_llama3_*.safetensors with "
-        "llava_llama3_vision.safetensors from models/clip_vision, clip_l.safetensors)."
+        "llava_llama3_vision.safetensors from models/clip_vision, clip_l.safetensors). The audio-driven mode "
+        "also needs whisper-tiny from models/audio_encoders (audio_encoder)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("HYC_MODEL",)
@@ -105,6 +106,11 @@ class HunyuanCustomModelLoader:
                     "models/clip_vision: the LLaVA vision tower, llava_llama3_vision.safetensors. Only for a "
                     "single-file text_encoder (a LLaVA folder has it inside). auto: the clip_vision file that "
                     "holds the LLaVA projector.")}),
+                # Last of all, so workflows saved before it keep their widget order.
+                "audio_encoder": (["none"] + _choices("audio_encoders", empty=[]), {"default": "none", "tooltip": (
+                    "models/audio_encoders: Whisper for the audio-driven mode (HunyuanCustom Audio node, with the "
+                    "audio checkpoint hunyuancustom_audio_720P): the folder whisper-tiny/ (openai/whisper-tiny from "
+                    "Hugging Face, as upstream downloads it) or its model.safetensors. none: no audio mode.")}),
             },
         }
 
@@ -129,7 +135,7 @@ class HunyuanCustomModelLoader:
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
-             offload="auto", attention="default", llava_vision="auto"):
+             offload="auto", attention="default", llava_vision="auto", audio_encoder="none"):
         from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
 
         llava_path = comfy.resolve_model_path("text_encoders", text_encoder)
@@ -143,6 +149,8 @@ class HunyuanCustomModelLoader:
             llava_vision=_vision_file(llava_path, llava_vision),
             llava_tokenizer=llava_tokenizer if os.path.isfile(llava_path) else None,
             clip_tokenizer=clip_tokenizer if os.path.isfile(clip_path) else None,
+            audio_encoder=None if audio_encoder in (None, "none") else comfy.resolve_model_path("audio_encoders",
+                                                                                             audio_encoder),
         )
         device = str(comfy.torch_device())
         if device == "cpu" and dtype != "float32":

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "ComfyUI/comfy/text_encoders/llama_tokenizer; only with a single-file --text-encoder")
     local.add_argument("--clip-tokenizer", help="folder with the CLIP tokenizer, e.g. ComfyUI/comfy/sd1_tokenizer; "
                        "only with a single-file --text-encoder-2")
+    audio = gen.add_argument_group("audio-driven mode (local; the audio checkpoint as --transformer)")
+    audio.add_argument("--audio", metavar="FILE", help="a voice or song (wav, mp3, flac, m4a, or a video's sound) the "
+                       "subject speaks or sings to; the mp4 carries it, cut to the video, as AAC")
+    audio.add_argument("--audio-strength", type=float, default=None,
+                       help=f"0-1 (default {schema.FIELDS['audio_strength'].default}, as upstream's scripts)")
+    audio.add_argument("--audio-encoder", metavar="PATH", help="Whisper: the whisper-tiny folder (openai/whisper-tiny "
+                       "from Hugging Face, as upstream downloads it) or its model.safetensors")
     local.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     local.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                        help="default: bfloat16 on cuda, float32 on cpu")
@@ -116,7 +123,7 @@ _REMOTE_IGNORES = (
     (("--num-frames", "--steps"), "WaveSpeed chooses the length and the steps itself (129 frames at 25 fps)"),
     (("--subject",), "WaveSpeed's request has no subject word; name the subject in --prompt instead"),
     (("--transformer", "--vae", "--text-encoder", "--text-encoder-2", "--llava-vision", "--llava-tokenizer",
-      "--clip-tokenizer", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache"),
+      "--clip-tokenizer", "--audio-encoder", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache"),
      "they are options of the local backend"),
 )
 _LOCAL_IGNORES = ((("--disable-safety-checker",), "it is an option of the remote backend (WaveSpeed)"),)
@@ -133,6 +140,23 @@ def ignored_options(args: argparse.Namespace) -> list[str]:
     return warnings
 
 
+def _with_audio(args: argparse.Namespace, spec):
+    """The spec with the --audio track attached (checked now: a bad file ends here, before any loading)."""
+    from .conditioning.audio import AudioCondition
+    from .conditioning.base import ConditionError
+
+    if args.audio is None:
+        if args.audio_strength is not None:
+            raise CliError("--audio-strength needs --audio FILE")
+        return spec
+    strength = schema.check_value("audio_strength", schema.FIELDS["audio_strength"].default
+                                  if args.audio_strength is None else args.audio_strength)
+    try:
+        return spec.with_condition(AudioCondition.from_file(args.audio, strength))
+    except ConditionError as exc:
+        raise CliError(f"--audio {exc}") from None
+
+
 def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -140,28 +164,31 @@ def _status(text: str) -> None:
 def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     import torch
 
+    from .conditioning.base import ConditionError
     from .generate import CheckpointModeError, GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
-    from .media.video_io import write_video
 
     missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
                                         ("--text-encoder", args.text_encoder), ("--text-encoder-2", args.text_encoder_2))
                if not value]
     if missing:
         raise CliError("the local backend needs " + ", ".join(missing))
+    if job.mode == "audio" and not args.audio_encoder:
+        raise CliError("--audio needs --audio-encoder: Whisper, the whisper-tiny folder (openai/whisper-tiny from "
+                       "Hugging Face, as upstream downloads it) or its model.safetensors")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
     try:
         generator = LocalGenerator(
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
-                       clip_tokenizer=args.clip_tokenizer),
+                       clip_tokenizer=args.clip_tokenizer, audio_encoder=args.audio_encoder),
             RuntimeOptions(device=device, dtype=dtype, offload=args.offload or "auto",
                            fp8_mode=args.fp8_mode or "dequantize"),
         )
         generator.check_job(job)
     except CheckpointModeError as exc:
         raise CliError(exc.cli_message) from None
-    except GenerationError as exc:
+    except (GenerationError, ConditionError) as exc:
         raise CliError(str(exc)) from None
     last = {"stage": None}
 
@@ -171,8 +198,24 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
         last["stage"] = stage
 
     result = generator.generate(job, status=_status, progress=progress)
-    write_video(output, result.frames, result.fps)
+    _write_mp4(output, result)
     _status(f"seed {result.seed}")
+
+
+def _write_mp4(output: Path, result) -> None:
+    """The frames as H.264, with the job's audio (if any) cut to the video as AAC."""
+    import tempfile
+
+    from .media.video_io import write_video
+    from .media.wav_io import write_wav
+
+    if result.audio is None:
+        write_video(output, result.frames, result.fps)
+        return
+    with tempfile.TemporaryDirectory(prefix="hyc-audio-") as tmp:
+        wav = os.path.join(tmp, "audio.wav")
+        write_wav(result.audio, wav, max_seconds=result.frames.shape[0] / float(result.fps))
+        write_video(output, result.frames, result.fps, audio_path=wav)
 
 
 def _remote_setup(spec) -> tuple[str, Any]:
@@ -226,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
         spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
+        spec = _with_audio(args, spec)
         job = _job(args, spec) if args.backend == schema.LOCAL else None
         remote = _remote_setup(spec) if job is None else None
         for warning in ignored_options(args):

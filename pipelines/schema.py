@@ -133,6 +133,9 @@ FIELDS: dict[str, Field] = {
               mode_defaults={"editing": 50}),
         Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
               "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),
+        Field("audio_strength", "FLOAT", 0.8, "Audio-driven mode: how strongly the audio moves the mouth and "
+              "body (the audio cross-attention's weight). Upstream's scripts use 0.8 (its code's default is 1.0); "
+              "0 ignores the audio.", backends=(LOCAL,), min=0.0, max=1.0, step=0.05),
     )
 }
 

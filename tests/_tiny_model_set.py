@@ -5,7 +5,9 @@ serves the CLI (paths) and the nodes ($HYC_MODELS_DIR):
 - hunyuancustom_720P/mp_rank_00_model_states.pt: upstream pickle, weights under `module`, with the
   fixture's config.json beside it (tiny sizes);
 - vae_3d/hyvae_v1_0801/: upstream config.json + pytorch_model.pt with `vae.` keys;
-- llava-llama-3-8b-v1_1/ and openai_clip-vit-large-patch14/: HF folders, tokenizers built in code.
+- llava-llama-3-8b-v1_1/ and openai_clip-vit-large-patch14/: HF folders, tokenizers built in code;
+- hunyuancustom_audio_720P/mp_rank_00_model_states.pt (the audio checkpoint, same layout) and
+  audio_encoders/whisper-tiny/ (a Hugging Face Whisper folder, as openai/whisper-tiny downloads).
 Weights come from the upstream reference fixtures (random, tiny).
 """
 
@@ -30,6 +32,8 @@ class TinyModelSet:
     vae: Path
     text_encoder: Path
     text_encoder_2: Path
+    audio_transformer: Path | None = None
+    audio_encoder: Path | None = None
 
 
 def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
@@ -49,4 +53,19 @@ def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
 
     (root / "text_encoders").mkdir()
     llava_dir, clip_dir = build_tiny_text_encoders(root / "text_encoders")
-    return TinyModelSet(dit_dir / "mp_rank_00_model_states.pt", vae_dir, Path(llava_dir), Path(clip_dir))
+    audio_dit, whisper = _audio_models(root, fixtures)
+    return TinyModelSet(dit_dir / "mp_rank_00_model_states.pt", vae_dir, Path(llava_dir), Path(clip_dir),
+                        audio_dit, whisper)
+
+
+def _audio_models(root: Path, fixtures: Path) -> tuple[Path, Path]:
+    """The audio checkpoint (its Whisper windows are 5 states x 8 channels) and a Whisper folder whose
+    encoder gives exactly those (the audio front-end fixture's tiny random Whisper)."""
+    audio_dir = root / "diffusion_models" / "hunyuancustom_audio_720P"
+    audio_dir.mkdir(parents=True)
+    weights = load_file(str(fixtures / "audio" / "transformer_audio_weights.safetensors"))
+    torch.save({"module": weights}, audio_dir / "mp_rank_00_model_states.pt")
+    shutil.copy(fixtures / "audio" / "config.json", audio_dir / "config.json")
+    whisper = root / "audio_encoders" / "whisper-tiny"
+    shutil.copytree(fixtures / "audio_frontend" / "whisper_tiny_random", whisper)
+    return audio_dir / "mp_rank_00_model_states.pt", whisper

@@ -39,6 +39,8 @@ SIZES = {
     "HunyuanCustomSaveVideo": (380, 460),
     "CreateVideo": (280, 130),
     "SaveVideo": (380, 460),
+    "LoadAudio": (340, 200),
+    "HunyuanCustomAudio": (340, 110),
 }
 
 MODEL_FILES = {
@@ -91,6 +93,25 @@ SUBJECT_NOTE_HYBRID = ("The subject word goes into upstream's template 'The <sub
                        "prompt itself too.")
 
 SEED_NOTE = "Seed -1 picks a new random seed every run (the local sampler's seed output reports it)."
+
+REFERENCE_SONG = "example_song.wav"
+AUDIO_MODEL_FILES = {**MODEL_FILES, "transformer": "hunyuancustom_audio_720P/mp_rank_00_model_states.pt",
+                     "audio_encoder": "whisper-tiny/"}
+AUDIO_MODELS_NOTE = (
+    "Model files (ComfyUI/models/...), names as in the downloads:\n"
+    "- diffusion_models/hunyuancustom_audio_720P/mp_rank_00_model_states.pt  (tencent/HunyuanCustom's AUDIO "
+    "checkpoint; or mp_rank_00_model_states_fp8.pt with its _fp8_map.pt beside it). The reference-to-video "
+    "checkpoint cannot sing.\n"
+    "- audio_encoders/whisper-tiny/  (openai/whisper-tiny from Hugging Face: config.json, "
+    "preprocessor_config.json, model.safetensors; or that model.safetensors alone)\n"
+    "- vae/hyvae_v1_0801/  (the folder vae_3d/hyvae_v1_0801 of the download: config.json + pytorch_model.pt)\n"
+    "- text_encoders/llava-llama-3-8b-v1_1/  (xtuner/llava-llama-3-8b-v1_1-transformers; or ComfyUI's "
+    "llava_llama3_fp16.safetensors / llava_llama3_fp8_scaled.safetensors with "
+    "clip_vision/llava_llama3_vision.safetensors)\n"
+    "- text_encoders/openai_clip-vit-large-patch14/  (openai/clip-vit-large-patch14; or clip_l.safetensors)\n"
+    "Memory: as the local 720p workflow (offload 'auto'); the audio modules add 0.2 GB to the transformer, "
+    "Whisper (33 MB) is loaded and freed before it."
+)
 
 
 def _schema():
@@ -152,6 +173,8 @@ class Graph:
                     out.append(self.wf.spec_options(slot.spec)["default"])
             elif slot.kind == "control":
                 out.append(SEED_CONTROL)
+            elif slot.kind in ("audio_ui", "audio_upload"):
+                out.append(None)  # core LoadAudio's player and upload button save null
             else:
                 out.append("image")
         if unused:
@@ -319,11 +342,44 @@ def multi_subject(info: dict) -> dict:
     return g.to_json()
 
 
+def singing_avatar(info: dict) -> dict:
+    g = Graph(info)
+    g.add("Note", (40, 40), text=(
+        "HunyuanCustom singing avatar (audio-driven mode), local, with upstream's settings: 1280*720, 129 frames "
+        "at 25 fps (5.16 s), 30 steps, flow shift 13, guidance 7.5, audio strength 0.8.\n\n" + AUDIO_MODELS_NOTE
+        + "\n\n" + IMAGE_NOTE.format(name=MAN) + " A face or upper body looking at the camera "
+        "works best.\n\nSong: upload a voice or song in the Load Audio node (\"" + REFERENCE_SONG + "\" is a "
+        "placeholder name). A clear voice with little background music works best; the video starts with the "
+        "track's first second, shorter audio leaves the last frames silent (the sampler says how many) and "
+        "longer audio is cut. The sampler's audio output carries the track cut to the video into the saved "
+        "mp4.\n\n" + SEED_NOTE))
+    image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
+    song = g.add("LoadAudio", (40, 900), {"audio": REFERENCE_SONG})
+    prompt = g.add("HunyuanCustomPrompt", (560, 330), _prompt_values(
+        "A man in a grey coat sings passionately on a small stage, holding a microphone close to his mouth; warm "
+        "spotlight, close-up, the camera stays still.", "man"))
+    audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
+    loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
+    sampler = g.add("HunyuanCustomSampler", (1070, 380), _local_720p_values())
+    save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
+                                                         "crf": 19}, linked_widgets=("fps",))
+    g.link(image, "image", prompt, "image")
+    g.link(prompt, "prompt", audio, "prompt")
+    g.link(song, "AUDIO", audio, "audio")
+    g.link(loader, "model", sampler, "model")
+    g.link(audio, "prompt", sampler, "prompt")
+    g.link(sampler, "frames", save, "frames")
+    g.link(sampler, "fps", save, "fps")
+    g.link(sampler, "audio", save, "audio")
+    return g.to_json()
+
+
 BUILDERS = {
     "HunyuanCustom local 720p": local_720p,
     "HunyuanCustom on WaveSpeed 720p": remote_wavespeed_720p,
     "HunyuanCustom local preview and WaveSpeed final": hybrid_preview_local_final_remote,
     "HunyuanCustom two subjects": multi_subject,
+    "HunyuanCustom singing avatar": singing_avatar,
 }
 
 

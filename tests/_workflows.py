@@ -13,7 +13,8 @@ Frontend rules followed here (ComfyUI frontend, UI format version 0.4):
   named `seed` or `noise_seed` (useIntWidget: `control_after_generate ?? [seed, noise_seed]`).
   A combo gets one only when it declares `control_after_generate`.
 - The first REQUIRED combo with `image_upload`/`video_upload` gets an upload button whose value
-  ("image") is saved too. The frontend adds it as an extra required input that /object_info's
+  ("image") is saved too. `audio_upload` (core LoadAudio) adds an audio player and an upload
+  button, both saved as null: LoadAudio -> [audio, null, null]. The frontend adds it as an extra required input that /object_info's
   `input_order` does not name, and widgets follow `input_order` (required, then optional) with
   unnamed inputs last: so the upload value comes after ALL widgets, optional ones included
   (frontend 1.27: LoadImage -> [image, "image"]; our LoadImage -> [image, url, "image"]).
@@ -161,7 +162,7 @@ class Slot:
     """One position in widgets_values."""
 
     name: str
-    kind: str  # "value" | "control" | "upload"
+    kind: str  # "value" | "control" | "upload" | "audio_ui"
     spec: Any = None
 
 
@@ -175,6 +176,8 @@ def widget_slots(info: dict) -> list[Slot]:
             slots.append(Slot(name, "control"))
         if required and is_upload_combo(spec) and not upload:
             upload.append(Slot(name, "upload"))
+        elif required and spec_options(spec).get("audio_upload") and not upload:
+            upload += [Slot(name, "audio_ui"), Slot(name, "audio_upload")]
     # The upload button is last: it is not in input_order (see the module docstring). Seen in a
     # real browser: with it right after `image`, our LoadImage's url widget loaded as "image".
     return slots + upload
@@ -198,7 +201,7 @@ def value_problem(name: str, spec: Any, value: Any) -> str | None:
     if kind == "BOOLEAN":
         return None if isinstance(value, bool) else f"{name} = {value!r} is not true/false"
     if kind == "COMBO":
-        if is_upload_combo(spec):  # choices are the user's input folder: any file name
+        if is_upload_combo(spec) or opts.get("audio_upload"):  # choices are the user's input folder: any file name
             return None if isinstance(value, str) and value else f"{name} = {value!r} is not a file name"
         choices = combo_choices(spec) or []
         return None if value in choices else f"{name} = {value!r} is not one of {choices}"
@@ -288,6 +291,9 @@ def _check_widgets(node: dict, info: dict) -> list[str]:
         elif slot.kind == "upload":
             if not isinstance(value, str):
                 problems.append(f"{_node_label(node)}: upload value after {slot.name} = {value!r} is not text")
+        elif slot.kind in ("audio_ui", "audio_upload"):
+            if value is not None:
+                problems.append(f"{_node_label(node)}: {slot.kind} value after {slot.name} = {value!r} is not null")
         else:
             message = value_problem(slot.name, slot.spec, value)
             if message:
@@ -573,6 +579,24 @@ class _LoadImage:
         return arr[None, ..., :3].contiguous(), (1.0 - arr[None, ..., 3]).contiguous()
 
 
+class _LoadAudio:
+    """Core LoadAudio: the first audio stream of a file in the input folder, float32 [1, C, N] at
+    the file's rate (core decodes with PyAV; our ffmpeg decoder gives the same samples)."""
+
+    FUNCTION = "load"
+    RETURN_TYPES = ("AUDIO",)
+    input_dir: Path = Path(".")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, audio):
+        return True if (cls.input_dir / audio).is_file() else f"Invalid audio file: {audio}"
+
+    def load(self, audio: str):
+        from hunyuan_custom.pipelines.media.audio_io import load_audio_file
+
+        return (load_audio_file(self.input_dir / audio).to_comfy(),)
+
+
 class _PreviewImage:
     FUNCTION = "preview"
     RETURN_TYPES = ()
@@ -601,8 +625,8 @@ class _SaveVideo:
                                    "fps": video.fps, "audio": video.audio is not None}]}, "result": ()}
 
 
-EMULATED_CORE = {"LoadImage": _LoadImage, "PreviewImage": _PreviewImage, "CreateVideo": _CreateVideo,
-                 "SaveVideo": _SaveVideo}
+EMULATED_CORE = {"LoadImage": _LoadImage, "LoadAudio": _LoadAudio, "PreviewImage": _PreviewImage,
+                 "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo}
 
 
 def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | None = None,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,6 +20,7 @@ from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.nodes import comfy
 from hunyuan_custom.pipelines import schema
 from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.media.audio_io import load_audio_file
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.json"))
@@ -28,7 +31,20 @@ LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "Hunyu
 # The file names are the titles of the template browser's cards (ComfyUI shows nothing else).
 LOCAL_720P, REMOTE_720P = "HunyuanCustom local 720p", "HunyuanCustom on WaveSpeed 720p"
 HYBRID, TWO_SUBJECTS = "HunyuanCustom local preview and WaveSpeed final", "HunyuanCustom two subjects"
+SINGING_AVATAR = "HunyuanCustom singing avatar"
 TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
+
+
+def write_song(path: Path, seconds: float = 0.6, rate: int = 44100) -> Path:
+    """A stereo 16-bit WAV: two tones, for the Load Audio placeholder."""
+    t = np.arange(round(seconds * rate)) / rate
+    pcm = np.stack([0.4 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((pcm * 32767).round().astype("<i2").tobytes())
+    return path
 
 
 def load(name: str, api: bool = False) -> dict:
@@ -78,6 +94,8 @@ def comfy_dirs(models_dir, tmp_path, monkeypatch):
     templates name the pack's own example pictures, so they run out of the box."""
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     input_dir.mkdir()
+    # The song stays a placeholder: core Load Audio lists only the input folder.
+    write_song(input_dir / "example_song.wav")
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
@@ -96,8 +114,8 @@ def fake_wavespeed(remote_video, tmp_path, monkeypatch):
         yield server
 
 
-def test_the_four_workflows_and_their_twins_exist():
-    assert set(NAMES) == {LOCAL_720P, REMOTE_720P, HYBRID, TWO_SUBJECTS}
+def test_the_five_workflows_and_their_twins_exist():
+    assert set(NAMES) == {LOCAL_720P, REMOTE_720P, HYBRID, TWO_SUBJECTS, SINGING_AVATAR}
     assert sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json")) == sorted(NAMES)
 
 
@@ -154,9 +172,11 @@ def test_note_says_where_the_files_and_the_key_go(name):
         assert f"diffusion_models/{transformer}" in text
         assert f"vae/{vae}" in text
         assert f"text_encoders/{text_encoder}" in text and f"text_encoders/{text_encoder_2}" in text
+        audio_encoder = widget_dict(loader, wf.all_object_info())["audio_encoder"]
+        assert audio_encoder == "none" or f"audio_encoders/{audio_encoder}" in text
     if nodes_of(graph, REMOTE):
         assert "WAVESPEED_API_KEY" in text
-    for image in nodes_of(graph, "HunyuanCustomLoadImage"):
+    for image in nodes_of(graph, "HunyuanCustomLoadImage") + nodes_of(graph, "LoadAudio"):
         assert image["widgets_values"][0] in text  # the placeholder name, with "upload" nearby
     assert "upload" in text.lower()
 
@@ -196,6 +216,27 @@ def test_local_720p_uses_upstreams_defaults(name):
         "size": "1280*720", "num_frames": 129, "steps": 30, "deep_cache": True}
     (save,) = nodes_of(load(name), "HunyuanCustomSaveVideo")
     assert [entry["name"] for entry in save["inputs"] if entry["link"] is not None] == ["frames", "fps"]
+
+
+def test_singing_avatar_uses_upstreams_audio_settings_and_saves_the_samplers_audio():
+    graph, info = load(SINGING_AVATAR), wf.all_object_info()
+    (sampler,) = nodes_of(graph, LOCAL)
+    values = widget_dict(sampler, info)
+    assert {k: values[k] for k in ("num_frames", "steps", "flow_shift", "guidance_scale", "deep_cache")} == {
+        "num_frames": 129, "steps": 30, "flow_shift": 13.0, "guidance_scale": 7.5, "deep_cache": True}
+    (audio,) = nodes_of(graph, "HunyuanCustomAudio")
+    assert widget_dict(audio, info)["audio_strength"] == 0.8
+    (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")
+    loader_values = widget_dict(loader, info)
+    assert loader_values["transformer"].startswith("hunyuancustom_audio_720P/")
+    assert loader_values["audio_encoder"] == "whisper-tiny/"
+    api = load(SINGING_AVATAR, api=True)
+    (save_id,) = [i for i, n in api.items() if n["class_type"] == "HunyuanCustomSaveVideo"]
+    (sampler_id,) = [i for i, n in api.items() if n["class_type"] == LOCAL]
+    (audio_id,) = [i for i, n in api.items() if n["class_type"] == "HunyuanCustomAudio"]
+    assert api[save_id]["inputs"]["audio"] == [sampler_id, 3]  # the sampler's audio output (last)
+    assert api[sampler_id]["inputs"]["prompt"] == [audio_id, 0]
+    assert api[api[audio_id]["inputs"]["audio"][0]]["class_type"] == "LoadAudio"
 
 
 def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_final():
@@ -263,6 +304,9 @@ def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fa
             info = video_io.video_info(path)
             assert info["frames"] == (9 if source == LOCAL else 5) and info["fps"] == 25.0
             assert KEY not in path.read_bytes().decode("latin-1")
+            if "audio" in node["inputs"]:  # the sampler's track, cut to the 0.36 s video
+                track = load_audio_file(path)
+                assert abs(track.seconds - 9 / 25) < 0.05 and np.abs(track.samples).max() > 0.1
         if node["class_type"] == "SaveVideo":
             assert results[node_id].ui["videos"][0]["frames"] == 5
         if node["class_type"] == "PreviewImage":

@@ -36,6 +36,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +53,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fak
 
 PACK_FOLDER = "ComfyUI-HunyuanCustom"  # its name under custom_nodes/ (also in /extensions/<name>/ URLs)
 OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader",
-             "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo")
+             "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio")
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
 TINY_SIZE, TINY_FRAMES, TINY_STEPS = "64*48", 9, 2
 
@@ -102,6 +103,25 @@ class Smoke:
         buf = io.BytesIO()
         img.save(buf, "PNG")
         resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "image/png")},
+                             data={"overwrite": "true"}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["name"]
+
+    def upload_wav(self, name: str, seconds: float = 0.6, rate: int = 44100) -> str:
+        """A stereo 16-bit WAV (two tones) into the input folder, for core Load Audio."""
+        import math
+        import struct
+        import wave
+
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as handle:
+            handle.setnchannels(2)
+            handle.setsampwidth(2)
+            handle.setframerate(rate)
+            handle.writeframes(b"".join(struct.pack("<hh", int(12000 * math.sin(2 * math.pi * 220 * i / rate)),
+                                                    int(9000 * math.sin(2 * math.pi * 330 * i / rate)))
+                                        for i in range(round(seconds * rate))))
+        resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "audio/wav")},
                              data={"overwrite": "true"}, timeout=30)
         resp.raise_for_status()
         return resp.json()["name"]
@@ -159,7 +179,7 @@ def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
         "IMPORT FAILED" in line or "Cannot import" in line for line in ours), ours)
     info = s.get("/object_info").json()
     missing = [n for n in OUR_NODES if n not in info]
-    s.check("object_info lists our 6 nodes", not missing, f"missing {missing}" if missing else "")
+    s.check(f"object_info lists our {len(OUR_NODES)} nodes", not missing, f"missing {missing}" if missing else "")
     for name in OUR_NODES:
         node = info.get(name)
         if not node:
@@ -332,7 +352,16 @@ def check_cancel(s: Smoke, label: str, image: str, fake: Any, comfy_pid: int, li
             f"threads {threads_before} -> {threads_after}")
 
 
-def check_workflows(s: Smoke, folder: Path) -> None:
+def _streams(path: Path) -> str:
+    """ffmpeg's stream lines for a file ("Stream #0:0...: Video: h264 ...", "...: Audio: aac ...")."""
+    import imageio_ffmpeg
+
+    run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True)
+    return " | ".join(line.strip() for line in run.stderr.splitlines() if "Stream #" in line)
+
+
+def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
     """Each API-format example workflow, shrunk to the tiny models (local samplers: 64*48, 9
     frames, 2 steps, float32), passes /prompt and runs; images it names are uploaded first."""
     for path in sorted(folder.glob("*.json")):
@@ -341,6 +370,8 @@ def check_workflows(s: Smoke, folder: Path) -> None:
             inputs = node["inputs"]
             if node["class_type"] == "HunyuanCustomLoadImage" and isinstance(inputs.get("image"), str):
                 s.upload_png(inputs["image"])
+            if node["class_type"] == "LoadAudio" and isinstance(inputs.get("audio"), str):
+                s.upload_wav(inputs["audio"])
             if node["class_type"] == "HunyuanCustomSampler":
                 inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
             if node["class_type"] == "HunyuanCustomModelLoader":
@@ -353,6 +384,12 @@ def check_workflows(s: Smoke, folder: Path) -> None:
             savers = [k for k, n in graph.items() if n["class_type"] in ("HunyuanCustomSaveVideo", "SaveVideo")]
             missing = [k for k in savers if not saved_files(entry, k)]
             s.check(f"workflow {path.name}: every saver answered a file", not missing, f"missing {missing}")
+            for k in savers:
+                if "audio" in graph[k]["inputs"] and saved_files(entry, k):
+                    f = saved_files(entry, k)[0]
+                    streams = _streams(output_dir / f.get("subfolder", "") / f["filename"])
+                    s.check(f"workflow {path.name}: the saved mp4 has a video and an AAC audio stream",
+                            "Video: h264" in streams and "Audio: aac" in streams, streams)
 
 
 # ------------------------------------------------------------------ setup
@@ -456,12 +493,14 @@ def main() -> int:
     if args.front_end_root and not (Path(args.front_end_root) / "index.html").is_file():
         parser.error(f"--front-end-root {args.front_end_root}: no index.html there; give the frontend "
                      "package's static/ folder")
-    if not (work / "models" / "diffusion_models").exists():
+    if not (work / "models" / "audio_encoders").exists():  # (a work folder from before the audio mode: rebuild)
+        shutil.rmtree(work / "models", ignore_errors=True)
         build_tiny_model_set(work / "models")
     (work / "extra_model_paths.yaml").write_text(
         "hyc_smoke:\n"
         f"    base_path: {work / 'models'}\n"
-        "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n")
+        "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n"
+        "    audio_encoders: audio_encoders\n")
     print(f"work folder: {work}", flush=True)
 
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
@@ -484,7 +523,7 @@ def main() -> int:
         check_remote(s, image, fake, work / "output", proc.pid)
         workflows = Path(args.workflows)
         if workflows.is_dir() and not args.skip_local:
-            check_workflows(s, workflows)
+            check_workflows(s, workflows, work / "output")
         log = log_path.read_text(errors="replace")
         s.check("no traceback in ComfyUI's log", "Traceback" not in log.split("Starting server")[-1],
                 log_path)

@@ -33,6 +33,7 @@ ROLE_COLOURS = {  # by node type prefix/suffix: what the node does in the graph
     "WaveSpeed": (40, 100, 115),
     "Save": (70, 90, 45),
     "Preview": (70, 90, 45),
+    "Audio": (115, 90, 35),
 }
 DEFAULT_COLOUR = (70, 72, 80)
 

@@ -38,7 +38,8 @@ class AudioProjection(nn.Module):
         if audio_windows.ndim != 5 or tuple(audio_windows.shape[2:]) != expected:
             raise ValueError(
                 f"audio windows must be [batch, frames, {expected[0]}, {expected[1]}, {expected[2]}], "
-                f"got {list(audio_windows.shape)} (build them with audio_features.window_whisper_states)"
+                f"got {list(audio_windows.shape)} (Whisper windows: [frames, 10, encoder layers + 1, Whisper width]; "
+                "the released audio checkpoint takes whisper-tiny's: 5 states of 384 channels)"
             )
         batch, frames = audio_windows.shape[:2]
         hidden = audio_windows.reshape(batch * frames, -1)

@@ -1,0 +1,129 @@
+"""The audio-driven mode's condition: a sound track the subject speaks or sings to.
+
+It needs the audio checkpoint (hunyuancustom_audio_720P) and Whisper (whisper-tiny). In the text
+stage Whisper is loaded, turns the WHOLE track into per-frame windows (audio_encoders/) and is freed
+again, so its memory never adds to the transformer's. The sampler then adds `strength` times the
+audio cross-attention after six double blocks (rows [zeros, windows] under CFG, as upstream). The
+video carries the track cut (or padded with silence) to its length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .. import schema
+from ..audio_encoders.windows import frames_with_audio
+from ..media.audio_io import WHISPER_RATE, AudioClip, AudioInputError, clip_from_comfy, load_audio_file
+from .base import AUDIO, Condition, ConditionError, StageContext
+
+DEFAULT_STRENGTH = schema.FIELDS["audio_strength"].default  # 0.8, upstream's scripts
+WHISPER_MISSING = ("the audio mode needs Whisper: pick whisper-tiny as the Model Loader's audio_encoder "
+                   "(CLI: --audio-encoder), the folder openai/whisper-tiny from Hugging Face put in "
+                   "ComfyUI/models/audio_encoders/whisper-tiny/")
+
+
+@dataclass(frozen=True, eq=False)
+class AudioCondition(Condition):
+    """A track (float32 [channels, samples] at `sample_rate` Hz) and how strongly it drives the video."""
+
+    waveform: torch.Tensor
+    sample_rate: int
+    strength: float = DEFAULT_STRENGTH
+
+    kind: ClassVar[str] = "audio"
+    checkpoint: ClassVar[str | None] = AUDIO
+    node_name: ClassVar[str] = "HunyuanCustom Audio"
+    cli_flag: ClassVar[str] = "--audio FILE"
+    remote_refusal: ClassVar[str | None] = (
+        "WaveSpeed's hunyuan-custom-ref2v has no audio input, so the audio-driven mode renders locally only.")
+
+    def __post_init__(self) -> None:
+        try:
+            strength = schema.check_value("audio_strength", self.strength)
+        except schema.ParameterError as exc:
+            raise ConditionError(str(exc)) from None
+        object.__setattr__(self, "strength", strength)
+
+    # -- making one ---------------------------------------------------------------------------
+    @classmethod
+    def from_comfy(cls, audio: Any, strength: float = DEFAULT_STRENGTH) -> AudioCondition:
+        """From ComfyUI's AUDIO value (e.g. core Load Audio); bad audio -> ConditionError naming it."""
+        try:
+            clip = clip_from_comfy(audio, what="audio")
+        except AudioInputError as exc:
+            raise ConditionError(str(exc)) from None
+        return cls.from_clip(clip, strength)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, strength: float = DEFAULT_STRENGTH) -> AudioCondition:
+        """From an audio file (any format ffmpeg reads); a bad file -> ConditionError naming it."""
+        try:
+            clip = load_audio_file(path)
+        except AudioInputError as exc:
+            raise ConditionError(str(exc)) from None
+        return cls.from_clip(clip, strength)
+
+    @classmethod
+    def from_clip(cls, clip: AudioClip, strength: float = DEFAULT_STRENGTH) -> AudioCondition:
+        return cls(torch.from_numpy(np.ascontiguousarray(clip.samples)), clip.sample_rate, strength)
+
+    @property
+    def clip(self) -> AudioClip:
+        return AudioClip(self.waveform.numpy(), int(self.sample_rate))
+
+    @property
+    def seconds(self) -> float:
+        return self.waveform.shape[-1] / self.sample_rate
+
+    @property
+    def samples_16k(self) -> int:
+        """Length of the 16 kHz track Whisper hears (ceil(n * 16000 / sr), as librosa computes it)."""
+        n = int(self.waveform.shape[-1])
+        return n if self.sample_rate == WHISPER_RATE else int(math.ceil(n * (float(WHISPER_RATE) / self.sample_rate)))
+
+    # -- the Condition interface --------------------------------------------------------------
+    def check(self, files: Any) -> None:
+        from ..audio_encoders.whisper import WhisperFilesError, inspect_whisper
+
+        path = getattr(files, "audio_encoder", None)
+        if not path:
+            raise ConditionError(WHISPER_MISSING)
+        try:
+            inspect_whisper(path)
+        except WhisperFilesError as exc:
+            raise ConditionError(str(exc)) from None
+
+    def plan(self, job: Any) -> tuple[Any, str | None]:
+        frames = int(job.num_frames)
+        video_s, audio_s = frames / schema.FPS, self.seconds
+        heard = frames_with_audio(frames, self.samples_16k)
+        if heard < frames:
+            return job, (f"{audio_s:.1f} s of audio for {video_s:.1f} s of video: the last {frames - heard} frames "
+                         "are silent")
+        if audio_s > video_s + 0.5 / schema.FPS:
+            return job, f"{audio_s:.1f} s of audio for {video_s:.1f} s of video: cut at {video_s:.1f} s"
+        return job, None
+
+    def encode(self, ctx: StageContext) -> dict[str, Any]:
+        from ..audio_encoders.encode import audio_windows
+        from ..audio_encoders.whisper import load_whisper
+        from ..media.audio_io import whisper_waveform
+
+        ctx.status("encoding the audio with Whisper")
+        whisper = load_whisper(ctx.files.audio_encoder, ctx.device)
+        try:
+            windows = audio_windows(whisper_waveform(self.clip), whisper, ctx.num_frames)
+        finally:
+            del whisper  # freed here, in the text stage: its memory never adds to the transformer's
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+        return {"audio_prompts": windows, "audio_strength": self.strength}
+
+    def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
+        return self.clip.fitted(num_frames / float(fps)).to_comfy()
