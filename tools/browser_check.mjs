@@ -213,7 +213,7 @@ async function checkTemplateBrowser(files, renderer) {
     await page.waitForTimeout(1000);
     const category = await packCategory(names);
     if (!check(`template browser has a category with our cards`, !!category, category ?? "none found")) return;
-    await page.getByText(category, { exact: true }).first().click();
+    await page.locator(".p-dialog, [role=dialog]").getByText(category, { exact: true }).first().click();
     await page.waitForTimeout(1500);
     const card = page.locator(`[data-testid="template-workflow-${name}"]`).first();
     const shown = await card.evaluate((el) => {
@@ -244,10 +244,11 @@ async function packCategory(names) {
   const folder = Object.keys(listed).find((k) => names.some((n) => listed[k].includes(n)));
   if (!folder) return null;
   return page.evaluate((folder) => {
-    const items = [...document.querySelectorAll("[data-testid=template-workflows-content] *, .p-dialog *, [role=dialog] *")]
-      .filter((e) => e.children.length === 0 && e.innerText?.trim());
-    const exact = items.find((e) => e.innerText.trim() === folder);
-    return exact ? folder : items.map((e) => e.innerText.trim()).find((t) => /hunyuan/i.test(t)) ?? null;
+    // Texts in the dialog outside the cards (whose titles may say HunyuanCustom too).
+    const items = [...document.querySelectorAll(".p-dialog *, [role=dialog] *")]
+      .filter((e) => e.children.length === 0 && e.innerText?.trim() && !e.closest("[data-testid^='template-workflow-']"))
+      .map((e) => e.innerText.trim());
+    return items.includes(folder) ? folder : items.find((t) => /hunyuan/i.test(t)) ?? null;
   }, folder);
 }
 

@@ -206,6 +206,17 @@ def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
         r = s.get(path)
         s.check(f"GET {path}", r.status_code == 200 and isinstance(r.json().get("configured"), bool),
                 f"{r.status_code} {r.text[:100]}")
+    # The example pictures: listed by Load Reference Image and previewed through /view, without a
+    # file in the input folder.
+    listed = info.get("HunyuanCustomLoadImage", {}).get("input", {}).get("required", {}).get("image", [[]])[0]
+    examples = [name for name in listed if name.startswith("hunyuan_custom_examples/")]
+    s.check("Load Reference Image lists the example pictures", len(examples) >= 2, examples)
+    for name in examples:
+        folder, file = name.split("/", 1)
+        for path in ("/view", "/api/view"):
+            r = s.get(path, params={"filename": file, "subfolder": folder, "type": "input"})
+            s.check(f"GET {path} previews {name}", r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n",
+                    f"{r.status_code} {r.headers.get('content-type')}")
 
 
 def check_model_combos(s: Smoke) -> dict:
@@ -248,6 +259,10 @@ def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
         check_saved(s, "core CreateVideo+SaveVideo from our frames/fps", entry, "7", output_dir)
         ui = entry["outputs"]["5"]
         s.check("our saver ui marks the file animated", ui.get("animated") == [True], ui.get("animated"))
+        s.check("our saver answers result lines (ui.text) naming the file",
+                any(ui["images"][0]["filename"] in line for line in ui.get("text", [])), ui.get("text"))
+        lines = entry["outputs"].get("4", {}).get("text", [])
+        s.check("the sampler answers result lines (ui.text) with the seed used", "seed 7" in lines, lines)
     r = s.post_prompt(local_graph(image, models, size="48*64"))
     s.check("custom size 48*64 accepted by the local sampler at /prompt", r.status_code == 200, r.text[:500])
     if r.status_code == 200:
@@ -363,15 +378,20 @@ def _streams(path: Path) -> str:
 
 def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
     """Each API-format example workflow, shrunk to the tiny models (local samplers: 64*48, 9
-    frames, 2 steps, float32), passes /prompt and runs; images it names are uploaded first."""
+    frames, 2 steps, float32), passes /prompt and runs AS IT IS: the pictures it names must be ones
+    the server offers (the pack's example pictures), nothing is uploaded for it."""
+    listed = s.get("/object_info/HunyuanCustomLoadImage").json()["HunyuanCustomLoadImage"]["input"]["required"]
+    offered = set(listed["image"][0])
     for path in sorted(folder.glob("*.json")):
         graph = json.loads(path.read_text(encoding="utf-8"))
+        pictures = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "HunyuanCustomLoadImage"
+                    and isinstance(n["inputs"].get("image"), str)]
+        s.check(f"workflow {path.name} names only pictures the server offers", set(pictures) <= offered,
+                sorted(set(pictures) - offered))
         for node in graph.values():
             inputs = node["inputs"]
-            if node["class_type"] == "HunyuanCustomLoadImage" and isinstance(inputs.get("image"), str):
-                s.upload_png(inputs["image"])
             if node["class_type"] == "LoadAudio" and isinstance(inputs.get("audio"), str):
-                s.upload_wav(inputs["audio"])
+                s.upload_wav(inputs["audio"])  # core Load Audio reads only the input folder
             if node["class_type"] == "HunyuanCustomSampler":
                 inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
             if node["class_type"] == "HunyuanCustomModelLoader":
