@@ -132,7 +132,8 @@ FIELDS: dict[str, Field] = {
               "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
               mode_defaults={"editing": 50}),
         Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
-              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),
+              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot). Local sampler only: "
+              "WaveSpeed's request has no subject word, so name the subject in the prompt too."),
     )
 }
 
