@@ -107,8 +107,16 @@ def test_the_cli_refuses_a_wrong_file_as_bad_input_before_anything_loads(models,
                      "--vae", str(tiny.vae), "--text-encoder", str(tiny.text_encoder),
                      "--text-encoder-2", str(tiny.text_encoder_2), "--device", "cpu", "--output", str(out)])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: transformer: ") and "VAE" in lines[0]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --transformer: ") and "VAE" in lines[0]
     assert not out.exists()
+
+
+def test_the_cli_names_its_flags_where_the_nodes_name_their_inputs():
+    message = ("text_encoder: /m/text_encoders/clip is a CLIP folder; choose it as text_encoder_2. text_encoder "
+               "takes models/text_encoders/llava_llama3_fp16.safetensors. vae: /m/vae/x.pt: truncated.")
+    assert cli._flag_names(message) == (
+        "--text-encoder: /m/text_encoders/clip is a CLIP folder; choose it as --text-encoder-2. --text-encoder "
+        "takes models/text_encoders/llava_llama3_fp16.safetensors. --vae: /m/vae/x.pt: truncated.")
 
 
 def test_the_sampler_start_sees_a_file_that_changed_since_the_loader_ran(models, tmp_path, no_text_encoding):
