@@ -118,7 +118,8 @@ def test_template_category_is_named_hunyuancustom():
     # templateWorkflows.category.<folder> (ComfyUI serves every pack's locales/<lang>/main.json at /i18n).
     import tomllib
 
-    categories = json.loads((WORKFLOWS.parent / "locales" / "en" / "main.json").read_text())["templateWorkflows"]["category"]
+    locale = json.loads((WORKFLOWS.parent / "locales" / "en" / "main.json").read_text())
+    categories = locale["templateWorkflows"]["category"]
     project = tomllib.loads((WORKFLOWS.parent / "pyproject.toml").read_text())["project"]["name"]
     repository = "comfyui-hunyuancustom"  # README's `git clone .../comfyui-hunyuancustom`
     for folder in (project, repository, repository + "-main"):

@@ -384,8 +384,8 @@ def check_is_hunyuan_custom(ckpt: TransformerCheckpoint) -> None:
         )
     if ckpt.naming in (UPSTREAM, DIFFUSERS):
         return
-    vae_parts = ("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in.", "decoder.conv_in.", "post_quant_conv.",
-                 "encoder.down.", "decoder.up.")
+    vae_parts = ("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in.", "decoder.conv_in.",
+                 "post_quant_conv.", "encoder.down.", "decoder.up.")
     if any(k.split(".", 1)[-1].startswith(vae_parts) or k.startswith(vae_parts) for k in keys):  # also `vae.`-prefixed
         looks = "a VAE (encoder/decoder convolution blocks); give it as the VAE"
     elif has("model.layers.", "language_model.", "layers.0.self_attn.", "model.embed_tokens."):

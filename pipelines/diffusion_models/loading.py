@@ -217,7 +217,8 @@ def _scalar_scale(scale: torch.Tensor) -> torch.Tensor | None:
 _EXPECTED: dict[str, dict[str, torch.Tensor]] = {}
 
 
-def _expected_tensors(config: dict[str, Any], ckpt: TransformerCheckpoint, config_source: str) -> dict[str, torch.Tensor]:
+def _expected_tensors(config: dict[str, Any], ckpt: TransformerCheckpoint,
+                      config_source: str) -> dict[str, torch.Tensor]:
     """The model's tensors (meta: shapes only) for `config`. Building even an empty full-size model
     takes seconds, so the shapes are kept per configuration for the next check."""
     key = json.dumps(config, sort_keys=True, default=str)
