@@ -115,43 +115,28 @@ class HunyuanCustomModelLoader:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None):
-        # Only the four file inputs: ComfyUI skips its own combo check for every input named here
-        # (and for ALL inputs if this took **kwargs, letting dtype='float64' through /prompt). The
-        # check needs all four, so problems are raised, not returned: ComfyUI would repeat a returned
-        # message under each of the four inputs (nodes/validation.py).
-        problems = []
-        for key, folder, name in (("transformer", "diffusion_models", transformer), ("vae", "vae", vae),
-                                  ("text_encoder", "text_encoders", text_encoder),
-                                  ("text_encoder_2", "text_encoders", text_encoder_2)):
-            if name is None:
-                continue
-            try:
-                comfy.resolve_model_path(folder, name)
-            except FileNotFoundError as exc:
-                problems.append(f"{key}: {exc}")
+    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, llava_vision="auto"):
+        # Only the file inputs: ComfyUI skips its own combo check for every input named here (and for
+        # ALL inputs if this took **kwargs, letting dtype='float64' through /prompt). The same header-only
+        # check as when the sampler starts (remembered by size and mtime, so a queue reads each header
+        # once): a broken or wrong file is heard of in the queue dialog, not minutes later. Problems are
+        # raised, not returned: ComfyUI would repeat a returned message under each input named here
+        # (nodes/validation.py).
+        if None in (transformer, vae, text_encoder, text_encoder_2, llava_vision):
+            return True  # a linked input: known only when the node runs, checked then
+        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision)
+        problems = problems or files.problems()
         if problems:
             refuse(problems)
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
              offload="auto", attention="default", llava_vision="auto", audio_encoder="none"):
-        from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
+        from ..pipelines.generate import GenerationError, LocalGenerator, RuntimeOptions
 
-        llava_path = comfy.resolve_model_path("text_encoders", text_encoder)
-        clip_path = comfy.resolve_model_path("text_encoders", text_encoder_2)
-        llava_tokenizer, clip_tokenizer = comfy.tokenizer_folders()
-        files = ModelFiles(
-            transformer=comfy.resolve_model_path("diffusion_models", transformer),
-            vae=comfy.resolve_model_path("vae", vae),
-            text_encoder=llava_path,
-            text_encoder_2=clip_path,
-            llava_vision=_vision_file(llava_path, llava_vision),
-            llava_tokenizer=llava_tokenizer if os.path.isfile(llava_path) else None,
-            clip_tokenizer=clip_tokenizer if os.path.isfile(clip_path) else None,
-            audio_encoder=None if audio_encoder in (None, "none") else comfy.resolve_model_path("audio_encoders",
-                                                                                             audio_encoder),
-        )
+        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision, audio_encoder)
+        if problems:
+            raise RuntimeError(" ".join(problems))
         device = str(comfy.torch_device())
         if device == "cpu" and dtype != "float32":
             dtype = "float32"  # CPU kernels for bf16 attention are slow and not what users expect
@@ -160,6 +145,40 @@ class HunyuanCustomModelLoader:
                                                          offload=offload, attention=attention)),)
         except GenerationError as exc:
             raise RuntimeError(str(exc)) from None
+
+
+def _model_files(transformer: str, vae: str, text_encoder: str, text_encoder_2: str, llava_vision: str,
+                 audio_encoder: str | None = "none"):
+    """(ModelFiles, []) for the picked names, or (None, the problems) when some cannot be found."""
+    from ..pipelines.generate import ModelFiles
+
+    paths, problems = {}, []
+    for key, folder, name in (("transformer", "diffusion_models", transformer), ("vae", "vae", vae),
+                              ("text_encoder", "text_encoders", text_encoder),
+                              ("text_encoder_2", "text_encoders", text_encoder_2)):
+        try:
+            paths[key] = comfy.resolve_model_path(folder, name)
+        except FileNotFoundError as exc:
+            problems.append(f"{key}: {exc}")
+    if audio_encoder not in (None, "none"):
+        try:
+            paths["audio_encoder"] = comfy.resolve_model_path("audio_encoders", audio_encoder)
+        except FileNotFoundError as exc:
+            problems.append(f"audio_encoder: {exc}")
+    if problems:
+        return None, problems
+    try:
+        vision = _vision_file(paths["text_encoder"], llava_vision)
+    except (FileNotFoundError, RuntimeError) as exc:
+        return None, [f"llava_vision: {exc}"]
+    llava_tokenizer, clip_tokenizer = comfy.tokenizer_folders()
+    return ModelFiles(
+        transformer=paths["transformer"], vae=paths["vae"], text_encoder=paths["text_encoder"],
+        text_encoder_2=paths["text_encoder_2"], llava_vision=vision,
+        llava_tokenizer=llava_tokenizer if os.path.isfile(paths["text_encoder"]) else None,
+        clip_tokenizer=clip_tokenizer if os.path.isfile(paths["text_encoder_2"]) else None,
+        audio_encoder=paths.get("audio_encoder"),
+    ), []
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanCustomModelLoader": HunyuanCustomModelLoader}

@@ -6,27 +6,9 @@ import time
 
 from ..pipelines import schema
 from . import comfy
+from .preview import StepPreview
 from .results import with_result_lines
 from .widgets import validation_message, widgets
-
-PREVIEW_SIZE = 512
-
-
-def _preview(latents):
-    """A rough RGB preview of the middle latent frame (first three latent channels, normalised):
-    enough to see composition and motion start, at no decode cost."""
-    import numpy as np
-    from PIL import Image
-
-    frame = latents[0, :3, latents.shape[2] // 2].float().cpu()
-    lo, hi = frame.amin(dim=(1, 2), keepdim=True), frame.amax(dim=(1, 2), keepdim=True)
-    rgb = ((frame - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().permute(1, 2, 0).numpy()
-    # Latent pixels are 8x8 video pixels; never build more than the preview shows.
-    height, width = rgb.shape[:2]
-    scale = min(8.0, PREVIEW_SIZE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.BILINEAR)
-    return ("JPEG", image, PREVIEW_SIZE)
 
 
 class HunyuanCustomSampler:
@@ -85,10 +67,11 @@ class HunyuanCustomSampler:
         job = Job.from_params(prompt, params, deep_cache=deep_cache)
         bar = comfy.Progress(steps, node_id=unique_id)
         decode_bar: list = []
+        preview = StepPreview(job.steps, job.flow_shift)
 
         def progress(stage, done, total, latents):
             if stage == "sampling":
-                bar.update(done, _preview(latents) if latents is not None else None)
+                bar.update(done, preview(done, latents) if latents is not None else None)
             else:
                 if not decode_bar:
                     decode_bar.append(comfy.Progress(total, node_id=unique_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,19 @@ def _with_audio(args: argparse.Namespace, spec):
         raise CliError(f"--audio {exc}") from None
 
 
+_INPUTS = r"\b(transformer|vae|text_encoder_2|text_encoder|llava_vision|audio_encoder)"
+
+
+def _flag_names(message: str) -> str:
+    """The model-file checks name their inputs as the nodes do ('text_encoder_2: ...', 'give it as
+    text_encoder'); say the CLI's flags instead."""
+    def flag(match: re.Match) -> str:
+        return "--" + match.group(1).replace("_", "-")
+
+    message = re.sub(_INPUTS + r"(?=:| takes\b)", flag, message)
+    return re.sub(r"(?<=\bas )" + _INPUTS + r"\b", flag, message)
+
+
 def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -189,7 +203,7 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     except CheckpointModeError as exc:
         raise CliError(exc.cli_message) from None
     except (GenerationError, ConditionError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(_flag_names(str(exc))) from None
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int, _latents) -> None:

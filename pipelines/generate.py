@@ -67,19 +67,41 @@ class ModelFiles:
     audio_encoder: str | None = None  # whisper-tiny (audio-driven mode only)
 
     def check(self) -> None:
-        """Fail before any loading if a path is missing or a text encoder is of the wrong kind
-        (decided from the files' headers; nothing is loaded)."""
-        from .text_encoders.files import TextEncoderFilesError, clip_source, llava_source
+        """Fail before anything loads if a model file is missing, broken or of the wrong kind."""
+        problems = self.problems()
+        if problems:
+            raise GenerationError(" ".join(p if p.endswith(".") else p + "." for p in problems))
 
-        for name, path in (("transformer", self.transformer), ("vae", self.vae),
-                           ("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2)):
-            if not path or not os.path.exists(path):
-                raise GenerationError(f"{name}: {path!r} does not exist; point it at the downloaded file or folder")
-        try:
-            llava_source(self.text_encoder, self.llava_vision, self.llava_tokenizer)
-            clip_source(self.text_encoder_2, self.clip_tokenizer)
-        except TextEncoderFilesError as exc:
-            raise GenerationError(str(exc)) from None
+    def problems(self) -> list[str]:
+        """Every problem of the model files, each naming its input, from headers and metadata only:
+        the container and its integrity, the keys and shapes that decide the kind, the fp8 map beside
+        an fp8 checkpoint, the text encoders' kinds. Remembered by the files' size and mtime, so the
+        check before every job reads each header once (weights_io.remembered_problem)."""
+        from . import weights_io
+        from .diffusion_models.loading import check_transformer
+        from .text_encoders.files import clip_source, llava_source
+        from .vae.loading import check_vae
+
+        missing = [f"{name}: {path!r} does not exist; point it at the downloaded file or folder"
+                   for name, path in (("transformer", self.transformer), ("vae", self.vae),
+                                      ("text_encoder", self.text_encoder), ("text_encoder_2", self.text_encoder_2))
+                   if not path or not os.path.exists(path)]
+        if missing:
+            return missing
+        checks = (
+            ("transformer", [self.transformer], lambda: check_transformer(self.transformer)),
+            ("vae", [self.vae], lambda: check_vae(self.vae)),
+            ("text_encoder", [self.text_encoder, self.llava_vision, self.llava_tokenizer],
+             lambda: llava_source(self.text_encoder, self.llava_vision, self.llava_tokenizer)),
+            ("text_encoder_2", [self.text_encoder_2, self.clip_tokenizer],
+             lambda: clip_source(self.text_encoder_2, self.clip_tokenizer)),
+        )
+        found = []
+        for name, paths, check in checks:
+            problem = weights_io.remembered_problem(name, paths, check)
+            if problem:  # the text encoders' messages already start with their input's name
+                found.append(problem if problem.startswith(name + ":") else f"{name}: {problem}")
+        return found
 
 
 @dataclass(frozen=True)
@@ -263,6 +285,7 @@ class LocalGenerator:
         its header) against the conditions, and each condition's own checks."""
         from .diffusion_models.checkpoints import CheckpointError, checkpoint_variant
 
+        self.files.check()  # again: a file may have changed since the generator was made (remembered otherwise)
         try:
             have = checkpoint_variant(self.files.transformer)
         except (CheckpointError, OSError) as exc:

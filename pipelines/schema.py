@@ -132,7 +132,8 @@ FIELDS: dict[str, Field] = {
               "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
               mode_defaults={"editing": 50}),
         Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
-              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),
+              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot). Local sampler only: "
+              "WaveSpeed's request has no subject word, so name the subject in the prompt too."),
         Field("audio_strength", "FLOAT", 0.8, "Audio-driven mode: how strongly the audio moves the mouth and "
               "body (the audio cross-attention's weight). Upstream's scripts use 0.8 (its code's default is 1.0); "
               "0 ignores the audio.", backends=(LOCAL,), min=0.0, max=1.0, step=0.05),

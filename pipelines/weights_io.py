@@ -160,3 +160,44 @@ def tensor_state_dict(obj: Any, path: Path, nested_keys: Iterable[str], expected
     if not tensors:
         raise error(f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:10]}); expected {expected}.")
     return tensors
+
+
+# ---------------------------------------------------------------- remembering header checks
+
+
+def file_stamp(path: str | Path) -> tuple:
+    """What changes when a model file or folder changes: the size and mtime of the file, or of every
+    file in the folder and its sub-folders one level down (shards, configs, a diffusers `vae/`)."""
+    path = Path(path)
+    if not path.is_dir():
+        stat = path.stat()
+        return (stat.st_size, stat.st_mtime_ns)
+    entries = []
+    for child in sorted(path.iterdir()):
+        inner = sorted(child.iterdir()) if child.is_dir() else [child]
+        for item in inner:
+            if item.is_file():
+                stat = item.stat()
+                entries.append((str(item.relative_to(path)), stat.st_size, stat.st_mtime_ns))
+    return tuple(entries)
+
+
+_CHECKED: dict[tuple, str | None] = {}
+
+
+def remembered_problem(what: str, paths: Iterable[str | Path | None], check: Any) -> str | None:
+    """The problem `check()` finds (the message of the exception it raises), or None; remembered by
+    the paths' stamps, so asking again (each queued prompt, each sampler start) reads no header twice
+    until a file changes. `check` raises WeightsFileError/ValueError/OSError for a bad file."""
+    real = [Path(p).expanduser() for p in paths if p]
+    try:
+        key = (what, *((str(p.resolve()), file_stamp(p)) for p in real))
+    except OSError as exc:
+        return str(exc)
+    if key not in _CHECKED:
+        try:
+            check()
+            _CHECKED[key] = None
+        except (WeightsFileError, ValueError, OSError) as exc:
+            _CHECKED[key] = str(exc)
+    return _CHECKED[key]

@@ -116,3 +116,17 @@ def test_an_unexpected_failure_keeps_its_type_and_says_how_to_see_more():
     assert cli._failure_line(KeyError("frames")) == (
         "unexpected failure (KeyError: 'frames'); set HYC_DEBUG=1 for the details")
     assert cli._failure_line(FileNotFoundError(2, "No such file", "/x.mp4")) == "[Errno 2] No such file: '/x.mp4'"
+
+
+def test_help_shows_every_sampler_default_from_the_schema_and_explains_fp8_mode():
+    import argparse
+
+    from hunyuan_custom.pipelines import schema
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["generate"]
+    text = " ".join(sub.format_help().split())  # argparse wraps lines anywhere
+    for name in ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "subject"):
+        assert f"default {schema.FIELDS[name].default}" in text, name
+    assert "--fp8-mode {dequantize,keep} for fp8 checkpoints only: keep = store the weights in fp8" in text
+    assert "dequantize (default)" in text and "auto (default)" in text

@@ -48,16 +48,23 @@ def comfy_errors(cls, inputs: dict) -> list[tuple[str | None, str]]:
     return errors
 
 
-MODEL_NAMES = dict(transformer="t.pt", vae="v/", text_encoder="l/", text_encoder_2="c/")
+MODEL_NAMES = dict(transformer="hunyuancustom_720P/mp_rank_00_model_states.pt", vae="hyvae_v1_0801/",
+                   text_encoder="llava-llama-3-8b-v1_1/", text_encoder_2="openai_clip-vit-large-patch14/")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from _tiny_model_set import build_tiny_model_set
+
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model_set(root)
+    return root
 
 
 @pytest.fixture
-def models(tmp_path, monkeypatch):
-    for folder, name in (("diffusion_models", "t.pt"), ("vae", "v"), ("text_encoders", "l"), ("text_encoders", "c")):
-        path = tmp_path / folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir() if not name.endswith(".pt") else path.write_bytes(b"")
-    monkeypatch.setenv("HYC_MODELS_DIR", str(tmp_path))
+def models(model_dir, monkeypatch):
+    monkeypatch.setenv("HYC_MODELS_DIR", str(model_dir))
+    return model_dir
 
 
 def test_no_validate_inputs_takes_kwargs():

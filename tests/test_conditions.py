@@ -107,9 +107,12 @@ def models(tmp_path_factory):
 @pytest.fixture()
 def editing_checkpoint(tmp_path):
     """The tiny editing transformer in upstream's .pt layout (bg_in / bg_proj inside)."""
+    import shutil
+
     weights = load_file(str(reference_root() / "transformer_editing" / "weights.safetensors"))
     path = tmp_path / "mp_rank_00_model_states.pt"
     torch.save({"module": weights}, path)
+    shutil.copy(reference_root() / "transformer_editing" / "config.json", tmp_path / "config.json")  # tiny sizes
     return path
 
 

@@ -55,8 +55,13 @@ def test_loader_lists_files_and_model_folders(comfy_models):
     assert "hyvae_v1_0801/" in req["vae"][0]
     assert "llava-llama-3-8b-v1_1/" in req["text_encoder"][0]
     assert "openai_clip-vit-large-patch14/" in req["text_encoder_2"][0]
+    names = dict(transformer="hunyuancustom_720P/mp_rank_00_model_states.pt", vae="hyvae_v1_0801/",
+                 text_encoder="llava-llama-3-8b-v1_1/", text_encoder_2="openai_clip-vit-large-patch14/")
+    assert Loader.VALIDATE_INPUTS(**names) is True
     with pytest.raises(ValueError, match="transformer: 'missing.pt' was not found"):
-        Loader.VALIDATE_INPUTS(transformer="missing.pt")
+        Loader.VALIDATE_INPUTS(**dict(names, transformer="missing.pt"))
+    # A workflow saved with the form the list no longer shows still validates (the loader resolves it).
+    assert Loader.VALIDATE_INPUTS(**dict(names, vae="hyvae_v1_0801/pytorch_model.pt")) is True
 
 
 def test_loader_lists_each_model_once_in_the_form_that_loads(tmp_path, monkeypatch):
@@ -86,8 +91,6 @@ def test_loader_lists_each_model_once_in_the_form_that_loads(tmp_path, monkeypat
                                      "hunyuancustom_720P/mp_rank_00_model_states_fp8.pt", "hyc_diffusers/"]
     assert req["vae"][0] == ["hunyuan_video_vae_bf16.safetensors", "hyvae_v1_0801/"]
     assert req["text_encoder"][0] == req["text_encoder_2"][0] == ["clip_l.safetensors", "llava-llama-3-8b-v1_1/"]
-    # A workflow saved with the form no longer listed still validates (the loader resolves it).
-    assert Loader.VALIDATE_INPUTS(vae="hyvae_v1_0801/pytorch_model.pt") is True
 
 
 def test_sampler_validation_and_rerun_rules():

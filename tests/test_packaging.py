@@ -52,7 +52,7 @@ def test_a_plain_install_imports_every_module_and_ships_the_data_files(tmp_path)
     assert expected_modules <= set(found["modules"])
 
     shipped = set(found["files"])
-    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js",
+    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js", "locales/*/*.json",
                     "assets/example_subjects/*.png"):
         wanted = {str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)}
         assert wanted and wanted <= shipped, pattern

@@ -301,7 +301,8 @@ def test_model_files_check_words_single_file_problems(pair):
     ok = generate.ModelFiles(str(pair.llama_file), str(pair.llama_file), str(pair.llama_file), str(pair.clip_file),
                              llava_vision=str(pair.vision_file), llava_tokenizer=str(pair.llama_tokenizer),
                              clip_tokenizer=str(pair.clip_tokenizer))
-    ok.check()  # the text encoder part is what is checked here
+    # the text encoder part is what is checked here (a Llama file is no transformer or VAE)
+    assert [p.split(":")[0] for p in ok.problems()] == ["transformer", "vae"]
     with pytest.raises(generate.GenerationError, match="--llava-vision"):
         generate.ModelFiles(str(pair.llama_file), str(pair.llama_file), str(pair.llama_file), str(pair.clip_file),
                             llava_tokenizer=str(pair.llama_tokenizer), clip_tokenizer=str(pair.clip_tokenizer)).check()

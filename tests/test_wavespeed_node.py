@@ -227,5 +227,6 @@ def test_the_node_says_what_wavespeed_does_not_take(fake):
     assert "subject word" in HunyuanCustomWaveSpeed.DESCRIPTION and "not sent" in HunyuanCustomWaveSpeed.DESCRIPTION
     prompt = NODE_CLASS_MAPPINGS["HunyuanCustomPrompt"]
     assert "local sampler only" in prompt.DESCRIPTION
+    assert "Local sampler only" in prompt.INPUT_TYPES()["required"]["subject"][1]["tooltip"]
     HunyuanCustomWaveSpeed().generate(spec(), **ARGS)
     assert "subject" not in fake.submits()[0].json

@@ -280,6 +280,11 @@ def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
     details = error_details(r, "3")
     s.check("loader: a missing model file refused at /prompt, once, naming its input", r.status_code == 400
             and len(details) == 1 and details[0].startswith("vae: 'no_such_vae/'"), r.text[:800])
+    r = s.post_prompt(local_graph(image, dict(models, transformer="a_vae_by_mistake.pt")))
+    details = error_details(r, "3")
+    s.check("loader: a VAE picked as the transformer refused at /prompt, once, from its header", r.status_code == 400
+            and len(details) == 1 and details[0].startswith("transformer: ") and "looks like a VAE" in details[0],
+            r.text[:800])
     r = s.post_prompt(local_graph("no_such_picture.png", models))
     details = error_details(r, "1")
     s.check("a missing reference picture refused at /prompt, once", r.status_code == 400 and len(details) == 1
@@ -516,6 +521,9 @@ def main() -> int:
     if not (work / "models" / "audio_encoders").exists():  # (a work folder from before the audio mode: rebuild)
         shutil.rmtree(work / "models", ignore_errors=True)
         build_tiny_model_set(work / "models")
+        # A VAE put among the transformers by mistake: the loader must refuse it when the graph is queued.
+        (work / "models" / "diffusion_models" / "a_vae_by_mistake.pt").write_bytes(
+            (work / "models" / "vae" / "hyvae_v1_0801" / "pytorch_model.pt").read_bytes())
     (work / "extra_model_paths.yaml").write_text(
         "hyc_smoke:\n"
         f"    base_path: {work / 'models'}\n"

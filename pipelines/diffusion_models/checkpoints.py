@@ -312,11 +312,7 @@ def _open_folder(path: Path) -> TransformerCheckpoint:
     else:
         files = sorted(path.glob("*.safetensors"))
         if not files:
-            candidates = sorted(p for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
-            raise CheckpointError(
-                f"{path}: folder without safetensors weights. Pass a checkpoint file instead"
-                + (f", e.g. {candidates[0]}" if candidates else "") + "."
-            )
+            raise CheckpointError(_not_a_transformer_folder(path))
         if len(files) > 1:
             raise CheckpointError(
                 f"{path}: {len(files)} safetensors files but no *.safetensors.index.json saying how they "
@@ -336,6 +332,30 @@ def _open_folder(path: Path) -> TransformerCheckpoint:
         ckpt.format = "upstream-safetensors-folder"
     _attach_scales(ckpt, from_torch_pickle=False)
     return ckpt
+
+
+TRANSFORMER_HINT = ("a HunyuanCustom transformer checkpoint: upstream's hunyuancustom_720P/mp_rank_00_model_states.pt "
+                    "(or its _fp8.pt), ComfyUI's hunyuan_video_custom_720p_bf16.safetensors / _fp8_scaled.safetensors, "
+                    "or a diffusers folder")
+
+
+def _not_a_transformer_folder(path: Path) -> str:
+    """What a folder without safetensors weights is instead, and which file to pass: a transformer
+    checkpoint inside it if there is one (read from its header), never just any .pt."""
+    config, _ = read_config_beside(path) if (path / "config.json").is_file() else (None, None)
+    inner = (config or {}).get("constructor_kwargs", config or {})
+    if isinstance(inner, dict) and "block_out_channels" in inner and "latent_channels" in inner:
+        return (f"{path}: this is a VAE folder (its config.json describes the 3D VAE); give it as the VAE. "
+                f"The transformer is {TRANSFORMER_HINT}.")
+    for candidate in sorted(p for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt")):
+        if weights_io.container_kind(candidate, CheckpointError) != weights_io.TORCH_ZIP:
+            continue  # only zip checkpoints can be looked into without reading them whole
+        try:
+            open_checkpoint(candidate)
+        except CheckpointError:
+            continue
+        return f"{path}: a folder without safetensors weights; pass the checkpoint file itself: {candidate}."
+    return f"{path}: a folder without safetensors weights and no transformer checkpoint in it. Pass {TRANSFORMER_HINT}."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,19 +384,21 @@ def check_is_hunyuan_custom(ckpt: TransformerCheckpoint) -> None:
         )
     if ckpt.naming in (UPSTREAM, DIFFUSERS):
         return
-    if has("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in.", "decoder.conv_in.", "post_quant_conv."):
-        looks = "a VAE (encoder/decoder convolution blocks); load it with the VAE loader"
+    vae_parts = ("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in.", "decoder.conv_in.",
+                 "post_quant_conv.", "encoder.down.", "decoder.up.")
+    if any(k.split(".", 1)[-1].startswith(vae_parts) or k.startswith(vae_parts) for k in keys):  # also `vae.`-prefixed
+        looks = "a VAE (encoder/decoder convolution blocks); give it as the VAE"
     elif has("model.layers.", "language_model.", "layers.0.self_attn.", "model.embed_tokens."):
-        looks = "a text encoder (Llama/LLaVA layers); load it with the text encoder loader"
+        looks = "a text encoder (Llama/LLaVA layers); give it as text_encoder"
     elif has("text_model.", "vision_model.", "encoder.block."):
-        looks = "a text/image encoder (CLIP/T5); load it with the text encoder loader"
+        looks = "a text/image encoder (CLIP/T5); CLIP-L goes in as text_encoder_2"
     elif has("audio_proj.", "audio_models.") or any("whisper" in k for k in keys):
         looks = "audio weights without the transformer"
     else:
         looks = "no model this pack knows (first keys: " + ", ".join(sorted(keys)[:5]) + ")"
     raise CheckpointError(
         f"{where}: this is not a HunyuanCustom transformer: it has no img_in.proj.weight / double_blocks "
-        f"and looks like {looks}."
+        f"and looks like {looks}. The transformer is {TRANSFORMER_HINT}."
     )
 
 

@@ -14,6 +14,7 @@ both shapes; nothing is reshaped silently.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -32,6 +33,7 @@ from .checkpoints import (
     variant_of,
 )
 from .fp8_linear import Fp8ScaledLinear, dequantize, replace_linear
+from .. import weights_io
 from ..mapped_memory import FileMappings
 
 DTYPE_CHOICES = ("keep", "bf16", "fp16", "fp32")
@@ -212,6 +214,49 @@ def _scalar_scale(scale: torch.Tensor) -> torch.Tensor | None:
     return scale.reshape(()) if scale.numel() == 1 else None
 
 
+_EXPECTED: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _expected_tensors(config: dict[str, Any], ckpt: TransformerCheckpoint,
+                      config_source: str) -> dict[str, torch.Tensor]:
+    """The model's tensors (meta: shapes only) for `config`. Building even an empty full-size model
+    takes seconds, so the shapes are kept per configuration for the next check."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _EXPECTED:
+        model = _build(config, ckpt, config_source)
+        # fp8 'keep' later swaps Linears for Fp8ScaledLinear: same weights, plus a weight_scale of our own.
+        _EXPECTED[key] = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.endswith(".weight_scale")}
+    return _EXPECTED[key]
+
+
+def _build(config: dict[str, Any], ckpt: TransformerCheckpoint, config_source: str) -> nn.Module:
+    try:
+        return build_empty_model(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt.path}: cannot build the transformer from {config_source}: {exc}") from None
+
+
+def _checked(path: str | Path) -> tuple[TransformerCheckpoint, _Plan, dict[str, Any], str]:
+    """The opened checkpoint, its plan and its model configuration, once every shape matched."""
+    ckpt = open_checkpoint(path)
+    config, config_source = model_config_for(ckpt)
+    plan = _plan(ckpt)
+    check_shapes(ckpt, plan, _expected_tensors(config, ckpt, config_source), config_source)
+    return ckpt, plan, config, config_source
+
+
+def check_transformer(path: str | Path) -> None:
+    """Everything load_transformer checks before it reads a weight, from headers only: the container
+    and its integrity (safetensors header against the file size, the zip directory of a .pt), that it
+    is a HunyuanCustom transformer, the fp8 scale map beside an fp8 checkpoint, and every tensor's shape
+    against the configuration. Raises CheckpointError; reads no tensor data. (A legacy non-zip pickle
+    cannot be opened without reading it whole, so it is checked when it loads.)"""
+    path = Path(path).expanduser()
+    if path.is_file() and weights_io.container_kind(path, CheckpointError) == weights_io.LEGACY_PICKLE:
+        return
+    _checked(path)
+
+
 def load_transformer(
     path: str | Path,
     dtype: str | torch.dtype = "keep",
@@ -227,15 +272,9 @@ def load_transformer(
     """
     if fp8_mode not in FP8_MODES:
         raise ValueError(f"fp8_mode must be one of {FP8_MODES}, got {fp8_mode!r}")
-    ckpt = open_checkpoint(path)
+    ckpt, plan, config, config_source = _checked(path)
     target = resolve_dtype(dtype, ckpt)
-    config, config_source = model_config_for(ckpt)
-    plan = _plan(ckpt)
-
-    try:
-        model = build_empty_model(config)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{ckpt.path}: cannot build the transformer from {config_source}: {exc}") from None
+    model = _build(config, ckpt, config_source)
     model.requires_grad_(False)  # inference weights; float8 tensors cannot require grad anyway
 
     # Which of our weights stay float8: Linear weights from a float8 tensor with a per-tensor scale.
@@ -248,8 +287,6 @@ def load_transformer(
             scale = _scalar_scale(scale)
             if scale is not None and replace_linear(model, our_key[: -len(".weight")]):
                 kept_fp8[our_key] = scale
-    expected = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.endswith(".weight_scale")}
-    check_shapes(ckpt, plan, expected, config_source)
 
     state: dict[str, torch.Tensor] = {}
     by_source: dict[str, list[str]] = {}

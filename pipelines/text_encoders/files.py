@@ -203,6 +203,21 @@ def _folder_model_type(folder: Path) -> str:
         return ""  # the folder check that follows words the problem
 
 
+def _what_folder(folder: Path) -> str:
+    """The folder as its config.json describes it, for an error message."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "it has no readable config.json"
+    if not isinstance(config, dict):
+        return "its config.json is not a transformers config"
+    inner = config.get("constructor_kwargs", config)
+    if isinstance(inner, dict) and "block_out_channels" in inner and "latent_channels" in inner:
+        return "its config.json describes the VAE; give it as the VAE"
+    model_type = config.get("model_type")
+    return f"its config.json says model_type {model_type!r}" if model_type else "its config.json has no model_type"
+
+
 def check_tokenizer_folder(folder: str | os.PathLike | None, what: str, options: Sequence[Sequence[str]], hint: str,
                            flag: str) -> Path:
     """The tokenizer folder a single file needs; a clear error when it is not given or incomplete."""
@@ -252,9 +267,13 @@ def llava_source(path: str | os.PathLike, vision: str | os.PathLike | None = Non
     """Check the LLaVA inputs without loading anything; raises TextEncoderFilesError for people."""
     item = inspect_path(path, role)
     if item.is_folder:
-        if _folder_model_type(item.path).startswith("clip"):
+        model_type = _folder_model_type(item.path)
+        if model_type.startswith("clip"):
             raise TextEncoderFilesError(f"{role}: {item.path} is a CLIP folder (model_type "
-                                        f"{_folder_model_type(item.path)!r}); choose it as text_encoder_2. "
+                                        f"{model_type!r}); choose it as text_encoder_2. "
+                                        f"{role} takes {LLAMA_FILES_HINT}.")
+        if model_type != "llava":
+            raise TextEncoderFilesError(f"{role}: {item.path} is not a LLaVA folder ({_what_folder(item.path)}). "
                                         f"{role} takes {LLAMA_FILES_HINT}.")
         return LlavaSource(item)
     if item.kind != LLAMA_FILE:
@@ -278,8 +297,12 @@ def clip_source(path: str | os.PathLike, tokenizer: str | os.PathLike | None = N
                 role: str = "text_encoder_2") -> ClipSource:
     item = inspect_path(path, role)
     if item.is_folder:
-        if _folder_model_type(item.path) == "llava":
+        model_type = _folder_model_type(item.path)
+        if model_type == "llava":
             raise TextEncoderFilesError(f"{role}: {item.path} is the LLaVA folder; choose it as text_encoder. "
+                                        f"{role} takes {CLIP_FILES_HINT}.")
+        if not model_type.startswith("clip"):
+            raise TextEncoderFilesError(f"{role}: {item.path} is not a CLIP folder ({_what_folder(item.path)}). "
                                         f"{role} takes {CLIP_FILES_HINT}.")
         return ClipSource(item)
     if item.kind != CLIP_TEXT_FILE:

@@ -261,15 +261,8 @@ def _tensors(source: TensorSource, names: Mapping[str, tuple[str, bool]], dtype:
         yield model_name, tensor.to(device=device, dtype=dtype)
 
 
-def load_vae(
-    path: str | os.PathLike,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-    config: VAEConfig | str | os.PathLike | Mapping | None = None,
-    causal_attention: bool | None = None,
-) -> HunyuanVideoVAE:
-    """Load the VAE at `path` (file or folder). `config` overrides the config.json found beside it;
-    `causal_attention` overrides the mid-block attention choice (see the module docstring)."""
+def _checked(path: str | os.PathLike, config=None, causal_attention: bool | None = None):
+    """(tensor source, name map, config, label) once the file is this VAE with every shape right."""
     path = Path(path).expanduser()
     files, found_config = _locate(path)
     label = _checkpoint_label(files)
@@ -279,7 +272,30 @@ def load_vae(
     mapping = _name_map(names, prefix)
     resolved, config_label = _resolve_config(config, found_config, causal_attention)
     check_shapes({k: _shape(source, *v) for k, v in mapping.items()}, resolved, label, config_label)
+    return source, mapping, resolved, label
 
+
+def check_vae(path: str | os.PathLike) -> None:
+    """Everything load_vae checks before it reads a weight, from headers only: the files and their
+    integrity, that they hold this VAE (not a transformer or an image VAE), and every shape against
+    the config. Raises VAELoadError; reads no tensor data. (Legacy non-zip pickles cannot be opened
+    without reading them whole, so they are checked when they load.)"""
+    files, _ = _locate(Path(path).expanduser())
+    if any(weights_io.container_kind(f, VAELoadError) == weights_io.LEGACY_PICKLE for f in files):
+        return
+    _checked(path)
+
+
+def load_vae(
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    config: VAEConfig | str | os.PathLike | Mapping | None = None,
+    causal_attention: bool | None = None,
+) -> HunyuanVideoVAE:
+    """Load the VAE at `path` (file or folder). `config` overrides the config.json found beside it;
+    `causal_attention` overrides the mid-block attention choice (see the module docstring)."""
+    source, mapping, resolved, label = _checked(path, config, causal_attention)
     device = torch.device(device)
     model = build_diffusers_vae(resolved, device="meta")
     state = dict(_tensors(source, mapping, dtype, device))
