@@ -88,9 +88,13 @@ def test_other_target_size_covers_and_centre_crops_video_mask_and_pose():
     assert torch.equal(pixels.masked_video[:, :, :8], cover_crop(video, 32, 32)[:, :, :8])
 
 
-def test_same_size_is_not_resized():
+def test_same_size_is_not_resized_and_a_size_rounded_to_16_is_only_cropped():
     video = _video()
     assert cover_crop(video, 48, 32) is video
+    odd = _video(frames=2, h=37, w=45)
+    assert cover_size(45, 37, 32, 32) == (45, 37)
+    assert torch.equal(cover_crop(odd, 32, 32), odd[:, 2:34, 6:38])
+    assert cover_size(45, 37, 64, 64) == (78, 64)  # smaller than the target: scaled up to cover
 
 
 def test_comfy_float_frames_round_trip_and_three_channel_masks_use_upstreams_grey():

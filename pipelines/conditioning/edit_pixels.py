@@ -67,7 +67,12 @@ def frames_used(video_frames: int, mask_frames: int, limit: int | None = None) -
 
 
 def cover_size(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int]:
-    """The size a src_w x src_h frame is scaled to so that it covers width x height (aspect kept)."""
+    """The size a src_w x src_h frame is scaled to so that it covers width x height (aspect kept).
+
+    A source that already covers the target with less than 16 px to spare on each side (a size
+    rounded down to multiples of 16) keeps its size: it is only cropped, never resampled."""
+    if 0 <= src_w - width < 16 and 0 <= src_h - height < 16:
+        return src_w, src_h
     scale = max(width / src_w, height / src_h)
     return max(width, round(src_w * scale)), max(height, round(src_h * scale))
 
