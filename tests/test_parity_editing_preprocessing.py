@@ -21,9 +21,12 @@ from safetensors.torch import load_file
 
 from conftest import reference_root
 from _transformer_parity import mismatch
-from hunyuan_custom.pipelines.conditioning.edit import encode_bg_latents
+from hunyuan_custom.pipelines.conditioning.base import StageContext
+from hunyuan_custom.pipelines.conditioning.edit import EditCondition, encode_bg_latents
 from hunyuan_custom.pipelines.conditioning.edit_pixels import output_frames, prepare_edit_pixels
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.conditioning.reference import reference_for_vae
+from hunyuan_custom.pipelines.job import Job
 from hunyuan_custom.pipelines.vae import model as vae_module
 
 ATOL = 1e-4  # the fixture README's tolerance for posterior mean/logvar and bg_latents
@@ -80,12 +83,43 @@ def test_parity_editing_case(edit_set, name):
         problems[f"{which}.mean"] = mismatch(dist.mean, t[f"{name}.{which}.mean"], atol=ATOL, rtol=0)
         problems[f"{which}.logvar"] = mismatch(dist.logvar, t[f"{name}.{which}.logvar"], atol=ATOL, rtol=0)
     draws = [t[f"{name}.bg.noise"], t[f"{name}.mask.noise"]]  # upstream's order: bg, then mask
-    latents = encode_bg_latents(vae, bg, mask, lambda shape: draws.pop(0))
+
+    def recorded_sample(video):  # the fixture's recipe: (mean + std * recorded noise) * scaling factor
+        dist = vae.encode(video, tiled=True)
+        return (dist.mean + dist.std * draws.pop(0)) * vae.scaling_factor
+
+    latents = encode_bg_latents(pixels, recorded_sample)
     problems["bg_latents"] = mismatch(latents, t[f"{name}.bg_latents"], atol=ATOL, rtol=0)
     problems = {k: v for k, v in problems.items() if v}
     assert not problems, problems
     if "predict_video_length" in case:
         assert output_frames(pixels.num_frames) == case["predict_video_length"]
+
+
+@pytest.mark.parametrize("name", _case_names(reference_root()))
+def test_parity_edit_condition_draws_what_upstreams_seeded_global_rng_drew(edit_set, name):
+    """The condition's own path (plan, then encode_latents with the job's CPU generator): seeded with
+    the case's global RNG seed, the generator draws upstream's noise, so bg_latents match outright."""
+    config, t, vae = edit_set
+    case = _case(config, name)
+    if case.get("global_rng_seed") is None:
+        pytest.skip("the set records no RNG seed for this case")
+    video = t["input.video_rgb_uint8"]
+    condition = EditCondition(video, t[f"input.mask_{case['mask_video']}_uint8"], expand=int(case["expand_scale"]),
+                              box=bool(case.get("bbox", False)))
+    frames, height, width = (int(v) for v in video.shape[:3])
+    spec = PromptSpec.create("a subject", "", "subject", t["input.ref_image_rgb_uint8"][None].float() / 255)
+    job = Job(spec.with_condition(condition), width=width, height=height, num_frames=frames, steps=1,
+              guidance_scale=7.5, flow_shift=5.0, seed=0)
+    planned, note = job.planned()
+    assert planned.num_frames == output_frames(min(frames, len(t[f"input.mask_{case['mask_video']}_uint8"])))
+    assert note[0].startswith(f"source {width}x{height}, {frames} frames -> {width}x{height}")
+    ctx = StageContext(width=width, height=height, num_frames=planned.num_frames, seed=0, device=torch.device("cpu"),
+                       dtype=torch.float32, files=None,
+                       generator=torch.Generator("cpu").manual_seed(int(case["global_rng_seed"])))
+    latents = planned.spec.condition("edit").encode_latents(vae, ctx)["bg_latents"]
+    problem = mismatch(latents, t[f"{name}.bg_latents"], atol=ATOL, rtol=0)
+    assert not problem, problem
 
 
 def test_parity_editing_reference_padded_to_the_source_size(edit_set):

@@ -1,48 +1,144 @@
-"""The video-editing condition: a source video and a mask video -> `bg_latents` for the editing
-checkpoint (bg_in / bg_proj add them to the video tokens in both CFG rows).
+"""The video-editing condition: put the reference subject into a source video where a mask says,
+with the editing checkpoint (its bg_in / bg_proj add `bg_latents` to the video tokens, the same
+latents in both CFG rows).
 
 Pixels: edit_pixels.py (upstream's mask processing, OpenCV-exact). Latents, as upstream's
 sample_batch.py: the masked video and the mask (both in [-1, 1]) are VAE-encoded separately with
-tiling on, each SAMPLED from its posterior (mean + std * N(0, 1)), concatenated [bg, mask] on the
-channels and multiplied by the scaling factor -> [1, 32, t, H/8, W/8], t = (F-1)//4+1.
+tiling on, each SAMPLED from its posterior, concatenated [bg, mask] on the channels, times the
+scaling factor -> [1, 32, t, H/8, W/8], t = (F-1)//4+1; the video has (t-1)*4+1 frames.
 
-Difference from upstream, on purpose: upstream draws the N(0, 1) samples from torch's GLOBAL RNG,
-which nothing seeds in its one-GPU script, so its edits are not reproducible. Ours come from the
-job's CPU generator (seeded with the job's seed, after the reference latent's draw), drawn bg first,
-then mask, in upstream's order: a seed gives the same video on every device and every run.
+Difference from upstream, on purpose: upstream draws the posterior samples from torch's GLOBAL RNG,
+which its one-GPU script never seeds, so its edits are not reproducible. Ours come from the job's
+CPU generator (base.sample_latents; seeded with the job's seed, after the reference latent's draw),
+bg first, then mask, as upstream orders them: a seed gives the same video on every device.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
 import torch
 
-from ..vae.tiling import TileCallback
+from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
+from ..media.cv_mask import bgr2gray_uint8
+from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames
 
-NoiseSource = Callable[[torch.Size], torch.Tensor]  # shape -> float32 N(0, 1) on the CPU
-
-
-def generator_noise(generator: torch.Generator) -> NoiseSource:
-    """Posterior draws from a CPU generator (float32), the way generate.py samples the reference."""
-    return lambda shape: torch.randn(shape, generator=generator, dtype=torch.float32)
+EXPAND_RANGE = (-30, 30)  # upstream's UI slider
+DEFAULT_EXPAND = 5  # upstream's editing scripts (--expand-scale 5)
 
 
-def sample_posterior(vae, video: torch.Tensor, noise: NoiseSource, *, tiled: bool = True,
-                     on_tile: TileCallback | None = None) -> torch.Tensor:
-    """vae.encode(video).latent_dist.sample() with the noise from `noise`, float32 on the CPU,
-    unscaled. The draw happens on the CPU so a seed means the same on every device."""
-    dist = vae.encode(video, tiled=tiled, on_tile=on_tile)
-    mean, std = dist.mean.float().cpu(), dist.std.float().cpu()
-    return mean + std * noise(mean.shape)
+def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
+    """bg_latents = cat([sample(masked video), sample(mask)], channels); `sample` maps a [1, 3, F, H, W]
+    video in [-1, 1] to its scaled posterior sample (base.sample_latents). bg is drawn first."""
+    bg = sample(pixels.bg_for_vae())
+    return torch.cat([bg, sample(pixels.mask_for_vae())], dim=1)
 
 
-def encode_bg_latents(vae, bg_video: torch.Tensor, mask_video: torch.Tensor, noise: NoiseSource, *,
-                      tiled: bool = True, on_tile: TileCallback | None = None) -> torch.Tensor:
-    """bg_latents [1, 2*C, t, H/8, W/8] = cat([sample(bg), sample(mask)], 1) * scaling_factor.
+def _frames(count: int) -> str:
+    return f"{count} frame" + ("" if count == 1 else "s")
 
-    `bg_video` / `mask_video`: [1, 3, F, H, W] in [-1, 1] (EditPixels.bg_for_vae / mask_for_vae).
-    Upstream encodes both with tiling on (`tiled`), bg first."""
-    bg = sample_posterior(vae, bg_video, noise, tiled=tiled, on_tile=on_tile)
-    mask = sample_posterior(vae, mask_video, noise, tiled=tiled, on_tile=on_tile)
-    return torch.cat([bg, mask], dim=1) * vae.scaling_factor
+
+def _check_audio(audio: Any) -> None:
+    if audio is None:
+        return
+    if not isinstance(audio, Mapping) or not isinstance(audio.get("waveform"), torch.Tensor) \
+            or audio["waveform"].ndim != 3 or not isinstance(audio.get("sample_rate"), int) or audio["sample_rate"] <= 0:
+        raise ConditionError('audio: expected {"waveform": tensor [batch, channels, samples], "sample_rate": int}')
+
+
+@dataclass(frozen=True, eq=False)
+class EditCondition(Condition):
+    """A source video and a mask video (white where the new subject goes). Frames are kept as
+    uint8 [F, H, W, C]; ComfyUI IMAGE / MASK tensors (float 0..1) are converted on creation.
+
+    `plan` fixes the frames and the size for the job and processes the mask once (so an empty
+    mask stops the job before anything loads); `frames` and `pixels` are what it found."""
+
+    video: torch.Tensor
+    mask: torch.Tensor
+    expand: int = DEFAULT_EXPAND
+    box: bool = False
+    pose: torch.Tensor | None = None
+    audio: dict | None = None  # the source's sound (ComfyUI AUDIO), passed through trimmed
+    frames: int | None = None  # source frames the VAE encodes (set by plan)
+    pixels: EditPixels | None = None  # the processed videos for the job's size (set by plan)
+
+    kind = "edit"
+    checkpoint = EDITING
+    node_name = "HunyuanCustom Edit"
+    cli_flag = "--video FILE --mask FILE"
+    remote_refusal = ("WaveSpeed's hunyuan-custom-ref2v cannot edit a video: the editing mode needs the "
+                      "editing checkpoint on your own GPU.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video", to_uint8_frames(self.video, "video"))
+        object.__setattr__(self, "mask", to_uint8_frames(self.mask, "mask"))
+        if self.pose is not None:
+            object.__setattr__(self, "pose", to_uint8_frames(self.pose, "pose"))
+        if isinstance(self.expand, bool) or not isinstance(self.expand, int) \
+                or not EXPAND_RANGE[0] <= self.expand <= EXPAND_RANGE[1]:
+            raise ConditionError(f"expand = {self.expand!r} is not valid: a whole number from {EXPAND_RANGE[0]} "
+                                 f"to {EXPAND_RANGE[1]} (pixels the mask grows, or shrinks when negative)")
+        if not isinstance(self.box, bool):
+            raise ConditionError(f"box = {self.box!r} is not valid: true or false")
+        _check_audio(self.audio)
+        # Resizing and the grey conversion never brighten a pixel, and only dilation (which cannot
+        # start from nothing) adds any: a mask without a pixel above 127 stays empty whatever the job.
+        grey = bgr2gray_uint8(self.mask) if self.mask.shape[-1] == 3 else self.mask[..., 0]
+        if int(grey.max()) <= 127:
+            raise ConditionError(self._empty_message(before_expand=True))
+
+    def _empty_message(self, before_expand: bool) -> str:
+        where = "" if before_expand else f" after expand {self.expand}"
+        return (f"mask: it is empty in every frame{where} (no pixel above grey 127), so there is nothing to "
+                "replace; the mask must be white where the new subject goes" +
+                ("" if before_expand else "; use a smaller erosion (expand closer to 0)"))
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        return int(self.video.shape[2]), int(self.video.shape[1])
+
+    def plan(self, job: Any) -> tuple[Any, str]:
+        """Frames used = min(num_frames, video, mask); the output is that rounded down to 4n+1 (the
+        VAE's latent count decides, as upstream). The mask is processed here, before any model loads."""
+        used = min(frames_used(self.video.shape[0], self.mask.shape[0]), job.num_frames)
+        out = output_frames(used)
+        planned = self
+        if self.pixels is None or self.frames != used or tuple(self.pixels.mask.shape[1:]) != (job.height, job.width):
+            pixels = prepare_edit_pixels(self.video, self.mask, expand=self.expand, box=self.box, pose=self.pose,
+                                         width=job.width, height=job.height, num_frames=used)
+            planned = replace(self, frames=used, pixels=pixels)
+        if not bool((planned.pixels.mask == 255).any()):
+            raise ConditionError(self._empty_message(before_expand=False))
+        width, height = self.source_size
+        note = (f"source {width}x{height}, {_frames(self.video.shape[0])} -> {job.width}x{job.height}, "
+                f"{_frames(out)}")
+        if used != out:
+            note += f" (videos come in 4n+1 frames: the last {used - out} of the {used} used are dropped)"
+        if bool((planned.pixels.mask == 255).all()):
+            note += "; the mask covers every pixel, so the whole video is regenerated"
+        return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note
+
+    def encode_latents(self, vae: Any, ctx: StageContext) -> dict[str, Any]:
+        if self.pixels is None:
+            raise ConditionError("the edit was not planned: run the job through Job.planned() first")
+        ctx.status("encoding the source video and the mask")
+
+        def sample(video: torch.Tensor) -> torch.Tensor:
+            ctx.cancel()
+            return sample_latents(vae, video, ctx)
+
+        latents = encode_bg_latents(self.pixels, sample)
+        expected = (ctx.num_frames - 1) // 4 + 1
+        if latents.shape[2] != expected:  # plan() and the job disagree: a bug, not a user error
+            raise RuntimeError(f"bg_latents have {latents.shape[2]} frames, the job's {ctx.num_frames} frames need {expected}")
+        return {"bg_latents": latents}
+
+    def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
+        """The source's sound from its start, cut to the edited video's length."""
+        if self.audio is None:
+            return None
+        rate = int(self.audio["sample_rate"])
+        waveform = self.audio["waveform"][..., :max(1, round(num_frames / fps * rate))]
+        return {"waveform": waveform, "sample_rate": rate}

@@ -28,13 +28,14 @@ import torch
 
 from ..media.cv_mask import bgr2gray_uint8, fill_bounding_box, morphology_uint8, threshold_uint8
 from ..media.cv_resize import resize_linear_uint8
+from .base import ConditionError
 
 FramesLike = Union[np.ndarray, torch.Tensor]
 EXPAND_ITERATIONS = 3  # upstream's dilate/erode iterations
 _CHUNK = 16  # frames per morphology call: bounds the temporary copies at 720p
 
 
-class EditInputError(ValueError):
+class EditInputError(ConditionError):
     """A source, mask or pose video that cannot be used; the message names it and says why."""
 
 
