@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-EXPECTED_NODES = {"HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
-                  "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo"}
+EXPECTED_NODES = {"HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomEdit", "HunyuanCustomModelLoader",
+                  "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo"}
 
 IMPORT_SCRIPT = textwrap.dedent(
     """

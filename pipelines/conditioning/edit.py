@@ -20,12 +20,11 @@ from typing import Any, Mapping
 
 import torch
 
+from .. import schema
 from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
 from ..media.cv_mask import bgr2gray_uint8
 from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames
 
-EXPAND_RANGE = (-30, 30)  # upstream's UI slider
-DEFAULT_EXPAND = 5  # upstream's editing scripts (--expand-scale 5)
 
 
 def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
@@ -57,7 +56,7 @@ class EditCondition(Condition):
 
     video: torch.Tensor
     mask: torch.Tensor
-    expand: int = DEFAULT_EXPAND
+    expand: int = schema.FIELDS["expand"].default
     box: bool = False
     pose: torch.Tensor | None = None
     audio: dict | None = None  # the source's sound (ComfyUI AUDIO), passed through trimmed
@@ -76,12 +75,8 @@ class EditCondition(Condition):
         object.__setattr__(self, "mask", to_uint8_frames(self.mask, "mask"))
         if self.pose is not None:
             object.__setattr__(self, "pose", to_uint8_frames(self.pose, "pose"))
-        if isinstance(self.expand, bool) or not isinstance(self.expand, int) \
-                or not EXPAND_RANGE[0] <= self.expand <= EXPAND_RANGE[1]:
-            raise ConditionError(f"expand = {self.expand!r} is not valid: a whole number from {EXPAND_RANGE[0]} "
-                                 f"to {EXPAND_RANGE[1]} (pixels the mask grows, or shrinks when negative)")
-        if not isinstance(self.box, bool):
-            raise ConditionError(f"box = {self.box!r} is not valid: true or false")
+        object.__setattr__(self, "expand", schema.check_value("expand", self.expand))  # ParameterError names it
+        schema.check_value("box", self.box)
         _check_audio(self.audio)
         # Resizing and the grey conversion never brighten a pixel, and only dilation (which cannot
         # start from nothing) adds any: a mask without a pixel above 127 stays empty whatever the job.
@@ -102,13 +97,15 @@ class EditCondition(Condition):
     def plan(self, job: Any) -> tuple[Any, str]:
         """Frames used = min(num_frames, video, mask); the output is that rounded down to 4n+1 (the
         VAE's latent count decides, as upstream). The mask is processed here, before any model loads."""
-        used = min(frames_used(self.video.shape[0], self.mask.shape[0]), job.num_frames)
-        out = output_frames(used)
         planned = self
-        if self.pixels is None or self.frames != used or tuple(self.pixels.mask.shape[1:]) != (job.height, job.width):
+        if self._planned_for(job):  # planning a planned job changes nothing (num_frames is the output's now)
+            used = self.frames
+        else:
+            used = min(frames_used(self.video.shape[0], self.mask.shape[0]), job.num_frames)
             pixels = prepare_edit_pixels(self.video, self.mask, expand=self.expand, box=self.box, pose=self.pose,
                                          width=job.width, height=job.height, num_frames=used)
             planned = replace(self, frames=used, pixels=pixels)
+        out = output_frames(used)
         if not bool((planned.pixels.mask == 255).any()):
             raise ConditionError(self._empty_message(before_expand=False))
         width, height = self.source_size
@@ -119,6 +116,10 @@ class EditCondition(Condition):
         if bool((planned.pixels.mask == 255).all()):
             note += "; the mask covers every pixel, so the whole video is regenerated"
         return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note
+
+    def _planned_for(self, job: Any) -> bool:
+        return (self.pixels is not None and output_frames(self.frames) == job.num_frames
+                and tuple(self.pixels.mask.shape[1:]) == (job.height, job.width))
 
     def encode_latents(self, vae: Any, ctx: StageContext) -> dict[str, Any]:
         if self.pixels is None:
