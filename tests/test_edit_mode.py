@@ -176,14 +176,23 @@ def test_empty_masks_are_refused_before_anything_loads(models, monkeypatch):
 
 
 def test_a_video_without_frames_and_bad_values_are_named():
-    with pytest.raises(ValueError, match="HunyuanCustom Edit: video: has no frames"):
-        _edit_prompt(torch.zeros(0, 48, 64, 3), _mask(1))
+    for empty in (torch.zeros(0, 48, 64, 3), torch.zeros(0, 3, 0, 0)):  # the latter: core GetVideoComponents'
+        with pytest.raises(ValueError, match="HunyuanCustom Edit: video: has no frames"):
+            _edit_prompt(empty, _mask(1))
     with pytest.raises(ValueError, match="HunyuanCustom Edit: expand = 31 is not valid"):
         _edit_prompt(_source(5), _mask(5), expand=31)
     with pytest.raises(ValueError, match="pose: has 2 frames but the edit uses 5"):
         (spec,) = Prompt().build("p", "", "s", _reference())
         prompt = Edit().edit(spec, _source(5), _mask(5), 5, False, pose=_source(2))[0]
         prompt.condition("edit").plan(_job(prompt))
+
+
+def test_integer_pcm_sound_is_passed_on_as_floats():
+    pcm = {"waveform": torch.tensor([[[0, 16384, -32768, 32767]]], dtype=torch.int16), "sample_rate": 4}
+    audio = EditCondition(_source(5), _mask(5), audio=pcm).output_audio(num_frames=5, fps=25.0)
+    assert audio["waveform"].dtype == torch.float32 and audio["waveform"].tolist() == [[[0.0]]]  # 0.2 s at 4 Hz -> 1
+    full = EditCondition(_source(5), _mask(5), audio=pcm).output_audio(num_frames=25, fps=25.0)
+    assert full["waveform"].tolist() == [[[0.0, 0.5, -1.0, 32767 / 32768]]]
 
 
 def test_edit_with_another_checkpoint_or_remotely_is_refused_before_anything_runs(models, monkeypatch):

@@ -25,6 +25,7 @@ NAMES = [p.stem for p in FILES]
 KEY = "ws-workflow-test-key-7777bbbb"
 TITLE_BAR = 30  # LiteGraph draws a node's title above its pos
 LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomPrompt"
+EDIT = "HunyuanCustomEdit"
 TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
 
 
@@ -79,11 +80,26 @@ def comfy_dirs(models_dir, tmp_path, monkeypatch):
     subject.paste((30, 90, 200, 255), (8, 10, 32, 50))
     subject.save(input_dir / "example_subject.png")
     Image.new("RGB", (48, 32), (220, 120, 20)).save(input_dir / "example_subject_2.png")
+    _write_edit_videos(input_dir)
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
     monkeypatch.setattr(comfy, "temp_directory", lambda: str(tmp_path / "temp"))
     return input_dir, output_dir
+
+
+def _write_edit_videos(folder: Path) -> None:
+    """The replace-subject workflow's source (with sound) and mask videos: 13 frames at 80x48."""
+    from hunyuan_custom.pipelines.media.wav_io import write_wav
+
+    t = torch.arange(16000) / 16000
+    write_wav({"waveform": 0.3 * torch.sin(2 * torch.pi * 220 * t).view(1, 1, -1), "sample_rate": 16000},
+              folder / "sound.wav")
+    source = torch.linspace(0, 1, 13).view(13, 1, 1, 1).expand(13, 48, 80, 3).contiguous()
+    video_io.write_video(folder / "example_source.mp4", source, fps=25, audio_path=str(folder / "sound.wav"))
+    mask = torch.zeros(13, 48, 80, 3)
+    mask[:, 12:36, 24:56] = 1.0
+    video_io.write_video(folder / "example_mask.mp4", mask, fps=25)
 
 
 @pytest.fixture
@@ -97,9 +113,10 @@ def fake_wavespeed(remote_video, tmp_path, monkeypatch):
         yield server
 
 
-def test_the_four_workflows_and_their_twins_exist():
+def test_the_five_workflows_and_their_twins_exist():
     assert set(NAMES) == {"hunyuan_custom_local_720p", "hunyuan_custom_remote_wavespeed_720p",
-                          "hunyuan_custom_hybrid_preview_local_final_remote", "hunyuan_custom_multi_subject"}
+                          "hunyuan_custom_hybrid_preview_local_final_remote", "hunyuan_custom_multi_subject",
+                          "hunyuan_custom_replace_subject"}
     assert sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json")) == sorted(NAMES)
 
 
@@ -136,7 +153,7 @@ def test_note_says_where_the_files_and_the_key_go(name):
         assert f"text_encoders/{text_encoder}" in text and f"text_encoders/{text_encoder_2}" in text
     if nodes_of(graph, REMOTE):
         assert "WAVESPEED_API_KEY" in text
-    for image in nodes_of(graph, "HunyuanCustomLoadImage"):
+    for image in nodes_of(graph, "HunyuanCustomLoadImage") + nodes_of(graph, "LoadVideo"):
         assert image["widgets_values"][0] in text  # the placeholder name, with "upload" nearby
     assert "upload" in text.lower()
 
@@ -160,10 +177,11 @@ def test_nodes_do_not_overlap(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_seeds_are_random_per_run_and_prompts_use_upstreams_negative(name):
     graph, info = load(name), wf.all_object_info()
+    mode = "editing" if nodes_of(graph, EDIT) else None
     for node in nodes_of(graph, LOCAL) + nodes_of(graph, REMOTE):
         values = widget_dict(node, info)
         assert (values["seed"], values["seed/control"]) == (-1, "fixed")
-        assert (values["guidance_scale"], values["flow_shift"]) == (7.5, 13.0)
+        assert (values["guidance_scale"], values["flow_shift"]) == (7.5, schema.FIELDS["flow_shift"].default_for(mode))
     for node in nodes_of(graph, PROMPT):
         assert widget_dict(node, info)["negative_prompt"] == schema.DEFAULT_NEGATIVE_PROMPT
 
@@ -176,6 +194,28 @@ def test_local_720p_uses_upstreams_defaults(name):
         "size": "1280*720", "num_frames": 129, "steps": 30, "deep_cache": True}
     (save,) = nodes_of(load(name), "HunyuanCustomSaveVideo")
     assert [entry["name"] for entry in save["inputs"] if entry["link"] is not None] == ["frames", "fps"]
+
+
+def test_replace_subject_wires_source_mask_and_sound_with_upstreams_editing_settings():
+    graph, api, info = load("hunyuan_custom_replace_subject"), load("hunyuan_custom_replace_subject", api=True), \
+        wf.all_object_info()
+    (sampler,) = nodes_of(graph, LOCAL)
+    values = widget_dict(sampler, info)
+    assert (values["steps"], values["flow_shift"], values["num_frames"]) == (
+        schema.FIELDS["steps"].default_for("editing"), schema.FIELDS["flow_shift"].default_for("editing"), 129)
+    (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")
+    assert loader["widgets_values"][0] == "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"
+    (edit_id,) = [i for i, n in api.items() if n["class_type"] == EDIT]
+    edit = api[edit_id]["inputs"]
+    source, mask = api[edit["video"][0]], api[edit["mask"][0]]
+    assert source["class_type"] == mask["class_type"] == "GetVideoComponents"
+    assert edit["audio"] == [edit["video"][0], 1]  # the source's own sound
+    assert {api[source["inputs"]["video"][0]]["inputs"]["file"], api[mask["inputs"]["video"][0]]["inputs"]["file"]} \
+        == {"example_source.mp4", "example_mask.mp4"}
+    assert (edit["expand"], edit["box"]) == (schema.FIELDS["expand"].default, False)
+    (save,) = [n for n in api.values() if n["class_type"] == "HunyuanCustomSaveVideo"]
+    (sampler_id,) = [i for i, n in api.items() if n["class_type"] == LOCAL]
+    assert api[sampler_id]["inputs"]["prompt"] == [edit_id, 0] and save["inputs"]["audio"] == [sampler_id, 3]
 
 
 def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_final():
@@ -224,6 +264,9 @@ def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fa
             info = video_io.video_info(path)
             assert info["frames"] == (9 if source == LOCAL else 5) and info["fps"] == 25.0
             assert KEY not in path.read_bytes().decode("latin-1")
+            if "audio" in node["inputs"]:  # the edited source's sound, cut to the video
+                audio = results[node["inputs"]["audio"][0]].outputs[node["inputs"]["audio"][1]]
+                assert audio["waveform"].shape[-1] == round(9 / 25 * audio["sample_rate"])
         if node["class_type"] == "SaveVideo":
             assert results[node_id].ui["videos"][0]["frames"] == 5
         if node["class_type"] == "PreviewImage":

@@ -44,7 +44,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fake WaveSpeed
 
-OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader",
+OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomEdit", "HunyuanCustomModelLoader",
              "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo")
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
 TINY_SIZE, TINY_FRAMES, TINY_STEPS = "64*48", 9, 2
@@ -95,6 +95,17 @@ class Smoke:
         buf = io.BytesIO()
         img.save(buf, "PNG")
         resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "image/png")},
+                             data={"overwrite": "true"}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["name"]
+
+
+    def upload_video(self, name: str) -> str:
+        """A small mp4 in the input folder under `name` (what LoadVideo lists): a white box on black
+        when the name says mask, else a brightening grey with a sine tone (to check the sound path)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data = edit_video_bytes(Path(tmp), mask="mask" in name)
+        resp = requests.post(self.url + "/upload/image", files={"image": (name, data, "video/mp4")},
                              data={"overwrite": "true"}, timeout=30)
         resp.raise_for_status()
         return resp.json()["name"]
@@ -152,7 +163,7 @@ def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
         "IMPORT FAILED" in line or "Cannot import" in line for line in ours), ours)
     info = s.get("/object_info").json()
     missing = [n for n in OUR_NODES if n not in info]
-    s.check("object_info lists our 6 nodes", not missing, f"missing {missing}" if missing else "")
+    s.check(f"object_info lists our {len(OUR_NODES)} nodes", not missing, f"missing {missing}" if missing else "")
     for name in OUR_NODES:
         node = info.get(name)
         if not node:
@@ -325,6 +336,8 @@ def check_workflows(s: Smoke, folder: Path) -> None:
             inputs = node["inputs"]
             if node["class_type"] == "HunyuanCustomLoadImage" and isinstance(inputs.get("image"), str):
                 s.upload_png(inputs["image"])
+            if node["class_type"] == "LoadVideo" and isinstance(inputs.get("file"), str):
+                s.upload_video(inputs["file"])
             if node["class_type"] == "HunyuanCustomSampler":
                 inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
             if node["class_type"] == "HunyuanCustomModelLoader":
@@ -337,6 +350,12 @@ def check_workflows(s: Smoke, folder: Path) -> None:
             savers = [k for k, n in graph.items() if n["class_type"] in ("HunyuanCustomSaveVideo", "SaveVideo")]
             missing = [k for k in savers if not saved_files(entry, k)]
             s.check(f"workflow {path.name}: every saver answered a file", not missing, f"missing {missing}")
+            for k in savers:  # a saver wired to a sound (e.g. the edited source's) writes an AAC track
+                if "audio" in graph[k]["inputs"] and saved_files(entry, k):
+                    f = saved_files(entry, k)[0]
+                    data = s.get("/view", params={"filename": f["filename"], "subfolder": f.get("subfolder", ""),
+                                                  "type": "output"}).content
+                    s.check(f"workflow {path.name}: {f['filename']} carries the sound", b"mp4a" in data)
 
 
 # ------------------------------------------------------------------ setup
@@ -351,6 +370,40 @@ def tiny_video_bytes(folder: Path) -> bytes:
     writer.send(None)
     for i in range(5):
         writer.send(np.full((32, 48, 3), 40 * i, dtype=np.uint8).tobytes())
+    writer.close()
+    return path.read_bytes()
+
+
+def edit_video_bytes(folder: Path, mask: bool, frames: int = 13, size: tuple[int, int] = (80, 48)) -> bytes:
+    """An mp4 for the editing workflow: the mask (white box on black) or the source (with 1 s of sound)."""
+    import math
+    import struct
+    import wave
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    width, height = size
+    audio = None
+    if not mask:
+        audio = str(folder / "tone.wav")
+        with wave.open(audio, "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(16000)
+            handle.writeframes(b"".join(struct.pack("<h", int(9000 * math.sin(2 * math.pi * 220 * i / 16000)))
+                                        for i in range(16000)))
+    path = folder / ("mask.mp4" if mask else "source.mp4")
+    writer = imageio_ffmpeg.write_frames(str(path), size, fps=25, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=16, audio_path=audio, audio_codec="aac" if audio else None)
+    writer.send(None)
+    for i in range(frames):
+        frame = np.zeros((height, width, 3), dtype=np.uint8)
+        if mask:
+            frame[height // 4:3 * height // 4, width // 4:3 * width // 4] = 255
+        else:
+            frame[:] = 20 + 15 * i
+        writer.send(frame.tobytes())
     writer.close()
     return path.read_bytes()
 

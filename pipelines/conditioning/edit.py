@@ -38,12 +38,17 @@ def _frames(count: int) -> str:
     return f"{count} frame" + ("" if count == 1 else "s")
 
 
-def _check_audio(audio: Any) -> None:
+def _float_audio(audio: Any) -> dict | None:
+    """A ComfyUI AUDIO with float samples in [-1, 1] (PyAV hands integer PCM as it is stored)."""
     if audio is None:
-        return
+        return None
     if not isinstance(audio, Mapping) or not isinstance(audio.get("waveform"), torch.Tensor) \
             or audio["waveform"].ndim != 3 or not isinstance(audio.get("sample_rate"), int) or audio["sample_rate"] <= 0:
         raise ConditionError('audio: expected {"waveform": tensor [batch, channels, samples], "sample_rate": int}')
+    waveform = audio["waveform"]
+    if not waveform.dtype.is_floating_point:
+        waveform = waveform.float() / float(torch.iinfo(waveform.dtype).max + 1)
+    return {"waveform": waveform, "sample_rate": int(audio["sample_rate"])}
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +82,7 @@ class EditCondition(Condition):
             object.__setattr__(self, "pose", to_uint8_frames(self.pose, "pose"))
         object.__setattr__(self, "expand", schema.check_value("expand", self.expand))  # ParameterError names it
         schema.check_value("box", self.box)
-        _check_audio(self.audio)
+        object.__setattr__(self, "audio", _float_audio(self.audio))
         # Resizing and the grey conversion never brighten a pixel, and only dilation (which cannot
         # start from nothing) adds any: a mask without a pixel above 127 stays empty whatever the job.
         grey = bgr2gray_uint8(self.mask) if self.mask.shape[-1] == 3 else self.mask[..., 0]

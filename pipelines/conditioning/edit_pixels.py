@@ -45,13 +45,13 @@ def to_uint8_frames(frames: FramesLike, what: str) -> torch.Tensor:
     Accepts [F, H, W] (grey / MASK) and [F, H, W, 1|3|4] (alpha dropped). Floats are rounded, so 0..1 frames made from uint8 come back exactly."""
     x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
     x = x.detach().to("cpu")
+    if x.ndim in (3, 4) and 0 in x.shape:  # core GetVideoComponents gives [0, 3, 0, 0] for a video without frames
+        raise EditInputError(f"{what}: has no frames (shape {tuple(x.shape)}); give a video with at least one frame")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
         raise EditInputError(f"{what}: expected frames shaped [frames, height, width] or [frames, height, width, 3], "
                              f"got {tuple(frames.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
-        raise EditInputError(f"{what}: has no frames (shape {tuple(x.shape)}); give a video with at least one frame")
     x = x[..., :3]
     if x.dtype == torch.uint8:
         return x.contiguous()
