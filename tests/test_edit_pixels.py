@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from hunyuan_custom.pipelines.conditioning.edit_pixels import (
-    EditInputError, cover_crop, cover_size, frames_used, output_frames, prepare_edit_pixels, rounded_4n1,
-    to_uint8_frames,
+    EditInputError, cover_crop, cover_size, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames,
 )
 
 
@@ -71,7 +70,6 @@ def test_frames_used_is_the_shorter_and_one_mask_frame_applies_to_all():
 
 def test_output_length_follows_the_vae_and_4n1_rounding():
     assert [output_frames(n) for n in (1, 5, 9, 10, 11, 12, 13, 17, 19)] == [1, 5, 9, 9, 9, 9, 13, 17, 17]
-    assert [rounded_4n1(n) for n in (1, 2, 4, 5, 8, 129, 130)] == [1, 1, 1, 5, 5, 129, 129]
 
 
 def test_other_target_size_covers_and_centre_crops_video_mask_and_pose():

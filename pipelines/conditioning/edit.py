@@ -21,10 +21,9 @@ from typing import Any, Mapping
 import torch
 
 from .. import schema
-from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
 from ..media.cv_mask import bgr2gray_uint8
+from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
 from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames
-
 
 
 def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
@@ -62,7 +61,7 @@ class EditCondition(Condition):
     video: torch.Tensor
     mask: torch.Tensor
     expand: int = schema.FIELDS["expand"].default
-    box: bool = False
+    box: bool = schema.FIELDS["box"].default
     pose: torch.Tensor | None = None
     audio: dict | None = None  # the source's sound (ComfyUI AUDIO), passed through trimmed
     frames: int | None = None  # source frames the VAE encodes (set by plan)
@@ -83,6 +82,8 @@ class EditCondition(Condition):
         object.__setattr__(self, "expand", schema.check_value("expand", self.expand))  # ParameterError names it
         schema.check_value("box", self.box)
         object.__setattr__(self, "audio", _float_audio(self.audio))
+        if self.pixels is not None:  # made by plan() from a checked condition
+            return
         # Resizing and the grey conversion never brighten a pixel, and only dilation (which cannot
         # start from nothing) adds any: a mask without a pixel above 127 stays empty whatever the job.
         grey = bgr2gray_uint8(self.mask) if self.mask.shape[-1] == 3 else self.mask[..., 0]
@@ -117,7 +118,9 @@ class EditCondition(Condition):
         note = (f"source {width}x{height}, {_frames(self.video.shape[0])} -> {job.width}x{job.height}, "
                 f"{_frames(out)}")
         if used != out:
-            note += f" (videos come in 4n+1 frames: the last {used - out} of the {used} used are dropped)"
+            dropped = used - out
+            note += (f" (videos come in 4n+1 frames: the last {_frames(dropped)} of the {used} used "
+                     f"{'is' if dropped == 1 else 'are'} dropped)")
         if bool((planned.pixels.mask == 255).all()):
             note += "; the mask covers every pixel, so the whole video is regenerated"
         return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note
@@ -128,7 +131,7 @@ class EditCondition(Condition):
 
     def encode_latents(self, vae: Any, ctx: StageContext) -> dict[str, Any]:
         if self.pixels is None:
-            raise ConditionError("the edit was not planned: run the job through Job.planned() first")
+            raise RuntimeError("the edit was not planned: run the job through Job.planned() first")
         ctx.status("encoding the source video and the mask")
 
         def sample(video: torch.Tensor) -> torch.Tensor:

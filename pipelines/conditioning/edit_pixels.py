@@ -19,7 +19,6 @@ Our additions around that, none of which changes upstream's numbers when they do
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Union
 
@@ -131,9 +130,6 @@ class EditPixels:
     def num_frames(self) -> int:
         return int(self.mask.shape[0])
 
-    def masked_fraction(self) -> float:
-        return float((self.mask == 255).float().mean())
-
     def bg_for_vae(self) -> torch.Tensor:
         """[1, 3, F, H, W] float32 in [-1, 1]: upstream's pixel_value_bg * 2 - 1."""
         return to_model_range(self.masked_video)
@@ -165,9 +161,10 @@ def prepare_edit_pixels(video: FramesLike, mask: FramesLike, *, expand: int = 0,
     count = frames_used(src.shape[0], masks.shape[0], num_frames)
     if count < 1:
         raise EditInputError(f"num_frames={num_frames} leaves no frame to edit")
-    src, masks = _take(src, count), _take(masks, count)
+    src = _take(src, count)
     crop_to = None if (src_w, src_h) == (width, height) else (width, height)
-    processed = process_mask(masks, src_w, src_h, int(expand), bool(box), crop_to)
+    # One mask frame is processed once and shared by every frame.
+    processed = _take(process_mask(masks[:count], src_w, src_h, int(expand), bool(box), crop_to), count)
     src = cover_crop(src, width, height)
     inside = torch.zeros_like(src)
     if pose is not None:
@@ -189,7 +186,3 @@ def output_frames(encoded_frames: int, time_compression: int = 4) -> int:
     latents = (encoded_frames - 1) // time_compression + 1
     return (latents - 1) * time_compression + 1
 
-
-def rounded_4n1(frames: int) -> int:
-    """The largest 4n+1 not above `frames` (at least 1)."""
-    return max(1, math.floor((frames - 1) / 4) * 4 + 1)
