@@ -408,6 +408,17 @@ def edit_video_bytes(folder: Path, mask: bool, frames: int = 13, size: tuple[int
     return path.read_bytes()
 
 
+def place_example_videos(workflows: Path, input_dir: Path) -> None:
+    """The videos the example workflows' Load Video nodes name, in the input folder (for --serve and
+    the browser check, which upload only pictures)."""
+    for path in sorted(workflows.glob("*.json")):
+        for node in json.loads(path.read_text(encoding="utf-8")).values():
+            name = node["inputs"].get("file") if node.get("class_type") == "LoadVideo" else None
+            if isinstance(name, str) and not (input_dir / name).exists():
+                with tempfile.TemporaryDirectory() as tmp:
+                    (input_dir / name).write_bytes(edit_video_bytes(Path(tmp), mask="mask" in name))
+
+
 def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tuple[subprocess.Popen, Path]:
     log_path = work / "comfyui.log"
     try:  # another server on the port would answer our checks instead of the one started here
@@ -480,6 +491,7 @@ def main() -> int:
         f"    base_path: {work / 'models'}\n"
         "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n")
     print(f"work folder: {work}", flush=True)
+    place_example_videos(Path(args.workflows), work / "input")  # what the workflows' Load Video nodes name
 
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
     env = {"WAVESPEED_API_KEY": WAVESPEED_KEY, "WAVESPEED_BASE_URL": fake.base_url,
