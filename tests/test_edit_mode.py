@@ -228,10 +228,10 @@ def test_cli_edits_at_the_sources_size_and_length_with_its_sound(models, ref_png
     assert _audio_stream(out)
 
 
-def test_cli_rounds_an_odd_size_down_to_16s_with_a_notice(models, ref_png, clips, tmp_path, pack_pythonpath):
+def test_cli_rounds_an_odd_size_down_to_16s_with_a_notice_and_takes_a_pose(models, ref_png, clips, tmp_path, pack_pythonpath):
     out = tmp_path / "odd.mp4"
     run = _cli(models, ref_png, out, pack_pythonpath, "--video", str(clips["odd"]), "--mask", str(clips["odd_mask"]),
-               "--expand", "-2", "--mask-box")
+               "--expand", "-2", "--mask-box", "--pose", str(clips["odd"]))
     assert run.returncode == 0, run.stderr
     assert "note: the source is 70x50; the edit is 64x48" in run.stderr
     info = video_io.video_info(out)
