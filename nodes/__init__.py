@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_NODE_MODULES: tuple[str, ...] = ("load_image", "prompt", "audio", "model_loader", "sampler", "wavespeed",
+_NODE_MODULES: tuple[str, ...] = ("load_image", "prompt", "audio", "edit", "model_loader", "sampler", "wavespeed",
                                   "save_video")
 
 NODE_CLASS_MAPPINGS: dict = {}

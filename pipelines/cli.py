@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Options only one backend uses default to None, so that the other can name the ones it ignores.
     gen.add_argument("--subject", default=None, help="(local) the word for the reference subject in "
                      f"'The {{subject}} looks like <image>'; default {_default('subject')}")
-    gen.add_argument("--size", default=schema.FIELDS["size"].default, help=f"W*H (default {_default('size')})")
-    gen.add_argument("--num-frames", type=int, default=None, help=f"4n+1 (local; default {_default('num_frames')})")
+    gen.add_argument("--size", default=None, help=f"W*H (default {_default('size')}; with --video the source's "
+                     "size, rounded down to multiples of 16)")
+    gen.add_argument("--num-frames", type=int, default=None,
+                     help=f"4n+1 (local; default {_default('num_frames')}; with --video the source's length)")
     gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
     gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
     gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
@@ -80,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "memory, scaled per layer at run time); dequantize (default) = convert them to --dtype "
                             "when loading")
     local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
+    edit = gen.add_argument_group("editing (local, with the editing checkpoint hunyuancustom_editing_720P)")
+    edit.add_argument("--video", help="source video: the reference subject is put into it where --mask is white")
+    edit.add_argument("--mask", help="mask video (or one image for every frame): white where the new subject goes")
+    expand = schema.FIELDS["expand"]
+    edit.add_argument("--expand", type=int, default=None,
+                      help=f"grow the mask by about N pixels, shrink it when negative (default {expand.default}, "
+                           f"upstream's; {expand.min:g} to {expand.max:g})")
+    edit.add_argument("--mask-box", action="store_true", help="fill each frame's mask out to its bounding box")
+    edit.add_argument("--pose", help="pose video (e.g. a DWPose skeleton on black) drawn inside the mask")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")
     return parser
 
@@ -103,7 +114,8 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 def _remote_params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size, "seed": args.seed,
+    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt,
+              "size": args.size or schema.FIELDS["size"].default, "seed": args.seed,
               "enable_safety_checker": not args.disable_safety_checker,
               **_given(guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)}
     return schema.validate(params, schema.REMOTE, names=[*params, "guidance_scale", "flow_shift"])
@@ -113,7 +125,7 @@ def _job(args: argparse.Namespace, spec):
     """The local job: texts and sampler settings validated, defaults from the schema for the mode."""
     from .job import Job
 
-    return Job.from_params(spec, {"size": args.size, "seed": args.seed,
+    return Job.from_params(spec, {"size": args.size or schema.FIELDS["size"].default, "seed": args.seed,
                                   **_given(num_frames=args.num_frames, steps=args.steps,
                                            guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)},
                            deep_cache=False if args.no_deep_cache else None)
@@ -175,6 +187,63 @@ def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+_EDIT_FLAGS = {"video": "--video", "mask": "--mask", "pose": "--pose", "expand": "--expand", "box": "--mask-box"}
+
+
+def _edit_error(args: argparse.Namespace, exc: Exception) -> CliError:
+    """A condition's message ('mask: ...') in the command line's words ('--mask m.mp4: ...')."""
+    text = str(exc)
+    name, sep, rest = text.partition(":")
+    if sep and name in _EDIT_FLAGS:
+        value = getattr(args, name if name != "box" else "mask_box", None)
+        shown = f" {value}" if name in ("video", "mask", "pose") else ""
+        return CliError(f"{_EDIT_FLAGS[name]}{shown}:{rest}")
+    return CliError(text)
+
+
+def _edit_condition(args: argparse.Namespace):
+    """--video/--mask (+ --expand, --mask-box, --pose) as an EditCondition; with no --size or
+    --num-frames, the source's size (rounded down to multiples of 16) and length are the job's."""
+    from .conditioning.base import ConditionError
+    from .conditioning.edit import EditCondition
+    from .conditioning.edit_pixels import frames_used
+    from .media.video_io import VideoError, read_audio, read_video_uint8
+
+    if not (args.video and args.mask):
+        raise CliError("editing needs both --video FILE and --mask FILE" if args.video or args.mask else
+                       "--expand, --mask-box and --pose only apply with --video FILE --mask FILE")
+    try:
+        video, _fps = read_video_uint8(args.video)
+        mask, _ = read_video_uint8(args.mask)
+        pose = read_video_uint8(args.pose)[0] if args.pose else None
+        audio = read_audio(args.video)
+    except VideoError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        condition = EditCondition(video, mask, expand=schema.FIELDS["expand"].default if args.expand is None else args.expand,
+                                  box=args.mask_box, pose=pose, audio=audio)
+    except ConditionError as exc:
+        raise _edit_error(args, exc) from None
+    width, height = condition.source_size
+    if args.size is None:
+        rounded = (width // 16 * 16, height // 16 * 16)
+        if min(rounded) < 16:
+            raise CliError(f"--video {args.video}: the video is {width}x{height}; editing needs at least 16x16 pixels")
+        if rounded != (width, height):
+            _status(f"note: the source is {width}x{height}; the edit is {rounded[0]}x{rounded[1]} (multiples of 16, "
+                    "the edges cropped); --size W*H picks another size")
+        args.size = f"{rounded[0]}*{rounded[1]}"
+    if args.num_frames is None:
+        available = frames_used(video.shape[0], mask.shape[0])
+        longest = int(schema.FIELDS["num_frames"].max)
+        # The smallest 4n+1 that holds every frame: the VAE then sees all of them, as upstream.
+        args.num_frames = min((available + 2) // 4 * 4 + 1, longest)
+        if available > longest:
+            _status(f"note: the source has {available} frames; the edit uses the first {longest} "
+                    "(the most the sampler makes); --num-frames N picks fewer")
+    return condition
+
+
 def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     import torch
 
@@ -200,9 +269,12 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
                            fp8_mode=args.fp8_mode or "dequantize"),
         )
         generator.check_job(job)
+        job, _notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes
     except CheckpointModeError as exc:
         raise CliError(exc.cli_message) from None
-    except (GenerationError, ConditionError) as exc:
+    except ConditionError as exc:
+        raise _edit_error(args, exc) from None
+    except GenerationError as exc:
         raise CliError(_flag_names(str(exc))) from None
     last = {"stage": None}
 
@@ -268,6 +340,8 @@ def _failure_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .conditioning.base import ConditionError
+
     try:
         # Everything the user typed is checked before any model loads or request goes out.
         subject = schema.FIELDS["subject"].default if args.subject is None else args.subject
@@ -283,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
         spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
+        if args.video or args.mask or args.pose or args.mask_box or args.expand is not None:
+            spec = spec.with_condition(_edit_condition(args))
         spec = _with_audio(args, spec)
         job = _job(args, spec) if args.backend == schema.LOCAL else None
         remote = _remote_setup(spec) if job is None else None
@@ -292,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             _run_local(args, job, output)
         else:
             _run_remote(params, spec, output, *remote)
-    except (CliError, schema.ParameterError) as exc:
+    except (CliError, schema.ParameterError, ConditionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -137,6 +137,13 @@ FIELDS: dict[str, Field] = {
         Field("audio_strength", "FLOAT", 0.8, "Audio-driven mode: how strongly the audio moves the mouth and "
               "body (the audio cross-attention's weight). Upstream's scripts use 0.8 (its code's default is 1.0); "
               "0 ignores the audio.", backends=(LOCAL,), min=0.0, max=1.0, step=0.05),
+        # Video editing (HunyuanCustom Edit node, --video / --mask).
+        Field("expand", "INT", 5, "Grow the mask by about this many pixels (shrink it when negative) before "
+              "it is thresholded: an ellipse kernel of this size, applied 3 times, as upstream. Upstream's "
+              "scripts use 5; a larger value leaves room for a subject bigger than the one it replaces.",
+              backends=(LOCAL,), min=-30, max=30, step=1),
+        Field("box", "BOOLEAN", False, "Fill each frame's mask out to its bounding box (upstream UI's 'bbox' "
+              "option): the model may then draw a subject of another shape than the mask's.", backends=(LOCAL,)),
     )
 }
 
@@ -145,6 +152,7 @@ SHARED_SAMPLER_FIELDS = ("size", "guidance_scale", "flow_shift", "seed")
 LOCAL_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("num_frames", "steps")
 REMOTE_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("enable_safety_checker",)
 PROMPT_FIELDS = ("prompt", "negative_prompt", "subject")
+EDIT_FIELDS = ("expand", "box")
 
 
 def parse_size(value: Any, backend: str = LOCAL) -> tuple[int, int]:

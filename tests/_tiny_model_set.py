@@ -3,7 +3,8 @@
 Laid out as ComfyUI's models/ folder (diffusion_models/, vae/, text_encoders/), so the same set
 serves the CLI (paths) and the nodes ($HYC_MODELS_DIR):
 - hunyuancustom_720P/mp_rank_00_model_states.pt: upstream pickle, weights under `module`, with the
-  fixture's config.json beside it (tiny sizes);
+  fixture's config.json beside it (tiny sizes); hunyuancustom_editing_720P/ the same for the
+  editing transformer (bg_in / bg_proj);
 - vae_3d/hyvae_v1_0801/: upstream config.json + pytorch_model.pt with `vae.` keys;
 - llava-llama-3-8b-v1_1/ and openai_clip-vit-large-patch14/: HF folders, tokenizers built in code;
 - hunyuancustom_audio_720P/mp_rank_00_model_states.pt (the audio checkpoint, same layout) and
@@ -29,6 +30,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference"
 @dataclass(frozen=True)
 class TinyModelSet:
     transformer: Path
+    editing_transformer: Path
     vae: Path
     text_encoder: Path
     text_encoder_2: Path
@@ -38,11 +40,14 @@ class TinyModelSet:
 
 def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
     root = Path(root)
-    dit_dir = root / "diffusion_models" / "hunyuancustom_720P"
-    dit_dir.mkdir(parents=True)
-    weights = load_file(str(fixtures / "transformer_ref2v" / "weights.safetensors"))
-    torch.save({"module": weights}, dit_dir / "mp_rank_00_model_states.pt")
-    shutil.copy(fixtures / "transformer_ref2v" / "config.json", dit_dir / "config.json")
+    transformers = {}
+    for variant, folder in (("ref2v", "hunyuancustom_720P"), ("editing", "hunyuancustom_editing_720P")):
+        dit_dir = root / "diffusion_models" / folder
+        dit_dir.mkdir(parents=True)
+        weights = load_file(str(fixtures / f"transformer_{variant}" / "weights.safetensors"))
+        torch.save({"module": weights}, dit_dir / "mp_rank_00_model_states.pt")
+        shutil.copy(fixtures / f"transformer_{variant}" / "config.json", dit_dir / "config.json")
+        transformers[variant] = dit_dir / "mp_rank_00_model_states.pt"
 
     vae_dir = root / "vae" / "hyvae_v1_0801"
     vae_dir.mkdir(parents=True)
@@ -54,7 +59,7 @@ def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
     (root / "text_encoders").mkdir()
     llava_dir, clip_dir = build_tiny_text_encoders(root / "text_encoders")
     audio_dit, whisper = _audio_models(root, fixtures)
-    return TinyModelSet(dit_dir / "mp_rank_00_model_states.pt", vae_dir, Path(llava_dir), Path(clip_dir),
+    return TinyModelSet(transformers["ref2v"], transformers["editing"], vae_dir, Path(llava_dir), Path(clip_dir),
                         audio_dit, whisper)
 
 

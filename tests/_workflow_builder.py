@@ -26,6 +26,9 @@ SEED_CONTROL = "fixed"  # seed -1 stays -1, so every run picks a new random seed
 # The pack's own example pictures (nodes/example_images.py): the templates run out of the box.
 MAN = "hunyuan_custom_examples/man.png"
 DOG = "hunyuan_custom_examples/dog.png"
+SOURCE_VIDEO = "example_source.mp4"
+MASK_VIDEO = "example_mask.mp4"
+EDITING_TRANSFORMER = "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"
 
 # Node sizes (width, height), large enough for their widgets so the frontend does not grow them.
 SIZES = {
@@ -41,6 +44,9 @@ SIZES = {
     "SaveVideo": (380, 460),
     "LoadAudio": (340, 200),
     "HunyuanCustomAudio": (340, 110),
+    "LoadVideo": (340, 420),
+    "GetVideoComponents": (260, 100),
+    "HunyuanCustomEdit": (400, 250),
 }
 
 MODEL_FILES = {
@@ -374,12 +380,64 @@ def singing_avatar(info: dict) -> dict:
     return g.to_json()
 
 
+def replace_subject(info: dict) -> dict:
+    g = Graph(info)
+    g.add("Note", (40, 40), text=(
+        "Replace the subject of a video (HunyuanCustom's editing mode): the reference subject is put into "
+        "the source video where the mask video is white; the rest of the video stays. Upstream's editing "
+        "settings: 50 steps, flow shift 5, guidance 7.5; the Sampler's size and num_frames decide the "
+        "output (a source of another size is scaled to cover it and centre-cropped; the frames used are "
+        "the shortest of num_frames, the source and the mask, rounded down to 4n+1). Save Video keeps the "
+        "source's sound (the Sampler's audio output), cut to the edited video.\n\n"
+        f"Videos: upload the source in the first Load Video node (\"{SOURCE_VIDEO}\" is a placeholder) and "
+        f"its mask in the second (\"{MASK_VIDEO}\"). The mask is white where the new subject goes and "
+        "black elsewhere, frame by frame: make it with any segmentation pack (SAM 2, GroundingDINO + SAM: "
+        "connect their MASK output to the Edit node's mask instead of the second video), paint it in a "
+        "video editor, or use one white-on-black picture for every frame. expand grows the mask by a few "
+        "pixels (5, upstream's), box fills it out to a rectangle.\n\n"
+        + IMAGE_NOTE.format(name=DOG) + "\n\n"
+        + MODELS_NOTE.replace("diffusion_models/hunyuancustom_720P/mp_rank_00_model_states.pt  (tencent/HunyuanCustom; "
+                              "or mp_rank_00_model_states_fp8.pt with its _fp8_map.pt beside it, or ComfyUI's "
+                              "hunyuan_video_custom_720p_*.safetensors)",
+                              f"diffusion_models/{EDITING_TRANSFORMER}  (the editing checkpoint of tencent/"
+                              "HunyuanCustom; or its mp_rank_00_model_states_fp8.pt with the _fp8_map.pt beside it)")
+        + " Editing costs what generating the same video costs, plus two VAE encodes (the source and the mask)."
+        "\n\n" + SEED_NOTE))
+    source = g.add("LoadVideo", (40, 440), {"file": SOURCE_VIDEO}, title="Source video")
+    mask = g.add("LoadVideo", (40, 960), {"file": MASK_VIDEO}, title="Mask video (white = replace)")
+    source_parts = g.add("GetVideoComponents", (420, 440), title="Source frames and sound")
+    mask_parts = g.add("GetVideoComponents", (420, 960), title="Mask frames")
+    image = g.add("HunyuanCustomLoadImage", (740, 40), {"image": DOG, "url": ""})
+    prompt = g.add("HunyuanCustomPrompt", (740, 520), _prompt_values(
+        "A golden retriever walks along a stone road in a park, looks around and sniffs the air. Natural "
+        "light, the camera follows at a low angle.", "dog"))
+    edit = g.add("HunyuanCustomEdit", (740, 990), {"expand": 5, "box": False})
+    loader = g.add("HunyuanCustomModelLoader", (1240, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
+    sampler = g.add("HunyuanCustomSampler", (1240, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    save = g.add("HunyuanCustomSaveVideo", (1240, 760), {"filename_prefix": "HunyuanCustom/replace_subject",
+                                                          "crf": 19}, linked_widgets=("fps",))
+    g.link(source, "VIDEO", source_parts, "video")
+    g.link(mask, "VIDEO", mask_parts, "video")
+    g.link(image, "image", prompt, "image")
+    g.link(prompt, "prompt", edit, "prompt")
+    g.link(source_parts, "images", edit, "video")
+    g.link(mask_parts, "images", edit, "mask")
+    g.link(source_parts, "audio", edit, "audio")
+    g.link(loader, "model", sampler, "model")
+    g.link(edit, "prompt", sampler, "prompt")
+    g.link(sampler, "frames", save, "frames")
+    g.link(sampler, "fps", save, "fps")
+    g.link(sampler, "audio", save, "audio")
+    return g.to_json()
+
+
 BUILDERS = {
     "HunyuanCustom local 720p": local_720p,
     "HunyuanCustom on WaveSpeed 720p": remote_wavespeed_720p,
     "HunyuanCustom local preview and WaveSpeed final": hybrid_preview_local_final_remote,
     "HunyuanCustom two subjects": multi_subject,
     "HunyuanCustom singing avatar": singing_avatar,
+    "HunyuanCustom replace the subject in a video": replace_subject,
 }
 
 

@@ -531,6 +531,8 @@ def _runtime_type_problem(kind: str, value: Any) -> str | None:
         if not (isinstance(value, torch.Tensor) and value.ndim == 3 and value.dtype.is_floating_point):
             return f"MASK must be a float tensor [B,H,W], got {_describe(value)}"
     elif kind == "AUDIO":
+        if value is None:  # core GetVideoComponents hands None for a video without sound
+            return None
         if not (isinstance(value, dict) and isinstance(value.get("waveform"), torch.Tensor)
                 and value["waveform"].ndim == 3 and isinstance(value.get("sample_rate"), int)):
             return f"AUDIO must be {{'waveform': [B,C,T], 'sample_rate': int}}, got {_describe(value)}"
@@ -625,8 +627,32 @@ class _SaveVideo:
                                    "fps": video.fps, "audio": video.audio is not None}]}, "result": ()}
 
 
+class _LoadVideo:
+    FUNCTION = "load"
+    RETURN_TYPES = ("VIDEO",)
+    input_dir: Path = Path(".")
+
+    def load(self, file: str):
+        from hunyuan_custom.pipelines.media import video_io
+
+        path = self.input_dir / file
+        if not path.is_file():
+            raise WorkflowRunError(f"LoadVideo: {file!r} is not in the input folder {self.input_dir}")
+        images, fps = video_io.read_video(path)
+        return (EmulatedVideo(images, fps, video_io.read_audio(path)),)
+
+
+class _GetVideoComponents:
+    FUNCTION = "split"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
+
+    def split(self, video):
+        return video.images, video.audio, float(video.fps)
+
+
 EMULATED_CORE = {"LoadImage": _LoadImage, "LoadAudio": _LoadAudio, "PreviewImage": _PreviewImage,
-                 "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo}
+                 "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo, "LoadVideo": _LoadVideo,
+                 "GetVideoComponents": _GetVideoComponents}
 
 
 def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | None = None,

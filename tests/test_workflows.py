@@ -32,6 +32,8 @@ LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "Hunyu
 LOCAL_720P, REMOTE_720P = "HunyuanCustom local 720p", "HunyuanCustom on WaveSpeed 720p"
 HYBRID, TWO_SUBJECTS = "HunyuanCustom local preview and WaveSpeed final", "HunyuanCustom two subjects"
 SINGING_AVATAR = "HunyuanCustom singing avatar"
+REPLACE_SUBJECT = "HunyuanCustom replace the subject in a video"
+EDIT = "HunyuanCustomEdit"
 TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
 
 
@@ -96,11 +98,26 @@ def comfy_dirs(models_dir, tmp_path, monkeypatch):
     input_dir.mkdir()
     # The song stays a placeholder: core Load Audio lists only the input folder.
     write_song(input_dir / "example_song.wav")
+    _write_edit_videos(input_dir)  # the same for core Load Video
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
     monkeypatch.setattr(comfy, "temp_directory", lambda: str(tmp_path / "temp"))
     return input_dir, output_dir
+
+
+def _write_edit_videos(folder: Path) -> None:
+    """The replace-subject workflow's source (with sound) and mask videos: 13 frames at 80x48."""
+    from hunyuan_custom.pipelines.media.wav_io import write_wav
+
+    t = torch.arange(16000) / 16000
+    write_wav({"waveform": 0.3 * torch.sin(2 * torch.pi * 220 * t).view(1, 1, -1), "sample_rate": 16000},
+              folder / "sound.wav")
+    source = torch.linspace(0, 1, 13).view(13, 1, 1, 1).expand(13, 48, 80, 3).contiguous()
+    video_io.write_video(folder / "example_source.mp4", source, fps=25, audio_path=str(folder / "sound.wav"))
+    mask = torch.zeros(13, 48, 80, 3)
+    mask[:, 12:36, 24:56] = 1.0
+    video_io.write_video(folder / "example_mask.mp4", mask, fps=25)
 
 
 @pytest.fixture
@@ -115,7 +132,7 @@ def fake_wavespeed(remote_video, tmp_path, monkeypatch):
 
 
 def test_the_five_workflows_and_their_twins_exist():
-    assert set(NAMES) == {LOCAL_720P, REMOTE_720P, HYBRID, TWO_SUBJECTS, SINGING_AVATAR}
+    assert set(NAMES) == {LOCAL_720P, REMOTE_720P, HYBRID, TWO_SUBJECTS, SINGING_AVATAR, REPLACE_SUBJECT}
     assert sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json")) == sorted(NAMES)
 
 
@@ -175,7 +192,7 @@ def test_note_says_where_the_files_and_the_key_go(name):
         assert audio_encoder == "none" or f"audio_encoders/{audio_encoder}" in text
     if nodes_of(graph, REMOTE):
         assert "WAVESPEED_API_KEY" in text
-    for image in nodes_of(graph, "HunyuanCustomLoadImage") + nodes_of(graph, "LoadAudio"):
+    for image in nodes_of(graph, "HunyuanCustomLoadImage") + nodes_of(graph, "LoadAudio") + nodes_of(graph, "LoadVideo"):
         assert image["widgets_values"][0] in text  # the placeholder name, with "upload" nearby
     assert "upload" in text.lower()
 
@@ -199,10 +216,11 @@ def test_nodes_do_not_overlap(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_seeds_are_random_per_run_and_prompts_use_upstreams_negative(name):
     graph, info = load(name), wf.all_object_info()
+    mode = "editing" if nodes_of(graph, EDIT) else None
     for node in nodes_of(graph, LOCAL) + nodes_of(graph, REMOTE):
         values = widget_dict(node, info)
         assert (values["seed"], values["seed/control"]) == (-1, "fixed")
-        assert (values["guidance_scale"], values["flow_shift"]) == (7.5, 13.0)
+        assert (values["guidance_scale"], values["flow_shift"]) == (7.5, schema.FIELDS["flow_shift"].default_for(mode))
     for node in nodes_of(graph, PROMPT):
         assert widget_dict(node, info)["negative_prompt"] == schema.DEFAULT_NEGATIVE_PROMPT
 
@@ -236,6 +254,28 @@ def test_singing_avatar_uses_upstreams_audio_settings_and_saves_the_samplers_aud
     assert api[save_id]["inputs"]["audio"] == [sampler_id, 3]  # the sampler's audio output (last)
     assert api[sampler_id]["inputs"]["prompt"] == [audio_id, 0]
     assert api[api[audio_id]["inputs"]["audio"][0]]["class_type"] == "LoadAudio"
+
+
+def test_replace_subject_wires_source_mask_and_sound_with_upstreams_editing_settings():
+    graph, api, info = load(REPLACE_SUBJECT), load(REPLACE_SUBJECT, api=True), \
+        wf.all_object_info()
+    (sampler,) = nodes_of(graph, LOCAL)
+    values = widget_dict(sampler, info)
+    assert (values["steps"], values["flow_shift"], values["num_frames"]) == (
+        schema.FIELDS["steps"].default_for("editing"), schema.FIELDS["flow_shift"].default_for("editing"), 129)
+    (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")
+    assert loader["widgets_values"][0] == "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"
+    (edit_id,) = [i for i, n in api.items() if n["class_type"] == EDIT]
+    edit = api[edit_id]["inputs"]
+    source, mask = api[edit["video"][0]], api[edit["mask"][0]]
+    assert source["class_type"] == mask["class_type"] == "GetVideoComponents"
+    assert edit["audio"] == [edit["video"][0], 1]  # the source's own sound
+    assert {api[source["inputs"]["video"][0]]["inputs"]["file"], api[mask["inputs"]["video"][0]]["inputs"]["file"]} \
+        == {"example_source.mp4", "example_mask.mp4"}
+    assert (edit["expand"], edit["box"]) == (schema.FIELDS["expand"].default, False)
+    (save,) = [n for n in api.values() if n["class_type"] == "HunyuanCustomSaveVideo"]
+    (sampler_id,) = [i for i, n in api.items() if n["class_type"] == LOCAL]
+    assert api[sampler_id]["inputs"]["prompt"] == [edit_id, 0] and save["inputs"]["audio"] == [sampler_id, 3]
 
 
 def test_hybrid_feeds_one_prompt_to_a_small_local_preview_and_the_remote_720p_final():
@@ -307,6 +347,9 @@ def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fa
             if "audio" in node["inputs"]:  # the sampler's track, cut to the 0.36 s video
                 track = load_audio_file(path)
                 assert abs(track.seconds - 9 / 25) < 0.05 and np.abs(track.samples).max() > 0.1
+            if "audio" in node["inputs"]:  # the edited source's sound, cut to the video
+                audio = results[node["inputs"]["audio"][0]].outputs[node["inputs"]["audio"][1]]
+                assert audio["waveform"].shape[-1] == round(9 / 25 * audio["sample_rate"])
         if node["class_type"] == "SaveVideo":
             assert results[node_id].ui["videos"][0]["frames"] == 5
         if node["class_type"] == "PreviewImage":

@@ -52,8 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fake WaveSpeed
 
 PACK_FOLDER = "ComfyUI-HunyuanCustom"  # its name under custom_nodes/ (also in /extensions/<name>/ URLs)
-OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader",
-             "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio")
+OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
+             "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit")
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
 TINY_SIZE, TINY_FRAMES, TINY_STEPS = "64*48", 9, 2
 
@@ -122,6 +122,17 @@ class Smoke:
                                                     int(9000 * math.sin(2 * math.pi * 330 * i / rate)))
                                         for i in range(round(seconds * rate))))
         resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "audio/wav")},
+                             data={"overwrite": "true"}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["name"]
+
+
+    def upload_video(self, name: str) -> str:
+        """A small mp4 in the input folder under `name` (what LoadVideo lists): a white box on black
+        when the name says mask, else a brightening grey with a sine tone (to check the sound path)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data = edit_video_bytes(Path(tmp), mask="mask" in name)
+        resp = requests.post(self.url + "/upload/image", files={"image": (name, data, "video/mp4")},
                              data={"overwrite": "true"}, timeout=30)
         resp.raise_for_status()
         return resp.json()["name"]
@@ -397,6 +408,8 @@ def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
             inputs = node["inputs"]
             if node["class_type"] == "LoadAudio" and isinstance(inputs.get("audio"), str):
                 s.upload_wav(inputs["audio"])  # core Load Audio reads only the input folder
+            if node["class_type"] == "LoadVideo" and isinstance(inputs.get("file"), str):
+                s.upload_video(inputs["file"])  # core Load Video reads only the input folder
             if node["class_type"] == "HunyuanCustomSampler":
                 inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
             if node["class_type"] == "HunyuanCustomModelLoader":
@@ -431,6 +444,51 @@ def tiny_video_bytes(folder: Path) -> bytes:
         writer.send(np.full((32, 48, 3), 40 * i, dtype=np.uint8).tobytes())
     writer.close()
     return path.read_bytes()
+
+
+def edit_video_bytes(folder: Path, mask: bool, frames: int = 13, size: tuple[int, int] = (80, 48)) -> bytes:
+    """An mp4 for the editing workflow: the mask (white box on black) or the source (with 1 s of sound)."""
+    import math
+    import struct
+    import wave
+
+    import imageio_ffmpeg
+    import numpy as np
+
+    width, height = size
+    audio = None
+    if not mask:
+        audio = str(folder / "tone.wav")
+        with wave.open(audio, "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(16000)
+            handle.writeframes(b"".join(struct.pack("<h", int(9000 * math.sin(2 * math.pi * 220 * i / 16000)))
+                                        for i in range(16000)))
+    path = folder / ("mask.mp4" if mask else "source.mp4")
+    writer = imageio_ffmpeg.write_frames(str(path), size, fps=25, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=16, audio_path=audio, audio_codec="aac" if audio else None)
+    writer.send(None)
+    for i in range(frames):
+        frame = np.zeros((height, width, 3), dtype=np.uint8)
+        if mask:
+            frame[height // 4:3 * height // 4, width // 4:3 * width // 4] = 255
+        else:
+            frame[:] = 20 + 15 * i
+        writer.send(frame.tobytes())
+    writer.close()
+    return path.read_bytes()
+
+
+def place_example_videos(workflows: Path, input_dir: Path) -> None:
+    """The videos the example workflows' Load Video nodes name, in the input folder (for --serve and
+    the browser check, which upload only pictures)."""
+    for path in sorted(workflows.glob("*.json")):
+        for node in json.loads(path.read_text(encoding="utf-8")).values():
+            name = node["inputs"].get("file") if node.get("class_type") == "LoadVideo" else None
+            if isinstance(name, str) and not (input_dir / name).exists():
+                with tempfile.TemporaryDirectory() as tmp:
+                    (input_dir / name).write_bytes(edit_video_bytes(Path(tmp), mask="mask" in name))
 
 
 def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tuple[subprocess.Popen, Path]:
@@ -530,6 +588,7 @@ def main() -> int:
         "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n"
         "    audio_encoders: audio_encoders\n")
     print(f"work folder: {work}", flush=True)
+    place_example_videos(Path(args.workflows), work / "input")  # what the workflows' Load Video nodes name
 
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
     env = {"WAVESPEED_API_KEY": WAVESPEED_KEY, "WAVESPEED_BASE_URL": fake.base_url,

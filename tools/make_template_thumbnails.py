@@ -27,6 +27,9 @@ LINK = (150, 160, 175)
 ROLE_COLOURS = {  # by node type prefix/suffix: what the node does in the graph
     "Note": (90, 80, 40),
     "LoadImage": (40, 85, 60),
+    "LoadVideo": (40, 85, 60),
+    "VideoComponents": (40, 85, 60),
+    "Edit": (45, 70, 110),
     "Prompt": (45, 70, 110),
     "ModelLoader": (95, 55, 110),
     "Sampler": (120, 60, 45),

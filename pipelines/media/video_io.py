@@ -173,6 +173,15 @@ def read_video(
     path: str | os.PathLike, should_cancel: Callable[[], None] | None = None, max_frames: int | None = None
 ) -> tuple[torch.Tensor, float]:
     """Decode a video file into ([F,H,W,3] float32 0..1, fps)."""
+    video, fps = read_video_uint8(path, should_cancel, max_frames)
+    return video.to(torch.float32) / 255.0, fps
+
+
+def read_video_uint8(
+    path: str | os.PathLike, should_cancel: Callable[[], None] | None = None, max_frames: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Decode a video file (or a single image, as one frame) into ([F,H,W,3] uint8, fps): a quarter
+    of the float frames' memory, for long sources."""
     gen = _open(path)
     frames: list[np.ndarray] = []
     try:
@@ -185,13 +194,39 @@ def read_video(
             if max_frames is not None and len(frames) >= max_frames:
                 break
     except (RuntimeError, OSError, StopIteration, KeyError) as exc:
-        raise VideoError(f"{path} is not a readable video: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
+        raise VideoError(f"{path} is not a readable video ({first})") from exc
     finally:
         gen.close()
     if not frames:
         raise VideoError(f"{path} holds no video frames")
-    video = torch.from_numpy(np.stack(frames)).to(torch.float32) / 255.0
-    return video, float(meta.get("fps") or 0.0)
+    return torch.from_numpy(np.stack(frames)), float(meta.get("fps") or 0.0)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int = 2) -> dict | None:
+    """The first audio stream of a media file as a ComfyUI AUDIO ({"waveform": [1, C, N] float32,
+    "sample_rate": int}), decoded by ffmpeg at `sample_rate` / `channels`; None when it has none."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"file not found: {path}")
+    run = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0?", "-vn",
+         "-ac", str(channels), "-ar", str(sample_rate), "-f", "f32le", "-"],
+        capture_output=True,
+    )
+    if run.returncode != 0 and b"does not contain any stream" in run.stderr:
+        return None  # no audio stream ("0:a:0?" mapped nothing)
+    if run.returncode != 0:
+        raise VideoError(f"could not read the audio of {path}: {run.stderr.decode(errors='replace').strip()[-500:]}")
+    samples = np.frombuffer(run.stdout, dtype="<f4")
+    if samples.size < channels:
+        return None
+    waveform = torch.from_numpy(samples[: samples.size - samples.size % channels].copy()).view(-1, channels)
+    return {"waveform": waveform.T.contiguous().unsqueeze(0), "sample_rate": sample_rate}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

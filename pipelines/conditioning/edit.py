@@ -1,0 +1,153 @@
+"""The video-editing condition: put the reference subject into a source video where a mask says,
+with the editing checkpoint (its bg_in / bg_proj add `bg_latents` to the video tokens, the same
+latents in both CFG rows).
+
+Pixels: edit_pixels.py (upstream's mask processing, OpenCV-exact). Latents, as upstream's
+sample_batch.py: the masked video and the mask (both in [-1, 1]) are VAE-encoded separately with
+tiling on, each SAMPLED from its posterior, concatenated [bg, mask] on the channels, times the
+scaling factor -> [1, 32, t, H/8, W/8], t = (F-1)//4+1; the video has (t-1)*4+1 frames.
+
+Difference from upstream, on purpose: upstream draws the posterior samples from torch's GLOBAL RNG,
+which its one-GPU script never seeds, so its edits are not reproducible. Ours come from the job's
+CPU generator (base.sample_latents; seeded with the job's seed, after the reference latent's draw),
+bg first, then mask, as upstream orders them: a seed gives the same video on every device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+import torch
+
+from .. import schema
+from ..media.cv_mask import bgr2gray_uint8
+from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
+from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames
+
+
+def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
+    """bg_latents = cat([sample(masked video), sample(mask)], channels); `sample` maps a [1, 3, F, H, W]
+    video in [-1, 1] to its scaled posterior sample (base.sample_latents). bg is drawn first."""
+    bg = sample(pixels.bg_for_vae())
+    return torch.cat([bg, sample(pixels.mask_for_vae())], dim=1)
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame" + ("" if count == 1 else "s")
+
+
+def _float_audio(audio: Any) -> dict | None:
+    """A ComfyUI AUDIO with float samples in [-1, 1] (PyAV hands integer PCM as it is stored)."""
+    if audio is None:
+        return None
+    if not isinstance(audio, Mapping) or not isinstance(audio.get("waveform"), torch.Tensor) \
+            or audio["waveform"].ndim != 3 or not isinstance(audio.get("sample_rate"), int) or audio["sample_rate"] <= 0:
+        raise ConditionError('audio: expected {"waveform": tensor [batch, channels, samples], "sample_rate": int}')
+    waveform = audio["waveform"]
+    if not waveform.dtype.is_floating_point:
+        waveform = waveform.float() / float(torch.iinfo(waveform.dtype).max + 1)
+    return {"waveform": waveform, "sample_rate": int(audio["sample_rate"])}
+
+
+@dataclass(frozen=True, eq=False)
+class EditCondition(Condition):
+    """A source video and a mask video (white where the new subject goes). Frames are kept as
+    uint8 [F, H, W, C]; ComfyUI IMAGE / MASK tensors (float 0..1) are converted on creation.
+
+    `plan` fixes the frames and the size for the job and processes the mask once (so an empty
+    mask stops the job before anything loads); `frames` and `pixels` are what it found."""
+
+    video: torch.Tensor
+    mask: torch.Tensor
+    expand: int = schema.FIELDS["expand"].default
+    box: bool = schema.FIELDS["box"].default
+    pose: torch.Tensor | None = None
+    audio: dict | None = None  # the source's sound (ComfyUI AUDIO), passed through trimmed
+    frames: int | None = None  # source frames the VAE encodes (set by plan)
+    pixels: EditPixels | None = None  # the processed videos for the job's size (set by plan)
+
+    kind = "edit"
+    checkpoint = EDITING
+    node_name = "HunyuanCustom Edit"
+    cli_flag = "--video FILE --mask FILE"
+    remote_refusal = ("WaveSpeed's hunyuan-custom-ref2v cannot edit a video: the editing mode needs the "
+                      "editing checkpoint on your own GPU.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video", to_uint8_frames(self.video, "video"))
+        object.__setattr__(self, "mask", to_uint8_frames(self.mask, "mask"))
+        if self.pose is not None:
+            object.__setattr__(self, "pose", to_uint8_frames(self.pose, "pose"))
+        object.__setattr__(self, "expand", schema.check_value("expand", self.expand))  # ParameterError names it
+        schema.check_value("box", self.box)
+        object.__setattr__(self, "audio", _float_audio(self.audio))
+        if self.pixels is not None:  # made by plan() from a checked condition
+            return
+        # Resizing and the grey conversion never brighten a pixel, and only dilation (which cannot
+        # start from nothing) adds any: a mask without a pixel above 127 stays empty whatever the job.
+        grey = bgr2gray_uint8(self.mask) if self.mask.shape[-1] == 3 else self.mask[..., 0]
+        if int(grey.max()) <= 127:
+            raise ConditionError(self._empty_message(before_expand=True))
+
+    def _empty_message(self, before_expand: bool) -> str:
+        where = "" if before_expand else f" after expand {self.expand}"
+        return (f"mask: it is empty in every frame{where} (no pixel above grey 127), so there is nothing to "
+                "replace; the mask must be white where the new subject goes" +
+                ("" if before_expand else "; use a smaller erosion (expand closer to 0)"))
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        return int(self.video.shape[2]), int(self.video.shape[1])
+
+    def plan(self, job: Any) -> tuple[Any, str]:
+        """Frames used = min(num_frames, video, mask); the output is that rounded down to 4n+1 (the
+        VAE's latent count decides, as upstream). The mask is processed here, before any model loads."""
+        planned = self
+        if self._planned_for(job):  # planning a planned job changes nothing (num_frames is the output's now)
+            used = self.frames
+        else:
+            used = min(frames_used(self.video.shape[0], self.mask.shape[0]), job.num_frames)
+            pixels = prepare_edit_pixels(self.video, self.mask, expand=self.expand, box=self.box, pose=self.pose,
+                                         width=job.width, height=job.height, num_frames=used)
+            planned = replace(self, frames=used, pixels=pixels)
+        out = output_frames(used)
+        if not bool((planned.pixels.mask == 255).any()):
+            raise ConditionError(self._empty_message(before_expand=False))
+        width, height = self.source_size
+        note = (f"source {width}x{height}, {_frames(self.video.shape[0])} -> {job.width}x{job.height}, "
+                f"{_frames(out)}")
+        if used != out:
+            dropped = used - out
+            note += (f" (videos come in 4n+1 frames: the last {_frames(dropped)} of the {used} used "
+                     f"{'is' if dropped == 1 else 'are'} dropped)")
+        if bool((planned.pixels.mask == 255).all()):
+            note += "; the mask covers every pixel, so the whole video is regenerated"
+        return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note
+
+    def _planned_for(self, job: Any) -> bool:
+        return (self.pixels is not None and output_frames(self.frames) == job.num_frames
+                and tuple(self.pixels.mask.shape[1:]) == (job.height, job.width))
+
+    def encode_latents(self, vae: Any, ctx: StageContext) -> dict[str, Any]:
+        if self.pixels is None:
+            raise RuntimeError("the edit was not planned: run the job through Job.planned() first")
+        ctx.status("encoding the source video and the mask")
+
+        def sample(video: torch.Tensor) -> torch.Tensor:
+            ctx.cancel()
+            return sample_latents(vae, video, ctx)
+
+        latents = encode_bg_latents(self.pixels, sample)
+        expected = (ctx.num_frames - 1) // 4 + 1
+        if latents.shape[2] != expected:  # plan() and the job disagree: a bug, not a user error
+            raise RuntimeError(f"bg_latents have {latents.shape[2]} frames, the job's {ctx.num_frames} frames need {expected}")
+        return {"bg_latents": latents}
+
+    def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
+        """The source's sound from its start, cut to the edited video's length."""
+        if self.audio is None:
+            return None
+        rate = int(self.audio["sample_rate"])
+        waveform = self.audio["waveform"][..., :max(1, round(num_frames / fps * rate))]
+        return {"waveform": waveform, "sample_rate": rate}
