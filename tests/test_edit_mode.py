@@ -107,7 +107,7 @@ def test_nodes_edit_an_mp4_source_into_an_mp4_with_its_sound(models, comfy, clip
     (model,) = Loader().load(EDITING, "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/",
                              dtype="float32")
     frames, out_fps, seed, audio = Sampler().sample(model, prompt, size="64*48", guidance_scale=7.5, flow_shift=5.0,
-                                                    seed=11, num_frames=129, steps=2)
+                                                    seed=11, num_frames=129, steps=2)["result"]
     assert frames.shape == (17, 48, 64, 3) and out_fps == 25.0 and seed == 11  # 19 source frames -> 4n+1
     assert audio["sample_rate"] == sound["sample_rate"] and audio["waveform"].shape[-1] == round(17 / 25 * 44100)
     assert torch.equal(audio["waveform"], sound["waveform"][..., :audio["waveform"].shape[-1]])
@@ -124,7 +124,7 @@ def test_nodes_other_size_single_mask_frame_and_mask_batch(models, comfy):
     (model,) = Loader().load(EDITING, "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/",
                              dtype="float32")
     frames, *_ = Sampler().sample(model, _edit_prompt(video, mask), size="32*32", guidance_scale=7.5, flow_shift=5.0,
-                                  seed=2, num_frames=5, steps=1)
+                                  seed=2, num_frames=5, steps=1)["result"]
     assert frames.shape == (5, 32, 32, 3)
 
 
