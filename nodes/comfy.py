@@ -98,8 +98,15 @@ def folder_subdirs(folder: str, marker: str = "config.json") -> list[str]:
 
 
 def resolve_model_path(folder: str, name: str) -> str:
-    """Full path of a file or sub-folder picked from a model-folder list; an existing absolute
-    path is taken as it is (scripts, tests)."""
+    """Full path of a file or sub-folder picked from a model-folder list. Inside ComfyUI the name must
+    stay inside the folder (a /prompt request names it, and could otherwise point the loader at any
+    file on disk: no absolute paths, no '..'); outside it an existing absolute path is taken as it is
+    (scripts, tests)."""
+    inside_comfyui = _comfy_module("folder_paths") is not None
+    parts = name.replace("\\", "/").split("/")
+    if inside_comfyui and (os.path.isabs(name) or ".." in parts or (len(name) > 1 and name[1] == ":")):
+        raise FileNotFoundError(f"{name!r}: pick a model from the {folder} list (a name inside models/{folder}, "
+                                "not a path elsewhere on disk)")
     if os.path.isabs(name) and os.path.exists(name):
         return name
     for base in folder_paths_of(folder):

@@ -174,3 +174,26 @@ def test_empty_prompt_error_names_the_field():
 def test_prompt_node_refuses_a_non_image():
     with pytest.raises(ValueError, match="image"):
         HunyuanCustomPrompt().build("ok", "", "man", torch.zeros(4, 4))
+
+
+def test_model_names_from_a_prompt_stay_inside_the_model_folder(tmp_path, monkeypatch):
+    """Inside ComfyUI a /prompt request names the model: no absolute path or '..' may reach other files."""
+    import sys
+    import types
+
+    from hunyuan_custom.nodes import comfy
+
+    models = tmp_path / "models" / "vae"
+    (models / "sub").mkdir(parents=True)
+    (models / "sub" / "vae.safetensors").write_bytes(b"x")
+    secret = tmp_path / "secret.safetensors"
+    secret.write_bytes(b"x")
+    fake = types.ModuleType("folder_paths")
+    fake.get_folder_paths = lambda folder: [str(tmp_path / "models" / folder)]
+    monkeypatch.setitem(sys.modules, "folder_paths", fake)
+    assert comfy.resolve_model_path("vae", "sub/vae.safetensors") == str(models / "sub" / "vae.safetensors")
+    for name in (str(secret), "../secret.safetensors", "sub/../../secret.safetensors", "..\\secret.safetensors"):
+        with pytest.raises(FileNotFoundError, match="pick a model from the vae list"):
+            comfy.resolve_model_path("vae", name)
+    monkeypatch.delitem(sys.modules, "folder_paths")
+    assert comfy.resolve_model_path("vae", str(secret)) == str(secret)  # scripts and tests outside ComfyUI
