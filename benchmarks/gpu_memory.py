@@ -5,7 +5,7 @@ Each stage runs the code path pipelines/generate.py runs, on models with the rel
 dtypes but made-up values (benchmarks/synthetic_models.py; no 40 GB download):
   text         LLaVA-Llama-3-8B + CLIP-L placed as load_text_encoders places them (--offload group:
                LLaVA's decoder layers streamed, text_encoder_offload.py; else both whole on the GPU),
-               then text_encoding.encode_text_conditioning with CFG: two LLaVA passes of the real
+               then text_encoders/cache.encode_text_conditioning with CFG: two LLaVA passes of the real
                length (95 template + 256 text tokens, <image> expanded to 576 features = 926
                positions) and two CLIP passes, then the encoders are freed.
   transformer  HYVideo-T/2 (fp8 block Linears with --fp8 keep), group offload or whole on the GPU,
@@ -161,7 +161,8 @@ def run_text_stage(args: argparse.Namespace, card: Card, dtype: torch.dtype) -> 
     from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
     from hunyuan_custom.pipelines.conditioning.reference import uncond_llava_pixel_values
     from hunyuan_custom.pipelines.text_encoders.offload import apply_text_group_offloading
-    from hunyuan_custom.pipelines.text_encoders.encoding import TextEncoders, encode_text_conditioning
+    from hunyuan_custom.pipelines.text_encoders.cache import encode_text_conditioning
+    from hunyuan_custom.pipelines.text_encoders.encoding import TextEncoders
 
     from .synthetic_models import FullBudgetTokenizer, synthetic_text_encoders
 

@@ -147,7 +147,7 @@ def transformer_inputs(config, width: int, height: int, frames: int, text_tokens
                        device: torch.device):
     """Noise, reference latent and CFG text rows [uncond, cond] on `device`, as the sampler gets them."""
     from hunyuan_custom.pipelines.sampling import initial_noise, latent_shape
-    from hunyuan_custom.pipelines.text_encoders.encoding import TextConditioning
+    from hunyuan_custom.pipelines.text_encoders.encodings import TextConditioning
 
     shape = latent_shape(frames, height, width, channels=config.in_channels)
     latents = initial_noise(0, shape).to(device)
@@ -298,7 +298,7 @@ def estimate_text_encoders(dtype: torch.dtype, tiny: bool = False, attention: st
                            offload: str = "model") -> StageEstimate:
     """LLaVA + CLIP-L as load_text_encoders places them, one LLaVA forward of the real length.
 
-    The LLaVA call is text_encoding.encode_llava's: 95 template + 256 text tokens with the
+    The LLaVA call is text_encoders/encoding.TextEncoders.encode_llava's: 95 template + 256 text tokens with the
     <image> token expanded to 576 features = 926 positions, all hidden states returned
     (output_hidden_states), logits for the last position only.
     offload "model": both encoders whole on the device. "group": load_text_encoders' group offloading

@@ -63,8 +63,8 @@ class HunyuanCustomPrompt:
                                 schema.LOCAL, names=schema.PROMPT_FIELDS)
         images = [img for img in (image, image_2, image_3) if img is not None]
         reference = reference_image(images)
-        spec = PromptSpec(prompt=texts["prompt"], negative_prompt=texts["negative_prompt"],
-                          subject=texts["subject"].strip(), reference=reference, num_references=len(images))
+        spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference,
+                                 num_references=len(images))
         return (spec,)
 
 

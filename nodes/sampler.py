@@ -30,11 +30,15 @@ class HunyuanCustomSampler:
     DESCRIPTION = (
         "Generates the video locally: prompt encoding, reference encoding, sampling with true "
         "classifier-free guidance and tiled VAE decoding, one stage on the GPU at a time. Outputs the "
-        "frames, the frame rate (25) and the seed used."
+        "frames, the frame rate (25), the seed used and the video's sound."
     )
     CATEGORY = "HunyuanCustom"
-    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
-    RETURN_NAMES = ("frames", "fps", "seed")
+    # `audio` is last so links saved before it existed keep their slots.
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT", "AUDIO")
+    RETURN_NAMES = ("frames", "fps", "seed", "audio")
+    OUTPUT_TOOLTIPS = ("The video frames.", "Frames per second (25, as upstream).", "The seed used (-1 resolved).",
+                       "The sound the video carries (an audio or editing node's track, cut to the video), "
+                       "silence otherwise: wire it into a video saver.")
     FUNCTION = "sample"
 
     @classmethod
@@ -68,9 +72,14 @@ class HunyuanCustomSampler:
 
     def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, deep_cache=True,
                unique_id=None):
+        from ..pipelines.job import Job
+
         params = dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
                       num_frames=num_frames, steps=steps)
         schema.validate(params, schema.LOCAL, names=list(params))  # before anything loads
+        if not hasattr(prompt, "conditions"):
+            raise TypeError(f"the 'prompt' input must come from a HunyuanCustom Prompt node (got {type(prompt).__name__})")
+        job = Job.from_params(prompt, params, deep_cache=deep_cache)
         bar = comfy.Progress(steps, node_id=unique_id)
         decode_bar: list = []
 
@@ -84,15 +93,19 @@ class HunyuanCustomSampler:
 
         comfy.free_comfy_models()  # ComfyUI's own models out of VRAM before 13 B parameters of ours
         try:
-            result = model.generate(
-                prompt=prompt.prompt, negative_prompt=prompt.negative_prompt, subject=prompt.subject,
-                reference=prompt.reference, params=params, status=bar.text, progress=progress,
-                check_cancel=comfy.throw_if_cancelled, deep_cache=deep_cache,
-            )
+            result = model.generate(job, status=bar.text, progress=progress, check_cancel=comfy.throw_if_cancelled)
         finally:
             comfy.empty_cache()
         bar.text(f"done: {result.frames.shape[0]} frames, seed {result.seed}")
-        return (result.frames, result.fps, result.seed)
+        audio = result.audio if result.audio is not None else silence(result.frames.shape[0] / result.fps)
+        return (result.frames, result.fps, result.seed, audio)
+
+
+def silence(seconds: float, sample_rate: int = 44100) -> dict:
+    """A silent ComfyUI AUDIO of the video's length (the sampler always outputs a track)."""
+    import torch
+
+    return {"waveform": torch.zeros(1, 1, max(1, round(seconds * sample_rate))), "sample_rate": sample_rate}
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanCustomSampler": HunyuanCustomSampler}

@@ -67,10 +67,15 @@ class HunyuanCustomWaveSpeed:
 
     def generate(self, prompt: Any, size: str, guidance_scale: float, flow_shift: float, seed: int,
                  enable_safety_checker: bool, unique_id: Any = None) -> tuple:
-        for attr in ("prompt", "negative_prompt", "reference"):
+        for attr in ("prompt", "negative_prompt", "conditions"):
             if not hasattr(prompt, attr):
                 raise TypeError("the 'prompt' input must come from a HunyuanCustomPrompt node "
                                 f"(got {type(prompt).__name__})")
+        from ..pipelines.conditioning.base import remote_refusal
+
+        refusal = remote_refusal(prompt.conditions)  # before anything is sent or billed
+        if refusal:
+            raise ValueError(f"{refusal} Use HunyuanCustom Sampler (local) for this prompt.")
         params = {
             "prompt": prompt.prompt,
             "negative_prompt": prompt.negative_prompt,

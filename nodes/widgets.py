@@ -10,7 +10,7 @@ from ..pipelines import schema
 def widget(name: str, tooltip: str | None = None) -> tuple:
     """The INPUT_TYPES entry for one schema field; identical for every node that uses it."""
     f = schema.FIELDS[name]
-    opts: dict[str, Any] = {"default": f.default, "tooltip": tooltip or f.tooltip}
+    opts: dict[str, Any] = {"default": f.default, "tooltip": tooltip or f.full_tooltip()}
     if f.kind == "SIZE":
         return (list(f.options), opts)
     if f.kind == "STRING":

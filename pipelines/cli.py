@@ -21,6 +21,13 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def _default(name: str) -> str:
+    """A field's default as --help shows it, with the modes that differ (from the schema)."""
+    field = schema.FIELDS[name]
+    other = ", ".join(f"{value} for {mode}" for mode, value in field.mode_defaults.items())
+    return f"{field.default}" + (f"; {other}" if other else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_custom", description="HunyuanCustom video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--subject", default=schema.FIELDS["subject"].default,
                      help="the word for the reference subject in 'The {subject} looks like <image>'")
     gen.add_argument("--size", default=schema.FIELDS["size"].default, help="W*H, e.g. 1280*720")
-    gen.add_argument("--num-frames", type=int, default=schema.FIELDS["num_frames"].default, help="4n+1 (local)")
-    gen.add_argument("--steps", type=int, default=schema.FIELDS["steps"].default, help="(local)")
-    gen.add_argument("--guidance-scale", type=float, default=schema.FIELDS["guidance_scale"].default)
-    gen.add_argument("--flow-shift", type=float, default=schema.FIELDS["flow_shift"].default)
+    gen.add_argument("--num-frames", type=int, default=None, help=f"4n+1 (local; default {_default('num_frames')})")
+    gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
+    gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
+    gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
     gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
     gen.add_argument("--disable-safety-checker", action="store_true", help="(remote) do not ask WaveSpeed to check")
     local = gen.add_argument_group("local backend")
@@ -78,24 +85,36 @@ def _check_output(path: str) -> Path:
     return out
 
 
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    common = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size,
-              "guidance_scale": args.guidance_scale, "flow_shift": args.flow_shift, "seed": args.seed}
-    if args.backend == schema.REMOTE:
-        common["enable_safety_checker"] = not args.disable_safety_checker
-        return schema.validate(common, schema.REMOTE, names=list(common))
-    common.update(num_frames=args.num_frames, steps=args.steps, subject=args.subject)
-    return schema.validate(common, schema.LOCAL, names=list(common))
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the user gave: the others take the schema's default for the job's mode."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _remote_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "size": args.size, "seed": args.seed,
+              "enable_safety_checker": not args.disable_safety_checker,
+              **_given(guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)}
+    return schema.validate(params, schema.REMOTE, names=[*params, "guidance_scale", "flow_shift"])
+
+
+def _job(args: argparse.Namespace, spec):
+    """The local job: texts and sampler settings validated, defaults from the schema for the mode."""
+    from .job import Job
+
+    return Job.from_params(spec, {"size": args.size, "seed": args.seed,
+                                  **_given(num_frames=args.num_frames, steps=args.steps,
+                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)},
+                           deep_cache=False if args.no_deep_cache else None)
 
 
 def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, output: Path) -> None:
+def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     import torch
 
-    from .generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
+    from .generate import CheckpointModeError, GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
     from .media.video_io import write_video
 
     missing = [flag for flag, value in (("--transformer", args.transformer), ("--vae", args.vae),
@@ -110,12 +129,13 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
                        clip_tokenizer=args.clip_tokenizer),
-            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
-                           deep_cache=not args.no_deep_cache),
+            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode),
         )
+        generator.check_job(job)
+    except CheckpointModeError as exc:
+        raise CliError(exc.cli_message) from None
     except GenerationError as exc:
         raise CliError(str(exc)) from None
-    fields = {k: params[k] for k in ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed")}
     last = {"stage": None}
 
     def progress(stage: str, done: int, total: int, _latents) -> None:
@@ -123,17 +143,19 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any], reference, outp
             _status(f"{stage}: {done}/{total}")
         last["stage"] = stage
 
-    result = generator.generate(prompt=params["prompt"], negative_prompt=params["negative_prompt"],
-                                subject=params["subject"], reference=reference, params=fields,
-                                status=_status, progress=progress)
+    result = generator.generate(job, status=_status, progress=progress)
     write_video(output, result.frames, result.fps)
     _status(f"seed {result.seed}")
 
 
-def _run_remote(params: dict[str, Any], reference, output: Path) -> None:
+def _run_remote(params: dict[str, Any], spec, output: Path) -> None:
+    from .conditioning.base import remote_refusal
     from .wavespeed.client import run_job
 
-    result = run_job(params, reference, output, on_status=_status)
+    refusal = remote_refusal(spec.conditions)
+    if refusal:
+        raise CliError(f"{refusal} Use --backend local.")
+    result = run_job(params, spec.reference, output, on_status=_status)
     if result.seed is not None:
         _status(f"seed {result.seed} (as reported by WaveSpeed)")
 
@@ -142,18 +164,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # Everything the user typed is checked before any model loads or request goes out.
-        params = _params(args)
+        texts = schema.validate({"prompt": args.prompt, "negative_prompt": args.negative_prompt,
+                                 "subject": args.subject}, schema.LOCAL, names=schema.PROMPT_FIELDS)
+        params = _remote_params(args) if args.backend == schema.REMOTE else None
         output = _check_output(args.output)
+        from .conditioning.prompt_spec import PromptSpec
         from .media.image_io import ImageLoadError, load_image_file
 
         try:
             reference = load_image_file(args.image).image
         except ImageLoadError as exc:
             raise CliError(str(exc)) from None
+        spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
         if args.backend == schema.LOCAL:
-            _run_local(args, params, reference, output)
+            _run_local(args, _job(args, spec), output)
         else:
-            _run_remote(params, reference, output)
+            _run_remote(params, spec, output)
     except (CliError, schema.ParameterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

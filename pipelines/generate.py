@@ -1,8 +1,9 @@
-"""Local generation, stage by stage: reference image + prompt -> video frames.
+"""Local generation, stage by stage: a Job (prompt, conditions, settings) -> video frames.
 
 Stages run one at a time so their peaks do not add up: the text encoders load, encode and are
 freed (and their result is cached: a new seed does not re-run the 8 B LLaVA); the VAE encodes the
-reference; the transformer samples; the VAE decodes in tiles. Between runs the transformer and
+reference (and whatever else the job's conditions need: conditioning/); the transformer samples;
+the VAE decodes in tiles. Between runs the transformer and
 VAE stay in CPU RAM (not VRAM), so the next run skips the disk but leaves the GPU free for others.
 """
 
@@ -19,6 +20,8 @@ from typing import Any, Callable
 import torch
 
 from . import schema
+from .conditioning.base import StageContext, checkpoint_mismatch
+from .job import Job
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,16 @@ class GenerationError(RuntimeError):
     """A user-facing error of local generation (names the file or value that is wrong)."""
 
 
+class CheckpointModeError(GenerationError):
+    """The transformer checkpoint and the job's conditions do not go together (found from the
+    checkpoint's header, before anything loads). str() is worded for ComfyUI; `cli_message` for
+    the command line."""
+
+    def __init__(self, message: str, cli_message: str):
+        super().__init__(message)
+        self.cli_message = cli_message
+
+
 @dataclass(frozen=True)
 class ModelFiles:
     """Where the model parts are (files or folders, as users download them).
@@ -51,6 +64,7 @@ class ModelFiles:
     llava_vision: str | None = None  # llava_llama3_vision.safetensors (with a single Llama-3 file)
     llava_tokenizer: str | None = None  # a folder with the Llama-3 tokenizer (comfy/text_encoders/llama_tokenizer)
     clip_tokenizer: str | None = None  # a folder with the CLIP tokenizer (comfy/sd1_tokenizer)
+    audio_encoder: str | None = None  # whisper-tiny (audio-driven mode only)
 
     def check(self) -> None:
         """Fail before any loading if a path is missing or a text encoder is of the wrong kind
@@ -105,6 +119,7 @@ class GenerationResult:
     fps: float
     seed: int
     latents: torch.Tensor = field(repr=False, default=None)
+    audio: dict[str, Any] | None = None  # the track the video carries (a condition's), ComfyUI AUDIO
 
 
 def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
@@ -243,79 +258,86 @@ class LocalGenerator:
         self._vae = None
 
     # -- generation -----------------------------------------------------------------------------
+    def check_job(self, job: Job) -> None:
+        """Everything about the job that can fail before loading: the transformer's variant (from
+        its header) against the conditions, and each condition's own checks."""
+        from .diffusion_models.checkpoints import CheckpointError, checkpoint_variant
+
+        try:
+            have = checkpoint_variant(self.files.transformer)
+        except (CheckpointError, OSError) as exc:
+            raise GenerationError(f"transformer: {exc}") from None
+        message = checkpoint_mismatch(have, job.spec.conditions)
+        if message:
+            raise CheckpointModeError(message, checkpoint_mismatch(have, job.spec.conditions, cli=True))
+        for condition in job.spec.conditions:
+            condition.check(self.files)
+
     def generate(
         self,
+        job: Job,
         *,
-        prompt: str,
-        negative_prompt: str,
-        subject: str,
-        reference: torch.Tensor,
-        params: dict[str, Any],
         status: StatusCallback | None = None,
         progress: ProgressCallback | None = None,
         check_cancel: Callable[[], None] | None = None,
-        deep_cache: bool | None = None,
     ) -> GenerationResult:
-        """Generate one video. `params` are schema fields (size, num_frames, steps, guidance_scale,
-        flow_shift, seed); they are validated here, before anything is loaded. `deep_cache` overrides
-        the option for this run."""
-        values = schema.validate({"prompt": prompt, "negative_prompt": negative_prompt, "subject": subject, **params},
-                                 schema.LOCAL, names=["prompt", "negative_prompt", "subject", *params])
+        """Generate one video. The job was validated when it was made (Job.from_params); here the
+        conditions plan it and the checkpoint is checked against them, before anything loads."""
         say = status or (lambda _text: None)
         cancel = check_cancel or (lambda: None)
-        width, height = schema.parse_size(values.get("size", schema.FIELDS["size"].default))
-        num_frames = values.get("num_frames", schema.FIELDS["num_frames"].default)
-        steps = values.get("steps", schema.FIELDS["steps"].default)
-        guidance = values.get("guidance_scale", schema.FIELDS["guidance_scale"].default)
-        shift = values.get("flow_shift", schema.FIELDS["flow_shift"].default)
-        seed = schema.resolve_seed(values.get("seed", schema.FIELDS["seed"].default))
+        self.check_job(job)
+        job, notes = job.planned()
+        for note in notes:
+            say(note)
+            log.info("HunyuanCustom: %s", note)
         with self._lock:
             try:
-                return self._generate(prompt, negative_prompt, subject, reference, width, height, num_frames, steps,
-                                      guidance, shift, seed, say, progress, cancel,
-                                      self.options.deep_cache if deep_cache is None else deep_cache)
+                return self._generate(job, say, progress, cancel)
             finally:
                 self.release()
 
-    def _generate(self, prompt, negative_prompt, subject, reference, width, height, num_frames, steps, guidance,
-                  shift, seed, say, progress, cancel, deep_cache) -> GenerationResult:
-        from .conditioning.reference import llava_pixel_values, reference_for_vae, uncond_llava_pixel_values
+    def _generate(self, job: Job, say: StatusCallback, progress: ProgressCallback | None,
+                  cancel: Callable[[], None]) -> GenerationResult:
+        from .conditioning.reference import llava_pixel_values, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
-        from .text_encoders.encoding import encode_text_conditioning
+        from .text_encoders.cache import encode_text_conditioning
 
+        spec = job.spec
         dtype = self.options.torch_dtype
-        do_cfg = guidance > 1.0
         image_size = llava_image_size(self.files.text_encoder, self.files.llava_vision)
         cancel()
         text = encode_text_conditioning(
-            self.files.text_encoder, self.files.text_encoder_2, prompt=prompt, negative_prompt=negative_prompt,
-            subject=subject, pixel_values=llava_pixel_values(reference, size=image_size),
-            uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if do_cfg else None, do_cfg=do_cfg,
-            dtype=dtype, device=self.device, status=say, offload=lambda: self._text_offload_mode(say),
-            llava_vision=self.files.llava_vision, llava_tokenizer=self.files.llava_tokenizer,
-            clip_tokenizer=self.files.clip_tokenizer,
+            self.files.text_encoder, self.files.text_encoder_2, prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt, subject=spec.subject,
+            pixel_values=llava_pixel_values(spec.reference, size=image_size),
+            uncond_pixel_values=uncond_llava_pixel_values(size=image_size) if job.uses_cfg else None,
+            do_cfg=job.uses_cfg, dtype=dtype, device=self.device, status=say,
+            offload=lambda: self._text_offload_mode(say), llava_vision=self.files.llava_vision,
+            llava_tokenizer=self.files.llava_tokenizer, clip_tokenizer=self.files.clip_tokenizer,
         )
         cancel()
+        ctx = StageContext(width=job.width, height=job.height, num_frames=job.num_frames, seed=job.seed,
+                           device=self.device, dtype=dtype, files=self.files,
+                           generator=torch.Generator("cpu").manual_seed(job.seed),
+                           vae_tiled=self.options.vae_tiling, status=say, cancel=cancel)
+        inputs: dict[str, Any] = {}
+        for condition in spec.conditions:  # e.g. audio features, before the VAE takes the device
+            inputs.update(condition.encode(ctx))
+            cancel()
 
         vae = self.vae(say)
-        say("encoding the reference image")
-        ref_video = reference_for_vae(reference, width, height)
-        tiled = self.options.vae_tiling
-        generator = torch.Generator("cpu").manual_seed(seed)
-        moments = vae.encode(ref_video, tiled=tiled, on_tile=lambda *_: cancel())
-        # Upstream draws the posterior sample with randn of the mean's shape; do it on the CPU so
-        # the seed means the same on every device.
-        noise = torch.randn(moments.mean.shape, generator=generator, dtype=torch.float32)
-        ref_latents = (moments.mean.float().cpu() + moments.std.float().cpu() * noise) * vae.scaling_factor
+        for condition in spec.conditions:  # the reference first: the generator's draws follow this order
+            inputs.update(condition.encode_latents(vae, ctx))
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say, latent_shape(num_frames, height, width))  # the size decides offload 'auto'
-        say(f"sampling {steps} steps, seed {seed}")
-        shape = latent_shape(num_frames, height, width, channels=int(model.config.in_channels))
+        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width))  # decides offload 'auto'
+        say(f"sampling {job.steps} steps, seed {job.seed}")
+        shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
+        deep_cache = self.options.deep_cache if job.deep_cache is None else job.deep_cache
         request = DenoiseRequest(
-            latents=initial_noise(seed, shape), ref_latents=ref_latents, text=text, steps=steps, flow_shift=shift,
-            guidance_scale=guidance, deep_cache=deep_cache,
+            latents=initial_noise(job.seed, shape), text=text, steps=job.steps, flow_shift=job.flow_shift,
+            guidance_scale=job.guidance_scale, deep_cache=deep_cache, **inputs,
         )
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():
@@ -325,7 +347,8 @@ class LocalGenerator:
             torch.cuda.empty_cache()
 
         vae = self.vae(say)
-        tile_frames = self._vae_tile_frames(vae, width, height, num_frames, say) if tiled else None
+        tiled = self.options.vae_tiling
+        tile_frames = self._vae_tile_frames(vae, job.width, job.height, job.num_frames, say) if tiled else None
         say("decoding video")
 
         def on_tile(done: int, total: int) -> None:
@@ -337,4 +360,7 @@ class LocalGenerator:
                            tile_frames=tile_frames)
         # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
         frames = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
-        return GenerationResult(frames=frames, fps=float(schema.FPS), seed=seed, latents=latents.cpu())
+        audio = next((a for c in spec.conditions if (a := c.output_audio(frames.shape[0], schema.FPS)) is not None),
+                     None)
+        return GenerationResult(frames=frames, fps=float(schema.FPS), seed=job.seed, latents=latents.cpu(),
+                                audio=audio)

@@ -21,7 +21,7 @@ import torch
 from .diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
 from .diffusion_models.step_cache import DEEPCACHE, OFF, CacheSettings, step_cache_run
 from .scheduler import FlowMatchEuler
-from .text_encoders.encoding import TextConditioning
+from .text_encoders.encodings import TextConditioning
 
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total, current latents)
 

@@ -15,6 +15,9 @@ from typing import Any, Iterable, Mapping
 LOCAL = "local"
 REMOTE = "remote"
 
+# The generation modes, named after the transformer checkpoint each needs (conditioning/base.py).
+MODES = ("ref2v", "audio", "editing")
+
 # WaveSpeed's endpoints and the sizes each accepts (width*height).
 REMOTE_SIZES_720P = ("1280*720", "720*1280")
 REMOTE_SIZES_480P = ("832*480", "480*832")
@@ -62,6 +65,22 @@ class Field:
     multiline: bool = False
     options: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Upstream runs some modes with other settings (editing: 50 steps, shift 5); used where the
+    # user gave no value (CLI, API callers). A ComfyUI widget has one default: the tooltip says.
+    mode_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def full_tooltip(self) -> str:
+        """The tooltip with the per-mode defaults said (widgets and --help read them from here)."""
+        if not self.mode_defaults:
+            return self.tooltip
+        return self.tooltip + " " + " ".join(f"Upstream's {mode} scripts use {_fmt(value)}."
+                                             for mode, value in self.mode_defaults.items())
+
+    def default_for(self, mode: str | None = None) -> Any:
+        """The default in `mode` ("ref2v", "audio", "editing"; None = ref2v)."""
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        return self.mode_defaults.get(mode, self.default)
 
     def allowed(self, backend: str | None = None) -> str:
         """Human-readable description of the allowed values (used in error messages)."""
@@ -100,7 +119,8 @@ FIELDS: dict[str, Field] = {
         Field("guidance_scale", "FLOAT", 7.5, "Classifier-free guidance: how strongly the prompt steers "
               "the video. Upstream uses 7.5.", min=1.0, max=10.0, step=0.1),
         Field("flow_shift", "FLOAT", 13.0, "Flow-matching time shift: higher spends more steps on "
-              "coarse structure. Upstream uses 13 (5 for editing).", min=1.0, max=20.0, step=0.1),
+              "coarse structure. Upstream uses 13.", min=1.0, max=20.0, step=0.1,
+              mode_defaults={"editing": 5.0}),
         Field("seed", "INT", SEED_RANDOM, "Random seed; -1 picks a new random seed each run and "
               "reports the one used.", min=SEED_RANDOM, max=SEED_MAX, step=1,
               extra={"control_after_generate": True}),
@@ -108,8 +128,9 @@ FIELDS: dict[str, Field] = {
               "output (a flagged video is reported as an error).", backends=(REMOTE,)),
         Field("num_frames", "INT", 129, "Number of frames (4n+1). 129 frames at 25 fps is about 5 s.",
               backends=(LOCAL,), min=1, max=257, step=4),
-        Field("steps", "INT", 30, "Denoising steps. Upstream uses 30 (50 for editing).",
-              backends=(LOCAL,), min=1, max=200, step=1),
+        Field("steps", "INT", 30, "Denoising steps. Upstream uses 30, where deepcache applies (its editing UI "
+              "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
+              mode_defaults={"editing": 50}),
         Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
               "template 'The {subject} looks like <image>' (e.g. woman, dog, robot)."),
     )
@@ -177,8 +198,10 @@ def check_value(name: str, value: Any, backend: str = LOCAL) -> Any:
     return value
 
 
-def validate(params: Mapping[str, Any], backend: str, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """Validate the named fields (default: all the backend uses); unknown names are an error."""
+def validate(params: Mapping[str, Any], backend: str, names: Iterable[str] | None = None,
+             mode: str | None = None) -> dict[str, Any]:
+    """Validate the named fields (default: all the backend uses); unknown names are an error.
+    A missing field gets its default in `mode` (see Field.default_for)."""
     if backend not in (LOCAL, REMOTE):
         raise ValueError(f"backend must be {LOCAL!r} or {REMOTE!r}, not {backend!r}")
     for key in params:
@@ -190,7 +213,8 @@ def validate(params: Mapping[str, Any], backend: str, names: Iterable[str] | Non
         f = FIELDS[name]
         if backend not in f.backends:
             raise ParameterError(name, params.get(name), f"only used by the {'/'.join(f.backends)} backend")
-        out[name] = check_value(name, params.get(name, f.default), backend)
+        value = params[name] if name in params else f.default_for(mode)
+        out[name] = check_value(name, value, backend)
     return out
 
 

@@ -11,7 +11,9 @@ import torch
 
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.pipelines.media import video_io
+from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, RuntimeOptions
+from hunyuan_custom.pipelines.job import Job
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +87,13 @@ def test_same_seed_same_video_other_seed_other_video(models):
     gen = LocalGenerator(ModelFiles(str(models.transformer), str(models.vae), str(models.text_encoder),
                                     str(models.text_encoder_2)), RuntimeOptions(device="cpu", dtype="float32"))
     ref = torch.rand(1, 40, 30, 3, generator=torch.Generator().manual_seed(0))
-    kw = dict(prompt="a cat", negative_prompt="", subject="cat", reference=ref)
+    spec = PromptSpec.create("a cat", "", "cat", ref)
     params = {"size": "64*48", "num_frames": 5, "steps": 2}
-    a = gen.generate(**kw, params={**params, "seed": 1})
-    b = gen.generate(**kw, params={**params, "seed": 1})
-    c = gen.generate(**kw, params={**params, "seed": 2})
+    a = gen.generate(Job.from_params(spec, {**params, "seed": 1}))
+    b = gen.generate(Job.from_params(spec, {**params, "seed": 1}))
+    c = gen.generate(Job.from_params(spec, {**params, "seed": 2}))
     assert a.frames.shape == (5, 48, 64, 3)
     assert torch.equal(a.frames, b.frames)
     assert (a.frames - c.frames).abs().max() > 1e-3
-    random_seed = gen.generate(**kw, params={**params, "seed": -1})
+    random_seed = gen.generate(Job.from_params(spec, {**params, "seed": -1}))
     assert 0 <= random_seed.seed <= 9_999_999_999

@@ -78,8 +78,8 @@ def test_loader_and_sampler_make_frames(comfy_models):
                              "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
     ref = torch.ones(1, 40, 30, 3)
     ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec(prompt="a blue square", negative_prompt="", subject="square", reference=ref)
-    frames, fps, seed = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+    spec = PromptSpec.create("a blue square", "", "square", ref)
+    frames, fps, seed, _audio = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
                                          num_frames=9, steps=2)
     assert frames.shape == (9, 48, 64, 3) and frames.dtype == torch.float32
     assert 0.0 <= frames.min() and frames.max() <= 1.0
@@ -93,7 +93,7 @@ def test_cancel_is_honoured(comfy_models, monkeypatch):
 
     (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
                              "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
-    spec = PromptSpec(prompt="x", negative_prompt="", subject="object", reference=torch.ones(1, 32, 32, 3))
+    spec = PromptSpec.create("x", "", "object", torch.ones(1, 32, 32, 3))
     calls = []
 
     def cancel():
@@ -128,7 +128,7 @@ def test_comfy_models_unloaded_first_and_our_memory_released_after_cancel_and_er
 
     (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
                              "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
-    spec = PromptSpec(prompt="x", negative_prompt="", subject="object", reference=torch.ones(1, 32, 32, 3))
+    spec = PromptSpec.create("x", "", "object", torch.ones(1, 32, 32, 3))
     args = dict(size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=5, steps=2)
 
     Sampler().sample(model, spec, **args)

@@ -15,7 +15,7 @@ import torch
 from hunyuan_custom.benchmarks import synthetic_models
 from hunyuan_custom.pipelines.diffusion_models.fp8_linear import Fp8ScaledLinear
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise, initial_noise, latent_shape
-from hunyuan_custom.pipelines.text_encoders.encoding import TextConditioning
+from hunyuan_custom.pipelines.text_encoders.encodings import TextConditioning
 
 
 def _request(model, steps: int) -> DenoiseRequest:

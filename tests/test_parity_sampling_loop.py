@@ -21,7 +21,7 @@ from hunyuan_custom.pipelines.diffusion_models.deep_cache import upstream_deep_c
 from hunyuan_custom.pipelines.diffusion_models.rope import reference_rope_tables
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
 from hunyuan_custom.pipelines.scheduler import make_schedule
-from hunyuan_custom.pipelines.text_encoders.encoding import PromptEncoding, TextConditioning, cfg_conditioning
+from hunyuan_custom.pipelines.text_encoders.encodings import PromptEncoding, TextConditioning, cfg_conditioning
 
 LOOP_ATOL = 1e-3  # the fixture README's tolerance for sampling-loop latents
 

@@ -17,7 +17,8 @@ import _single_file_encoders as sfe
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines import generate
 from hunyuan_custom.pipelines.text_encoders import files as tef
-from hunyuan_custom.pipelines.text_encoders import encoding as te
+from hunyuan_custom.pipelines.text_encoders import encodings as te_rows
+from hunyuan_custom.pipelines.text_encoders import loading as te_loading
 from hunyuan_custom.pipelines.media import video_io
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
@@ -35,14 +36,14 @@ def pair(tmp_path_factory):
 def _single(pair, llama=None, **over):
     kwargs = dict(llava_vision=pair.vision_file, llava_tokenizer=pair.llama_tokenizer, clip_tokenizer=pair.clip_tokenizer)
     kwargs.update(over)
-    return te.load_text_encoders(llama or pair.llama_file, pair.clip_file, dtype=torch.float32, **kwargs)
+    return te_loading.load_text_encoders(llama or pair.llama_file, pair.clip_file, dtype=torch.float32, **kwargs)
 
 
 def _encode(encoders):
     return encoders.encode(PROMPT, NEGATIVE, SUBJECT, sfe.pixel_values(3), tiny.white_pixel_values())
 
 
-def _assert_same(a: te.TextConditioning, b: te.TextConditioning):
+def _assert_same(a: te_rows.TextConditioning, b: te_rows.TextConditioning):
     assert a.states.shape == b.states.shape and a.states.shape[-1] == sfe.LLAVA_HIDDEN
     assert torch.equal(a.states, b.states)
     assert torch.equal(a.mask, b.mask)
@@ -196,21 +197,21 @@ def test_auto_finds_the_vision_file(pair, tmp_path):
 
 
 def test_single_files_encode_exactly_like_the_folders(pair):
-    folder = _encode(te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
+    folder = _encode(te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
     _assert_same(_encode(_single(pair)), folder)
     # lm_head is not read for hidden states: a file with it gives the same, and loads it.
     with_head = _single(pair, llama=pair.llama_file_with_lm_head)
     _assert_same(_encode(with_head), folder)
     assert torch.equal(with_head.llava.lm_head.weight, load_file(str(pair.llama_file_with_lm_head))["lm_head.weight"])
     # Mixed: a single LLaVA file with the CLIP folder (and the other way round).
-    mixed = te.load_text_encoders(pair.llama_file, pair.clip_folder, dtype=torch.float32, llava_vision=pair.vision_file,
+    mixed = te_loading.load_text_encoders(pair.llama_file, pair.clip_folder, dtype=torch.float32, llava_vision=pair.vision_file,
                                   llava_tokenizer=pair.llama_tokenizer)
     _assert_same(_encode(mixed), folder)
 
 
 def test_single_files_match_the_folders_in_bfloat16_too(pair):
-    a = te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.bfloat16)
-    b = te.load_text_encoders(pair.llama_file, pair.clip_file, dtype=torch.bfloat16, llava_vision=pair.vision_file,
+    a = te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.bfloat16)
+    b = te_loading.load_text_encoders(pair.llama_file, pair.clip_file, dtype=torch.bfloat16, llava_vision=pair.vision_file,
                               llava_tokenizer=pair.llama_tokenizer, clip_tokenizer=pair.clip_tokenizer)
     assert b.llava.dtype == torch.bfloat16 and b.clip.dtype == torch.bfloat16
     # Non-persistent buffers are rebuilt as from_pretrained builds them.
@@ -222,7 +223,7 @@ def test_single_files_match_the_folders_in_bfloat16_too(pair):
 
 
 def test_fp8_scaled_file_equals_the_folder_of_its_dequantized_weights(pair):
-    deq = _encode(te.load_text_encoders(pair.fp8_dequantized_folder, pair.clip_folder, dtype=torch.float32))
+    deq = _encode(te_loading.load_text_encoders(pair.fp8_dequantized_folder, pair.clip_folder, dtype=torch.float32))
     fp8 = _single(pair, llama=pair.llama_fp8_file)
     _assert_same(_encode(fp8), deq)
     assert fp8.llava.model.language_model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
@@ -235,7 +236,7 @@ def test_vision_file_without_post_layernorm_still_encodes_the_same(pair, tmp_pat
     tensors = {k: v for k, v in load_file(str(pair.vision_file)).items() if "post_layernorm" not in k}
     vision = tmp_path / "llava_vision_no_post_norm.safetensors"
     save_file(tensors, str(vision))
-    folder = _encode(te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
+    folder = _encode(te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
     _assert_same(_encode(_single(pair, llava_vision=vision)), folder)
 
 
@@ -285,12 +286,12 @@ def test_the_llava_model_is_not_randomly_initialised_first(pair, monkeypatch):
 
 def test_cache_identity_follows_the_vision_file_and_tokenizers(pair, tmp_path):
     base = dict(llava_vision=pair.vision_file, llava_tokenizer=pair.llama_tokenizer, clip_tokenizer=pair.clip_tokenizer)
-    before = te.encoder_identity(pair.llama_file, pair.clip_file, **base)
-    assert before == te.encoder_identity(pair.llama_file, pair.clip_file, **base)
-    assert before != te.encoder_identity(pair.llama_fp8_file, pair.clip_file, **base)
+    before = te_loading.encoder_identity(pair.llama_file, pair.clip_file, **base)
+    assert before == te_loading.encoder_identity(pair.llama_file, pair.clip_file, **base)
+    assert before != te_loading.encoder_identity(pair.llama_fp8_file, pair.clip_file, **base)
     other = tmp_path / "vision_copy.safetensors"
     other.write_bytes(pair.vision_file.read_bytes())
-    assert before != te.encoder_identity(pair.llama_file, pair.clip_file, **dict(base, llava_vision=other))
+    assert before != te_loading.encoder_identity(pair.llama_file, pair.clip_file, **dict(base, llava_vision=other))
 
 
 def test_model_files_check_words_single_file_problems(pair):
@@ -387,8 +388,8 @@ def test_nodes_generate_with_single_files_end_to_end(comfy_env):
         "clip_l.safetensors", dtype="float32", llava_vision="auto")
     ref = torch.ones(1, 40, 30, 3)
     ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec(prompt="a blue square", negative_prompt="", subject="square", reference=ref)
-    frames, fps, seed = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]().sample(
+    spec = PromptSpec.create("a blue square", "", "square", ref)
+    frames, fps, seed, _audio = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]().sample(
         model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=5, steps=2)
     assert frames.shape == (5, 48, 64, 3) and torch.isfinite(frames).all()
     assert fps == 25.0 and seed == 3

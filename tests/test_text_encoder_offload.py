@@ -17,7 +17,10 @@ import _single_file_encoders as sfe
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines import offload_policy as policy
 from hunyuan_custom.pipelines.text_encoders import offload as teo
+from hunyuan_custom.pipelines.text_encoders import cache as te_cache
 from hunyuan_custom.pipelines.text_encoders import encoding as te
+from hunyuan_custom.pipelines.text_encoders import encodings as te_rows
+from hunyuan_custom.pipelines.text_encoders import loading as te_loading
 from hunyuan_custom.pipelines.text_encoders import sizes
 
 GIB = 1024**3
@@ -33,13 +36,13 @@ def pair(tmp_path_factory):
 
 def _load(llava, clip, offload: str, **kwargs) -> te.TextEncoders:
     try:
-        return te.load_text_encoders(llava, clip, dtype=torch.float32, device="cpu", offload=offload, **kwargs)
+        return te_loading.load_text_encoders(llava, clip, dtype=torch.float32, device="cpu", offload=offload, **kwargs)
     except teo.TextOffloadError as exc:  # diffusers 0.37 (our oldest supported) insists on an accelerator
         assert not torch.accelerator.is_available()
         pytest.skip(f"this diffusers version group-offloads only with an accelerator: {exc}")
 
 
-def _encode(encoders: te.TextEncoders) -> te.TextConditioning:
+def _encode(encoders: te.TextEncoders) -> te_rows.TextConditioning:
     return encoders.encode(PROMPT, NEGATIVE, SUBJECT, sfe.pixel_values(3), tiny.white_pixel_values())
 
 
@@ -47,7 +50,7 @@ def _single_file_options(pair) -> dict:
     return dict(llava_vision=pair.vision_file, llava_tokenizer=pair.llama_tokenizer, clip_tokenizer=pair.clip_tokenizer)
 
 
-def _assert_identical(a: te.TextConditioning, b: te.TextConditioning) -> None:
+def _assert_identical(a: te_rows.TextConditioning, b: te_rows.TextConditioning) -> None:
     assert torch.equal(a.states, b.states) and torch.equal(a.mask, b.mask) and torch.equal(a.pooled, b.pooled)
 
 
@@ -61,7 +64,7 @@ def _hooked_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 
 
 def test_group_gives_exactly_the_encodings_of_model_for_the_folders(pair):
-    expected = _encode(te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
+    expected = _encode(te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32))
     grouped = _load(pair.llava_folder, pair.clip_folder, "group")
     _assert_identical(_encode(grouped), expected)
     _assert_identical(_encode(grouped), expected)  # second call: the hooks' learned order is used
@@ -71,7 +74,7 @@ def test_group_gives_exactly_the_encodings_of_model_for_the_folders(pair):
 def test_group_gives_exactly_the_encodings_of_model_for_single_files(pair, llama):
     """Single files, also without lm_head (tied to embed_tokens, which stays out of the groups) and fp8."""
     path = getattr(pair, llama)
-    expected = _encode(te.load_text_encoders(path, pair.clip_file, dtype=torch.float32, **_single_file_options(pair)))
+    expected = _encode(te_loading.load_text_encoders(path, pair.clip_file, dtype=torch.float32, **_single_file_options(pair)))
     grouped = _load(path, pair.clip_file, "group", **_single_file_options(pair))
     assert grouped.llava.lm_head.weight is grouped.llava.get_input_embeddings().weight  # the file has no lm_head
     _assert_identical(_encode(grouped), expected)
@@ -95,13 +98,13 @@ def test_hooks_are_on_the_language_models_layers_and_nowhere_else(pair):
 
 
 def test_model_mode_puts_no_hooks_anywhere(pair):
-    encoders = te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32)
+    encoders = te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=torch.float32)
     assert _hooked_modules(encoders.llava) == {} and _hooked_modules(encoders.clip) == {}
 
 
 def test_unknown_offload_is_refused(pair):
     with pytest.raises(ValueError, match="offload must be one of model, group"):
-        te.load_text_encoders(pair.llava_folder, pair.clip_folder, offload="auto")
+        te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, offload="auto")
 
 
 def test_free_leaves_nothing_referenced(pair):
@@ -136,19 +139,19 @@ def test_encode_text_conditioning_passes_group_only_when_asked(pair):
 
     def old_loader(llava, clip, dtype, device, *, crop_start=None, text_len=256):  # written before the option
         seen.append({})
-        return te.load_text_encoders(llava, clip, dtype, device, crop_start=crop_start, text_len=text_len)
+        return te_loading.load_text_encoders(llava, clip, dtype, device, crop_start=crop_start, text_len=text_len)
 
     def loader(*args, **kwargs):
         seen.append(kwargs)
-        return te.load_text_encoders(*args, **kwargs)
+        return te_loading.load_text_encoders(*args, **kwargs)
 
     common = dict(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT, pixel_values=sfe.pixel_values(3),
                   uncond_pixel_values=tiny.white_pixel_values(), do_cfg=True, dtype=torch.float32, cache=None)
-    model = te.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=old_loader, **common)
+    model = te_cache.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=old_loader, **common)
     decided: list[str] = []
     said: list[str] = []
     try:
-        group = te.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader, status=said.append,
+        group = te_cache.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader, status=said.append,
                                             offload=lambda: decided.append("asked") or "group", **common)
     except teo.TextOffloadError:
         assert not torch.accelerator.is_available()
@@ -157,9 +160,9 @@ def test_encode_text_conditioning_passes_group_only_when_asked(pair):
     assert any("streamed from CPU RAM" in s for s in said)
     _assert_identical(group, model)
     # A cache hit loads nothing, so the offload decision is not even made.
-    cache = te.EncodingCache()
-    te.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader, **{**common, "cache": cache})
-    te.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader,
+    cache = te_cache.EncodingCache()
+    te_cache.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader, **{**common, "cache": cache})
+    te_cache.encode_text_conditioning(pair.llava_folder, pair.clip_folder, loader=loader,
                                 offload=lambda: decided.append("again") or "group", **{**common, "cache": cache})
     assert decided == ["asked"]
 
@@ -231,11 +234,11 @@ def _stored_bytes(model: torch.nn.Module) -> int:
 
 def test_sizes_from_headers_equal_the_loaded_models(pair):
     for dtype in (torch.float32, torch.bfloat16):
-        loaded = te.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=dtype)
+        loaded = te_loading.load_text_encoders(pair.llava_folder, pair.clip_folder, dtype=dtype)
         itemsize = dtype.itemsize
         assert sizes.llava_bytes(pair.llava_folder, itemsize) == _stored_bytes(loaded.llava)
         assert sizes.clip_bytes(pair.clip_folder, itemsize) == _stored_bytes(loaded.clip)
-        single = te.load_text_encoders(pair.llama_file, pair.clip_file, dtype=dtype, **_single_file_options(pair))
+        single = te_loading.load_text_encoders(pair.llama_file, pair.clip_file, dtype=dtype, **_single_file_options(pair))
         assert sizes.llava_bytes(pair.llama_file, itemsize, pair.vision_file) == _stored_bytes(single.llava)
         assert sizes.clip_bytes(pair.clip_file, itemsize) == _stored_bytes(single.clip)
         assert 0 <= policy.module_bytes(single.llava) - _stored_bytes(single.llava) < 4096
@@ -286,6 +289,9 @@ def test_generator_never_groups_on_the_cpu(monkeypatch, offload):
 
 def test_generator_hands_its_decision_to_the_text_stage(monkeypatch, tmp_path):
     """_generate gives encode_text_conditioning the decision (a function, made on a cache miss only)."""
+    from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
+    from hunyuan_custom.pipelines.job import Job
+
     monkeypatch.setattr(policy, "available_vram", lambda device: 6 * GIB)
     monkeypatch.setattr(sizes, "llava_bytes", lambda path, itemsize, vision=None: REAL_LLAVA_BYTES)
     monkeypatch.setattr(sizes, "clip_bytes", lambda path, itemsize: REAL_CLIP_BYTES)
@@ -301,11 +307,12 @@ def test_generator_hands_its_decision_to_the_text_stage(monkeypatch, tmp_path):
         got["offload"] = kwargs["offload"]() if callable(kwargs["offload"]) else kwargs["offload"]
         raise Stop
 
-    monkeypatch.setattr(te, "encode_text_conditioning", fake_encode)
+    monkeypatch.setattr(te_cache, "encode_text_conditioning", fake_encode)
     monkeypatch.setattr(generator, "release", lambda: None)
+    monkeypatch.setattr(generator, "check_job", lambda job: None)  # the files here are stand-ins
     with pytest.raises(Stop):
-        generator.generate(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT,
-                           reference=torch.rand(48, 64, 3), params={"size": "832*480"})
+        generator.generate(Job.from_params(PromptSpec.create(PROMPT, NEGATIVE, SUBJECT, torch.rand(48, 64, 3)),
+                                           {"size": "832*480"}))
     assert got["offload"] == "group"
 
 

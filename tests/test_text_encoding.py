@@ -10,7 +10,10 @@ import torch
 
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines.text_encoders import prompt_template as pt
+from hunyuan_custom.pipelines.text_encoders import cache as te_cache
 from hunyuan_custom.pipelines.text_encoders import encoding as te
+from hunyuan_custom.pipelines.text_encoders import files as te_files
+from hunyuan_custom.pipelines.text_encoders import loading as te_loading
 
 PROMPT = "A woman is drinking coffee at a cafe."
 NEGATIVE = "bad hands, bad teeth, low quality"
@@ -24,7 +27,7 @@ def dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoders(dirs):
-    return te.load_text_encoders(*dirs, dtype=torch.float32, device="cpu")
+    return te_loading.load_text_encoders(*dirs, dtype=torch.float32, device="cpu")
 
 
 @pytest.fixture
@@ -208,7 +211,7 @@ def test_clip_pooled_equals_manual_call(dirs, encoders):
 def test_parity_tokenizer_inputs_and_call_order(reference_dir, dirs):
     """With upstream's crop (95) and text_len the tokenizer calls equal the recorded ones."""
     spec = json.loads((reference_dir / "prompt_template" / "prompt_template.json").read_text())
-    base = te.load_text_encoders(*dirs, dtype=torch.float32)
+    base = te_loading.load_text_encoders(*dirs, dtype=torch.float32)
     for case in spec["strings"]:
         kwargs = case["tokenizer_kwargs"]
         text_len = kwargs["llava"]["max_length"] - spec["crop_start"]
@@ -258,21 +261,21 @@ def test_bad_pixel_values_are_refused(encoders):
 
 def test_missing_or_incomplete_folders_are_named(dirs, tmp_path):
     llava_dir, clip_dir = dirs
-    with pytest.raises(te.TextEncoderFilesError, match="not found: .*nowhere"):
-        te.load_text_encoders(tmp_path / "nowhere", clip_dir)
+    with pytest.raises(te_files.TextEncoderFilesError, match="not found: .*nowhere"):
+        te_loading.load_text_encoders(tmp_path / "nowhere", clip_dir)
     partial = tmp_path / "llava-llama-3-8b-v1_1"
     partial.mkdir()
     (partial / "config.json").write_text((llava_dir / "config.json").read_text())
-    with pytest.raises(te.TextEncoderFilesError, match=r"llava-llama-3-8b-v1_1 is incomplete, missing: model\.safetensors.*tokenizer\.json"):
-        te.load_text_encoders(partial, clip_dir)
+    with pytest.raises(te_files.TextEncoderFilesError, match=r"llava-llama-3-8b-v1_1 is incomplete, missing: model\.safetensors.*tokenizer\.json"):
+        te_loading.load_text_encoders(partial, clip_dir)
     (partial / "tokenizer.json").write_text("{}")
     (partial / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
-    with pytest.raises(te.TextEncoderFilesError, match="model-00001-of-00002.safetensors"):
-        te.load_text_encoders(partial, clip_dir)
+    with pytest.raises(te_files.TextEncoderFilesError, match="model-00001-of-00002.safetensors"):
+        te_loading.load_text_encoders(partial, clip_dir)
     clip_partial = tmp_path / "openai_clip-vit-large-patch14"
     clip_partial.mkdir()
-    with pytest.raises(te.TextEncoderFilesError, match="CLIP text encoder folder .* missing: config.json"):
-        te.load_text_encoders(llava_dir, clip_partial)
+    with pytest.raises(te_files.TextEncoderFilesError, match="CLIP text encoder folder .* missing: config.json"):
+        te_loading.load_text_encoders(llava_dir, clip_partial)
 
 
 def test_real_size_tokenizer_uses_upstreams_crop(caplog):
@@ -296,14 +299,14 @@ class _CountingLoader:
 
     def __call__(self, *args, **kwargs):
         self.loads += 1
-        encoders = te.load_text_encoders(*args, **kwargs)
+        encoders = te_loading.load_text_encoders(*args, **kwargs)
         encoders.llava.register_forward_pre_hook(lambda *a: setattr(self, "llava_calls", self.llava_calls + 1))
         self.last = encoders
         return encoders
 
 
 def test_cache_skips_loading_and_encoding_for_a_new_seed(dirs):
-    cache = te.EncodingCache(max_entries=4)
+    cache = te_cache.EncodingCache(max_entries=4)
     loader = _CountingLoader()
     px, white = tiny.random_pixel_values(), tiny.white_pixel_values()
     messages = []
@@ -312,7 +315,7 @@ def test_cache_skips_loading_and_encoding_for_a_new_seed(dirs):
         args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, subject=SUBJECT, pixel_values=px, uncond_pixel_values=white,
                     do_cfg=True, dtype=torch.float32, device="cpu", cache=cache, loader=loader, status=messages.append)
         args.update(over)
-        return te.encode_text_conditioning(*dirs, **args)
+        return te_cache.encode_text_conditioning(*dirs, **args)
 
     first = run()
     assert (loader.loads, loader.llava_calls, len(cache)) == (1, 2, 2)
@@ -337,14 +340,14 @@ def test_cache_skips_loading_and_encoding_for_a_new_seed(dirs):
 def test_no_cache_always_encodes(dirs):
     loader = _CountingLoader()
     for _ in range(2):
-        te.encode_text_conditioning(*dirs, prompt=PROMPT, negative_prompt="", subject=SUBJECT,
+        te_cache.encode_text_conditioning(*dirs, prompt=PROMPT, negative_prompt="", subject=SUBJECT,
                                     pixel_values=tiny.random_pixel_values(), uncond_pixel_values=None, do_cfg=False,
                                     dtype=torch.float32, cache=None, loader=loader)
     assert (loader.loads, loader.llava_calls) == (2, 2)
 
 
 def test_encoders_free_themselves_as_a_context_manager(dirs):
-    with te.load_text_encoders(*dirs, dtype=torch.float32) as encoders:
+    with te_loading.load_text_encoders(*dirs, dtype=torch.float32) as encoders:
         assert encoders.encode_clip(PROMPT).shape == (1, tiny.CLIP_HIDDEN)
     assert encoders.llava is None and encoders.clip is None
     with pytest.raises(RuntimeError, match="freed"):
@@ -352,9 +355,9 @@ def test_encoders_free_themselves_as_a_context_manager(dirs):
 
 
 def test_encoder_identity_follows_the_files(dirs):
-    before = te.encoder_identity(*dirs)
-    assert before == te.encoder_identity(*dirs)
-    assert before != te.encoder_identity(*dirs, text_len=128)
+    before = te_loading.encoder_identity(*dirs)
+    assert before == te_loading.encoder_identity(*dirs)
+    assert before != te_loading.encoder_identity(*dirs, text_len=128)
     config = dirs[1] / "config.json"
     config.write_text(config.read_text() + " ")
-    assert before != te.encoder_identity(*dirs)
+    assert before != te_loading.encoder_identity(*dirs)

@@ -250,7 +250,7 @@ def test_upstream_deep_cache_schedule():
 @pytest.mark.parametrize("steps", [30, 8])
 def test_sampling_holds_a_stored_block_input_only_while_a_reuse_is_ahead(steps, monkeypatch):
     from hunyuan_custom.pipelines import sampling
-    from hunyuan_custom.pipelines.text_encoders.encoding import TextConditioning
+    from hunyuan_custom.pipelines.text_encoders.encodings import TextConditioning
 
     held: list[list[bool]] = []  # per step: which passes hold a stored block input afterwards
     caches: list[DeepCache] = []

@@ -280,7 +280,9 @@ def test_generate_keeps_upstreams_tiles_for_model_and_none(generator_on_fake_cud
 def test_generate_passes_the_chosen_tile_to_the_decode(monkeypatch, tmp_path):
     """End to end on CPU with the tiny model set: what _vae_tile_frames returns reaches vae.decode."""
     from _tiny_model_set import build_tiny_model_set
+    from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
     from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, RuntimeOptions
+    from hunyuan_custom.pipelines.job import Job
 
     decoded = []
     original = vae_module.HunyuanVideoVAE.decode
@@ -296,8 +298,9 @@ def test_generate_passes_the_chosen_tile_to_the_decode(monkeypatch, tmp_path):
     gen = LocalGenerator(ModelFiles(str(models.transformer), str(models.vae), str(models.text_encoder),
                                     str(models.text_encoder_2)), RuntimeOptions(device="cpu", dtype="float32"))
     said: list[str] = []
-    result = gen.generate(prompt="a cat", negative_prompt="", subject="cat", reference=torch.rand(1, 40, 30, 3),
-                          params={"size": "64*48", "num_frames": 5, "steps": 1, "seed": 1}, status=said.append)
+    job = Job.from_params(PromptSpec.create("a cat", "", "cat", torch.rand(1, 40, 30, 3)),
+                          {"size": "64*48", "num_frames": 5, "steps": 1, "seed": 1})
+    result = gen.generate(job, status=said.append)
     assert decoded == [(True, 16)]
     assert "chose 16 for 64x48x5" in said
     assert result.frames.shape == (5, 48, 64, 3)

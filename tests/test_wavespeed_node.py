@@ -69,7 +69,7 @@ def comfy_server(monkeypatch):
 
 def spec() -> PromptSpec:
     ref = torch.rand(1, 24, 16, 3, generator=torch.Generator().manual_seed(1))
-    return PromptSpec(prompt="a robot waves", negative_prompt="", subject="robot", reference=ref)
+    return PromptSpec.create("a robot waves", "", "robot", ref)
 
 
 ARGS = dict(size="832*480", guidance_scale=6.0, flow_shift=9.0, seed=123, enable_safety_checker=False)

@@ -215,7 +215,7 @@ def test_api_twin_runs_with_tiny_models_and_the_fake_server(name, comfy_dirs, fa
 
     for node_id, node in api.items():
         if node["class_type"] == LOCAL:
-            frames, fps, seed = results[node_id].outputs
+            frames, fps, seed, _audio = results[node_id].outputs
             assert frames.shape == (9, 48, 64, 3) and fps == 25.0 and 0 <= seed <= schema.SEED_MAX
         if node["class_type"] == "HunyuanCustomSaveVideo":
             path = Path(results[node_id].outputs[0])

@@ -4,6 +4,7 @@ Upstream fits the cut-out subject into the target size keeping its aspect ratio 
 and pads it, centred, with white. That padded image feeds two consumers:
   * the LLaVA image tower (336x336, CLIP normalisation) -> `llava_pixel_values`;
   * the VAE (video size, values in [-1, 1]) -> `reference_for_vae`.
+ReferenceCondition is the condition every mode has: it makes the reference latent.
 Inputs may be uint8 HxWx3 arrays or ComfyUI IMAGE tensors ([B,H,W,3] float 0..1; frame 0 is used).
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..media.cv_resize import resize_linear_uint8
+from .base import Condition, StageContext, sample_latents
 
 # Upstream's llava_transform constants. Upstream writes the last mean as 0.4082107 (CLIP's is
 # 0.40821073); we keep upstream's so the tensor matches its reference bit for bit.
@@ -133,3 +135,20 @@ def compose_references(images: Sequence[ImageLike]) -> np.ndarray:
     cell_w = max(int(round(a.shape[1] * height / a.shape[0])) for a in arrays)
     cells = [pad_image(a, (cell_w, height)) for a in arrays]
     return np.concatenate(cells, axis=1)
+
+
+class ReferenceCondition(Condition):
+    """The subject's picture: every mode has it. It makes `ref_latents`, the padded reference
+    VAE-encoded as a one-frame video (the LLaVA half of the reference goes with the prompt texts)."""
+
+    kind = "reference"
+    node_name = "HunyuanCustom Prompt"
+    cli_flag = "--image FILE"
+
+    def __init__(self, image: torch.Tensor):
+        self.image = image  # ComfyUI IMAGE [1, H, W, 3] float32 0..1
+
+    def encode_latents(self, vae, ctx: StageContext) -> dict:
+        ctx.status("encoding the reference image")
+        video = reference_for_vae(self.image, ctx.width, ctx.height)
+        return {"ref_latents": sample_latents(vae, video, ctx)}

@@ -110,6 +110,31 @@ class TransformerCheckpoint:
 _NESTED_KEYS = ("module", "state_dict")  # upstream/DeepSpeed keep the weights under `module`
 
 
+def variant_of(ckpt: TransformerCheckpoint) -> str:
+    """Which released transformer this is, from its keys: "editing" (bg_in / bg_proj), "audio"
+    (audio_proj / audio_models) or "ref2v". The same names in upstream and our diffusers folders."""
+    keys = ckpt.keys()
+    if any(k.startswith("bg_in.") for k in keys):
+        return "editing"
+    if any(k.startswith("audio_proj.") for k in keys):
+        return "audio"
+    return "ref2v"
+
+
+_VARIANTS: dict[tuple, str] = {}
+
+
+def checkpoint_variant(path: str | Path) -> str:
+    """variant_of() for a file or folder, read from its header / index only (no tensor data), cached
+    by path, size and mtime: the check before a job loads anything."""
+    path = Path(path).expanduser()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _VARIANTS:
+        _VARIANTS[key] = variant_of(open_checkpoint(path))
+    return _VARIANTS[key]
+
+
 def _strip_prefix(keys: list[str]) -> str:
     """The prefix every model key shares (ComfyUI's `model.diffusion_model.`), or ''."""
     for prefix in _KNOWN_PREFIXES:

@@ -29,6 +29,7 @@ from .checkpoints import (
     describe_upstream_shapes,
     is_float8,
     open_checkpoint,
+    variant_of,
 )
 from .fp8_linear import Fp8ScaledLinear, dequantize, replace_linear
 from ..mapped_memory import FileMappings
@@ -81,7 +82,7 @@ def model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]:
     keys = _keys_module()
     if ckpt.config is None:
         # Which of the three released variants it is shows in its keys; every size is checked later.
-        variant = "editing" if "bg_in.proj.weight" in ckpt else "audio" if any(k.startswith("audio_proj.") for k in ckpt.keys()) else "ref2v"
+        variant = variant_of(ckpt)
         where = f"FULL_SIZE_CONFIG ({variant}; no config.json beside the checkpoint)"
         return keys.full_size_config(variant), where
     kind = config_kind(ckpt.config)

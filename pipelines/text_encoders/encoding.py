@@ -8,116 +8,28 @@ Reproduces upstream's TextEncoder + encode_prompt with current transformers (5.x
   * Upstream's quirky mask: tokenizer mask + (features - 1) ones at the END, while the states hold
     [text][image features][padding]; under CFG the negative row is rewritten (prompt_template.py).
   * CLIP-L: raw prompt, 77 tokens, pooler_output.
-  * EncodingCache: a new seed must not re-run (or even re-load) an 8 B encoder.
 
-Typical use (the local sampler):
-    cond = encode_text_conditioning(llava_dir, clip_dir, prompt=..., negative_prompt=..., subject=...,
-                                    pixel_values=llava_pixel_values(img), uncond_pixel_values=uncond_llava_pixel_values(),
-                                    do_cfg=guidance > 1, dtype=torch.bfloat16, device=device)
-    -> TextConditioning(states [B,L,D], mask [B,L] int64, pooled [B,D2]); B = 2 ([uncond, cond]) or 1.
-The encoders are loaded, used and freed inside that call; DEFAULT_CACHE keeps recent rows on CPU.
-offload="group" keeps LLaVA's decoder layers in CPU RAM and streams them through the GPU
-(text_encoder_offload.py): ~4 GiB of VRAM instead of ~16 for the stage.
-Instead of the two transformers folders, ComfyUI's single files work too (llava_llama3_fp16 /
-_fp8_scaled.safetensors + llava_vision=llava_llama3_vision.safetensors + llava_tokenizer=<folder>,
-clip_l.safetensors + clip_tokenizer=<folder>): see text_encoder_files.py.
-
-transformers is imported inside functions so importing this module stays cheap.
+TextEncoders holds loaded models (loading.py makes them); the text stage the sampler runs, with its
+cache, is cache.encode_text_conditioning. transformers is imported inside functions so importing
+this module stays cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import logging
-import os
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from . import prompt_template as pt
-from . import files as tef
-from .files import TextEncoderFilesError  # noqa: F401  (re-exported: callers catch it from here)
+from .encodings import PromptEncoding, TextConditioning, cfg_conditioning, single_conditioning
 
 log = logging.getLogger(__name__)
 
-LLAVA_DOWNLOAD = "xtuner/llava-llama-3-8b-v1_1-transformers (upstream's llava-llama-3-8b-v1_1/ folder)"
-CLIP_DOWNLOAD = "openai/clip-vit-large-patch14 (upstream's openai_clip-vit-large-patch14/ folder)"
 _REAL_LLAMA3_VOCAB = 128000  # a tokenizer at least this big is taken to be the real Llama-3 one
-
-
-# ----------------------------------------------------------------------------------------------
-# Results
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PromptEncoding:
-    """One prompt's encoding (one batch row), in upstream's layout after the template crop."""
-
-    states: torch.Tensor  # [1, L, D] LLaVA hidden_states[-3]: [text][image features][padding]
-    mask: torch.Tensor  # [1, L] int64: [1]*(n-crop) + [0]*(max_len-n) + [1]*image_extra
-    pooled: torch.Tensor  # [1, D2] CLIP pooler_output
-    image_extra: int  # image features - 1 (575 for the real model)
-
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "PromptEncoding":
-        return PromptEncoding(
-            self.states.to(device=device, dtype=dtype), self.mask.to(device=device),
-            self.pooled.to(device=device, dtype=dtype), self.image_extra,
-        )
-
-
-@dataclass(frozen=True)
-class TextConditioning:
-    """What the transformer takes as text: batch order [uncond, cond] under CFG, else [cond]."""
-
-    states: torch.Tensor  # [B, L, D]
-    mask: torch.Tensor  # [B, L] int64 (uncond row already rewritten as upstream does)
-    pooled: torch.Tensor  # [B, D2]
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.states.shape[0])
-
-    @property
-    def has_uncond(self) -> bool:
-        return self.batch_size == 2
-
-    def cond_only(self) -> "TextConditioning":
-        """The conditional row alone (guidance 1: one pass)."""
-        return TextConditioning(self.states[-1:], self.mask[-1:], self.pooled[-1:])
-
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "TextConditioning":
-        return TextConditioning(
-            self.states.to(device=device, dtype=dtype), self.mask.to(device=device),
-            self.pooled.to(device=device, dtype=dtype),
-        )
-
-
-def cfg_conditioning(cond: PromptEncoding, uncond: PromptEncoding) -> TextConditioning:
-    """Stack [uncond, cond] and apply upstream's negative-row mask rewrite."""
-    if cond.states.shape != uncond.states.shape:
-        raise ValueError(f"positive and negative encodings differ in shape: {tuple(cond.states.shape)} vs {tuple(uncond.states.shape)}")
-    neg_mask = pt.cfg_negative_mask(uncond.mask, uncond.image_extra)
-    return TextConditioning(
-        states=torch.cat([uncond.states, cond.states.to(uncond.states)], dim=0),
-        mask=torch.cat([neg_mask, cond.mask.to(neg_mask)], dim=0),
-        pooled=torch.cat([uncond.pooled, cond.pooled.to(uncond.pooled)], dim=0),
-    )
-
-
-def single_conditioning(cond: PromptEncoding) -> TextConditioning:
-    """Guidance 1: only the conditional row, its mask unchanged."""
-    return TextConditioning(cond.states, cond.mask, cond.pooled)
-
-
-# ----------------------------------------------------------------------------------------------
-# Pure helpers for the LLaVA call
-# ----------------------------------------------------------------------------------------------
 
 
 def image_feature_count(llava_config: Any) -> int:
@@ -172,29 +84,6 @@ def _zero_embeddings_where(embedding: torch.nn.Module, positions: torch.Tensor |
         yield
     finally:
         handle.remove()
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Keep transformers' per-key load reports (CLIPModel checkpoint into CLIPTextModel) and
-    progress bars out of the console; ComfyUI shows our own progress."""
-    from transformers.utils import logging as tlogging
-
-    previous = tlogging.get_verbosity()
-    bars = tlogging.is_progress_bar_enabled()
-    tlogging.set_verbosity_error()
-    tlogging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tlogging.set_verbosity(previous)
-        if bars:
-            tlogging.enable_progress_bar()
-
-
-# ----------------------------------------------------------------------------------------------
-# The encoders
-# ----------------------------------------------------------------------------------------------
 
 
 class TextEncoders:
@@ -359,225 +248,3 @@ def template_token_count(tokenizer: Any, template: str = pt.LLAVA_VIDEO_TEMPLATE
                     "Is the tokenizer in llava-llama-3-8b-v1_1 the original one?", count, pt.LLAVA_CROP_START, pt.LLAVA_CROP_START)
         return pt.LLAVA_CROP_START
     return count
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------
-
-
-def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Sequence[Sequence[str]]) -> None:
-    hint = f"Download {download} into it (all files, including the tokenizer)."
-    if not folder.is_dir():
-        raise TextEncoderFilesError(f"{what} folder not found: {folder}. {hint}")
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    weights = tef.folder_weight_files(folder)
-    if weights is None:
-        missing.append(" or ".join(tef.WEIGHT_FILES[:2]))
-    else:
-        missing += [f.name for f in weights[0] if not f.is_file()]
-    if not any(all((folder / f).is_file() for f in option) for option in tokenizer_options):
-        missing.append(" or ".join(" + ".join(option) for option in tokenizer_options))
-    if missing:
-        raise TextEncoderFilesError(f"{what} folder {folder} is incomplete, missing: {', '.join(missing)}. {hint}")
-
-
-def check_llava_folder(folder: str | os.PathLike) -> None:
-    _check_folder(Path(folder), "LLaVA text encoder", LLAVA_DOWNLOAD, [("tokenizer.json",), ("tokenizer.model",)])
-
-
-def check_clip_folder(folder: str | os.PathLike) -> None:
-    _check_folder(Path(folder), "CLIP text encoder", CLIP_DOWNLOAD, [("tokenizer.json",), ("vocab.json", "merges.txt")])
-
-
-def _fingerprint(path: Path) -> list[str]:
-    """Path, and size + mtime of the weight/config/tokenizer files (of the file itself for a single file)."""
-    parts = [str(path.resolve())]
-    if path.is_file():
-        st = path.stat()
-        return parts + [f"{path.name}:{st.st_size}:{st.st_mtime_ns}"]
-    try:
-        names = sorted(os.listdir(path))
-    except OSError:
-        names = []
-    for name in names:
-        if name.endswith((".json", ".safetensors", ".bin", ".model", ".txt")):
-            st = (path / name).stat()
-            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-    return parts
-
-
-def encoder_identity(llava_path: str | os.PathLike, clip_path: str | os.PathLike, *, crop_start: int | None = None,
-                     text_len: int = pt.LLAVA_TEXT_LEN, llava_vision: str | os.PathLike | None = None,
-                     llava_tokenizer: str | os.PathLike | None = None,
-                     clip_tokenizer: str | os.PathLike | None = None) -> str:
-    """A cheap fingerprint of the encoder folders or files (paths, sizes and mtimes; the vision file and
-    tokenizer folders of single files too) and the text settings, computable WITHOUT loading anything:
-    the cache key part that says 'same encoders'."""
-    parts = [f"crop={crop_start}", f"text_len={text_len}"]
-    for path in (llava_path, clip_path):
-        parts += _fingerprint(Path(path))
-    for label, path in (("vision", llava_vision), ("llava_tokenizer", llava_tokenizer), ("clip_tokenizer", clip_tokenizer)):
-        if path:
-            parts += [label, *_fingerprint(Path(path))]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _single_file_options(llava_vision: Any, llava_tokenizer: Any, clip_tokenizer: Any) -> dict[str, Any]:
-    """The single-file keywords that were given (a loader written for folders never sees them)."""
-    given = {"llava_vision": llava_vision, "llava_tokenizer": llava_tokenizer, "clip_tokenizer": clip_tokenizer}
-    return {k: v for k, v in given.items() if v}
-
-
-TEXT_OFFLOAD_MODES = ("model", "group")
-
-
-def load_text_encoders(llava_path: str | os.PathLike, clip_path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16,
-                       device: Any = "cpu", *, crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
-                       llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
-                       clip_tokenizer: str | os.PathLike | None = None, offload: str = "model") -> TextEncoders:
-    """Load upstream's two text encoders (no network). Each is a transformers folder (upstream's
-    llava-llama-3-8b-v1_1/, openai_clip-vit-large-patch14/) or a ComfyUI single file: the Llama-3 file
-    then needs `llava_vision` (the vision tower file) and `llava_tokenizer`, clip_l needs `clip_tokenizer`.
-
-    offload "model": both encoders whole on `device`. "group": LLaVA is loaded into CPU RAM and its
-    decoder layers are streamed to `device` one at a time during the encode (text_encoder_offload.py);
-    the rest of LLaVA and CLIP go to `device`."""
-    if offload not in TEXT_OFFLOAD_MODES:
-        raise ValueError(f"text encoder offload must be one of {', '.join(TEXT_OFFLOAD_MODES)}, got {offload!r}")
-    # Anything that is not a file goes through the folder checks (their messages name missing files).
-    if not Path(llava_path).is_file():
-        check_llava_folder(llava_path)
-    if not Path(clip_path).is_file():
-        check_clip_folder(clip_path)
-    llava_src = tef.llava_source(llava_path, llava_vision, llava_tokenizer)
-    clip_src = tef.clip_source(clip_path, clip_tokenizer)
-    from transformers import AutoTokenizer, CLIPTextModel, LlavaForConditionalGeneration
-
-    def placement(where: Any) -> dict[str, Any]:
-        # device_map puts the weights straight onto the device: no second 16 GB copy in CPU RAM.
-        return {"dtype": dtype, "local_files_only": True, "device_map": {"": str(torch.device(where))}}
-
-    llava_device = "cpu" if offload == "group" else device  # group: the hooks move the layers later
-    with _quiet_transformers():
-        if llava_src.is_folder:
-            llava_tokenizer_ = AutoTokenizer.from_pretrained(str(llava_path), local_files_only=True, padding_side="right")
-            llava = LlavaForConditionalGeneration.from_pretrained(str(llava_path), **placement(llava_device))
-        else:
-            llava, llava_tokenizer_ = tef.load_llava(llava_src, dtype, llava_device)
-        if clip_src.is_folder:
-            clip_tokenizer_ = AutoTokenizer.from_pretrained(str(clip_path), local_files_only=True)
-            # openai/clip-vit-large-patch14 is a full CLIPModel; CLIPTextModel takes its text half.
-            clip = CLIPTextModel.from_pretrained(str(clip_path), **placement(device))
-        else:
-            clip, clip_tokenizer_ = tef.load_clip_text(clip_src, dtype, device)
-    llava = llava.eval().requires_grad_(False)
-    clip = clip.eval().requires_grad_(False)
-    if offload == "group":
-        from .offload import apply_text_group_offloading
-
-        apply_text_group_offloading(llava, device)
-    identity = encoder_identity(llava_path, clip_path, crop_start=crop_start, text_len=text_len,
-                                **_single_file_options(llava_vision, llava_tokenizer, clip_tokenizer))
-    return TextEncoders(llava, llava_tokenizer_, clip, clip_tokenizer_, crop_start=crop_start, text_len=text_len,
-                        identity=identity)
-
-
-# ----------------------------------------------------------------------------------------------
-# Cache
-# ----------------------------------------------------------------------------------------------
-
-
-def pixel_hash(pixel_values: torch.Tensor) -> str:
-    data = pixel_values.detach().to("cpu", torch.float32).contiguous()
-    h = hashlib.sha256(str(tuple(data.shape)).encode())
-    h.update(data.numpy().tobytes())
-    return h.hexdigest()
-
-
-def row_key(prompt: str, subject: str, pixel_values: torch.Tensor, identity: str, dtype: torch.dtype) -> tuple:
-    """Cache key of one encoded row. The positive and the negative row are cached separately, so
-    editing only the negative prompt re-encodes only that row."""
-    return (prompt, subject, pixel_hash(pixel_values), identity, str(dtype))
-
-
-class EncodingCache:
-    """The last few encoded rows, kept on CPU (a 720p job's text is ~7 MB per row in bf16)."""
-
-    def __init__(self, max_entries: int = 8):
-        self.max_entries = max(int(max_entries), 1)
-        self._entries: OrderedDict[tuple, PromptEncoding] = OrderedDict()
-
-    def get(self, key: tuple) -> PromptEncoding | None:
-        hit = self._entries.get(key)
-        if hit is not None:
-            self._entries.move_to_end(key)
-        return hit
-
-    def put(self, key: tuple, encoding: PromptEncoding) -> None:
-        self._entries[key] = encoding.to("cpu")
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-DEFAULT_CACHE = EncodingCache()
-
-
-def encode_text_conditioning(
-    llava_dir: str | os.PathLike, clip_dir: str | os.PathLike, *, prompt: str, negative_prompt: str, subject: str,
-    pixel_values: torch.Tensor, uncond_pixel_values: torch.Tensor | None, do_cfg: bool,
-    dtype: torch.dtype = torch.bfloat16, device: Any = "cpu", cache: EncodingCache | None = DEFAULT_CACHE,
-    crop_start: int | None = None, text_len: int = pt.LLAVA_TEXT_LEN,
-    loader: Callable[..., TextEncoders] = load_text_encoders, status: Callable[[str], None] | None = None,
-    llava_vision: str | os.PathLike | None = None, llava_tokenizer: str | os.PathLike | None = None,
-    clip_tokenizer: str | os.PathLike | None = None, offload: str | Callable[[], str] = "model",
-) -> TextConditioning:
-    """Cached, stage-wise prompt encoding: on a cache miss load both encoders, encode the missing
-    rows, free the encoders; on a hit (same texts, subject, reference pixels, encoder folders,
-    dtype) nothing is loaded. Returns the conditioning on `device`. `status` gets short texts for
-    the node's status line. `llava_vision` / `llava_tokenizer` / `clip_tokenizer`: for single files
-    (see load_text_encoders). `offload`: "model" / "group" for load_text_encoders, or a function that
-    decides it, called only on a cache miss (a hit loads nothing, so there is nothing to decide)."""
-    say = status or (lambda _text: None)
-    single = _single_file_options(llava_vision, llava_tokenizer, clip_tokenizer)
-    identity = encoder_identity(llava_dir, clip_dir, crop_start=crop_start, text_len=text_len, **single)
-    rows = [(prompt, subject, pixel_values)]
-    if do_cfg:
-        if uncond_pixel_values is None:
-            raise ValueError("CFG needs the unconditional (all-white) LLaVA pixel values")
-        rows.insert(0, (negative_prompt, pt.NEGATIVE_SUBJECT, uncond_pixel_values))  # [uncond, cond]
-    keys = [row_key(p, s, px, identity, dtype) for p, s, px in rows]
-    found = [cache.get(k) if cache is not None else None for k in keys]
-    missing = [i for i, hit in enumerate(found) if hit is None]
-    if not missing:
-        say("prompt encoding: cached")
-    else:
-        mode = offload() if callable(offload) else offload
-        # Passed only when not the default, so loaders written before the option keep working.
-        extra = {"offload": mode} if mode != "model" else {}
-        say("loading text encoders (LLaVA-Llama-3-8B, CLIP-L)"
-            + (", LLaVA's layers streamed from CPU RAM" if extra else ""))
-        encoders = loader(llava_dir, clip_dir, dtype, device, crop_start=crop_start, text_len=text_len,
-                          **single, **extra)
-        say(f"encoding {len(missing)} prompt(s)")
-        try:
-            # Upstream's order is positive first; `rows` is [uncond, cond], so reverse.
-            order = sorted(missing, reverse=True)
-            for i, encoding in zip(order, encoders.encode_rows([rows[i] for i in order])):
-                found[i] = encoding.to("cpu")
-                if cache is not None:
-                    cache.put(keys[i], encoding)
-        finally:
-            encoders.free()
-    found = [enc.to(device) for enc in found]
-    conditioning = cfg_conditioning(found[1], found[0]) if do_cfg else single_conditioning(found[0])
-    return conditioning

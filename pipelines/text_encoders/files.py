@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from .quiet import quiet_transformers
 from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors,
                          unknown_container_message)
 
@@ -501,11 +502,10 @@ def _load_tokenizer(folder: Path, *, exactly_tokenizer_json: bool = False, **kwa
     (Metaspace) pipeline; Llama-3's tokenizer.json is byte-level BPE and must be used as it is."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from .encoding import _quiet_transformers
 
     loader = PreTrainedTokenizerFast if exactly_tokenizer_json and (folder / "tokenizer.json").is_file() else AutoTokenizer
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return loader.from_pretrained(str(folder), local_files_only=True, **kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise TextEncoderFilesError(f"tokenizer folder {folder} cannot be loaded ({exc}).") from None
