@@ -28,6 +28,10 @@ def _default(name: str) -> str:
     return f"{field.default}" + (f"; {other}" if other else "")
 
 
+def _help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_custom", description="HunyuanCustom video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: whole transformer (and text encoders) on the GPU when they fit in free VRAM, "
                             "else group offload (blocks / LLaVA layers streamed from CPU RAM)")
     local.add_argument("--fp8-mode", choices=("dequantize", "keep"), default="dequantize")
-    local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
+    local.add_argument("--cache", choices=schema.CACHE_NAMES, default=None,
+                       help=_help("step cache (default deepcache): " + "; ".join(
+                           f"{o.name}: {o.does}" for o in schema.CACHE_OPTIONS.values())
+                           + ". Published speedups are HunyuanVideo T2V figures (see README, Speed)"))
+    local.add_argument("--cache-threshold", type=float, default=None, metavar="X",
+                       help=_help(schema.FIELDS["cache_threshold"].tooltip.replace("-1 uses", "omitted or -1 uses")))
+    local.add_argument("--cache-start", type=float, default=None, metavar="F",
+                       help=_help(schema.FIELDS["cache_start"].tooltip))
+    local.add_argument("--cache-end", type=float, default=None, metavar="F", help=_help(schema.FIELDS["cache_end"].tooltip))
+    local.add_argument("--no-deep-cache", action="store_true", help="the older spelling of --cache off")
+    local.add_argument("--compile", action="store_true",
+                       help="torch.compile the transformer's blocks: faster steps after a first step that compiles "
+                            "(a minute or more); needs Triton on a GPU (a C++ compiler on the CPU)")
     gen.add_argument("--output", required=True, help="output .mp4 path (never overwritten)")
     return parser
 
@@ -101,10 +117,14 @@ def _job(args: argparse.Namespace, spec):
     """The local job: texts and sampler settings validated, defaults from the schema for the mode."""
     from .job import Job
 
+    if args.no_deep_cache and args.cache not in (None, "off"):
+        raise CliError(f"--no-deep-cache (= --cache off) contradicts --cache {args.cache}; give only --cache")
     return Job.from_params(spec, {"size": args.size, "seed": args.seed,
                                   **_given(num_frames=args.num_frames, steps=args.steps,
-                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)},
-                           deep_cache=False if args.no_deep_cache else None)
+                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift,
+                                           cache="off" if args.no_deep_cache else args.cache,
+                                           cache_threshold=args.cache_threshold, cache_start=args.cache_start,
+                                           cache_end=args.cache_end)})
 
 
 def _status(text: str) -> None:
@@ -129,7 +149,8 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
                        clip_tokenizer=args.clip_tokenizer),
-            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode),
+            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
+                           compile=args.compile),
         )
         generator.check_job(job)
     except CheckpointModeError as exc:

@@ -31,9 +31,9 @@ SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
     "PreviewImage": (340, 300),
-    "HunyuanCustomModelLoader": (420, 270),
+    "HunyuanCustomModelLoader": (420, 300),
     "HunyuanCustomPrompt": (440, 400),
-    "HunyuanCustomSampler": (360, 310),
+    "HunyuanCustomSampler": (360, 400),
     "HunyuanCustomWaveSpeed": (380, 250),
     "HunyuanCustomSaveVideo": (380, 460),
     "CreateVideo": (280, 130),
@@ -192,7 +192,7 @@ def _prompt_values(prompt: str, subject: str) -> dict[str, Any]:
 def _local_720p_values() -> dict[str, Any]:
     """Upstream's defaults for 720p single-subject generation."""
     return {"size": "1280*720", "guidance_scale": 7.5, "flow_shift": 13.0, "seed": -1, "num_frames": 129,
-            "steps": 30, "deep_cache": True}
+            "steps": 30, "cache": "deepcache"}
 
 
 def _remote_720p_values() -> dict[str, Any]:
@@ -260,14 +260,14 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "A woman in a red jacket rides a bicycle along a seaside road, her hair blowing in the wind; "
         "waves break on the rocks below. Tracking shot from the side.", "woman"))
     loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
+    sampler = g.add("HunyuanCustomSampler", (1080, 450), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
                                                                   "crf": 23}, linked_widgets=("fps",))
-    remote = g.add("HunyuanCustomWaveSpeed", (1080, 930), _remote_720p_values(), title="Final 720p on WaveSpeed")
-    create = g.add("CreateVideo", (1520, 930), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1110), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 990), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 990), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 1170), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")

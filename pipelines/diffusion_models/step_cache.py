@@ -1,7 +1,7 @@
 """Step caches: which one a run uses, its settings, and hooking it onto the transformer for one run.
 
 A step cache skips transformer work on denoising steps whose result it expects to be close to an
-earlier step's. The options (CACHE_OPTIONS says what each does and what was published about it):
+earlier step's. The options (schema.CACHE_OPTIONS says what each does and what was published about it):
 
   off         every step runs every block; upstream's result exactly (without its deepcache).
   deepcache   upstream's: at exactly 30 steps, 8 steps re-run only the last block (deep_cache.py;
@@ -33,8 +33,10 @@ from typing import Any, ContextManager, Iterator
 import torch
 from torch import nn
 
-OFF, DEEPCACHE, TEACACHE, MAGCACHE, FBCACHE, TAYLORSEER = (
-    "off", "deepcache", "teacache", "magcache", "fbcache", "taylorseer")
+from ..schema import ADAPTIVE_CACHES, CACHE_NAMES, CACHE_OPTIONS, CacheOption
+
+OFF, DEEPCACHE, TEACACHE, MAGCACHE, FBCACHE, TAYLORSEER = CACHE_NAMES
+DEFAULT_CACHE = DEEPCACHE
 
 # MagCache's magnitude ratios for HunyuanVideo T2V at 720p, 50 steps (MagCache4HunyuanVideo,
 # Zehong-Ma/MagCache); diffusers interpolates them to the run's step count.
@@ -49,47 +51,6 @@ MAGCACHE_RETENTION = 0.2  # MagCache's own rule: the first 20 % of the steps alw
 # Most steps skipped in a row: the published pairs are threshold 0.12 with 4, 0.24 with 6.
 MAGCACHE_MAX_SKIPS = ((0.24, 6), (0.0, 4))
 TAYLORSEER_WARMUP_STEPS = 3  # diffusers' default: steps before the first prediction
-
-
-@dataclass(frozen=True)
-class CacheOption:
-    name: str
-    does: str  # what it does, for tooltips, --help and the README
-    threshold: str  # what the threshold means for it ("" when it takes none)
-    recommended: float | None  # the threshold used when none is given
-    published: str  # what was published for HunyuanVideo, with the source ("" when nothing)
-
-
-CACHE_OPTIONS: dict[str, CacheOption] = {o.name: o for o in (
-    CacheOption(OFF, "every step runs every block: upstream's result exactly (as with deepcache at "
-                "other step counts than 30)", "", None, ""),
-    CacheOption(DEEPCACHE, "upstream's deepcache: at exactly 30 steps, steps 11, 12, 14, 15, 17, 18, 20 and 21 "
-                "re-run only the last block (about 25% less transformer time); upstream-exact at 30 steps, "
-                "no effect at other step counts", "", None, ""),
-    CacheOption(TEACACHE, "skips all blocks on steps whose first-block input changed little since the last "
-                "computed step (TeaCache, HunyuanVideo polynomial); first and last step always run",
-                "accumulated rescaled change that still skips (published: 0.1, 0.15)", 0.15,
-                "HunyuanVideo T2V 720p x 129, 50 steps, one A800: ~50 min -> ~30 min (0.1, 1.6x), "
-                "~23 min (0.15, 2.1x) (TeaCache4HunyuanVideo README)"),
-    CacheOption(MAGCACHE, "skips all blocks while the accumulated error predicted from HunyuanVideo's residual "
-                "magnitude ratios stays small (MagCache); the first 20% of the steps always run",
-                "accumulated error that still skips (published: 0.12 with at most 4 steps in a row, "
-                "0.24 with 6)", 0.12,
-                "HunyuanVideo T2V 720p x 129, 50 steps, one A800: 54 min -> 23.8 min (0.12, 2.3x), "
-                "19.6 min (0.24, 2.8x) (MagCache4HunyuanVideo README)"),
-    CacheOption(FBCACHE, "runs the first block every step and skips the others when its output changed little "
-                "(First Block Cache)", "relative change of the first block's residual that still skips "
-                "(ParaAttention's HunyuanVideo default: 0.035)", 0.035,
-                "HunyuanVideo T2V 720p x 129, 30 steps, one L20: 6044 s -> 2271 s (2.7x) "
-                "(ParaAttention, doc/fastest_hunyuan_video.md)"),
-    CacheOption(TAYLORSEER, "after 3 full steps, runs every Nth step in full and extrapolates the model output "
-                "(Taylor series, first order) on the others (TaylorSeer, diffusers' lite variant)",
-                "N, the steps per full step (rounded; 0 or 1: every step runs)", 5.0,
-                "none for this variant (diffusers' defaults are used)"),
-)}
-CACHE_NAMES = tuple(CACHE_OPTIONS)
-ADAPTIVE_CACHES = (TEACACHE, MAGCACHE, FBCACHE, TAYLORSEER)
-DEFAULT_CACHE = DEEPCACHE
 
 
 class CacheSettingsError(ValueError):
@@ -127,6 +88,11 @@ class CacheSettings:
     def window(self, steps: int) -> range:
         """Step indices at which skipping is allowed."""
         return range(math.ceil(self.start * steps - 1e-9), math.ceil(self.end * steps - 1e-9))
+
+    @classmethod
+    def from_fields(cls, cache: str, threshold: float = -1.0, start: float = 0.0, end: float = 1.0) -> "CacheSettings":
+        """From the schema's cache fields: a negative threshold means the option's recommended one."""
+        return cls(cache, None if threshold is None or threshold < 0 else float(threshold), float(start), float(end))
 
     def describe(self) -> str:
         if self.name not in ADAPTIVE_CACHES:
