@@ -42,6 +42,7 @@ class DenoiseRequest:
     audio_prompts: torch.Tensor | None = None  # audio checkpoint only: cond row's whisper windows
     audio_strength: float = 0.8
     cache: CacheSettings | None = None  # a step cache by name; when given it replaces deep_cache
+    cache_forced_skips: frozenset[int] | None = None  # benchmarks: the steps the cache must skip (step_cache.py)
 
     @property
     def uses_cfg(self) -> bool:
@@ -135,7 +136,7 @@ def denoise(
     deep_cache = settings.name == DEEPCACHE
     flow = FlowMatchEuler(request.steps, request.flow_shift, device="cpu")
     latents = request.latents.to(device=device, dtype=torch.float32)
-    with step_cache_run(model, settings, request.steps) as cache:
+    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache:
         for i, t in enumerate(flow.timesteps):
             if check_cancel is not None:
                 check_cancel()

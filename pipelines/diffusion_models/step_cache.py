@@ -106,13 +106,19 @@ class CacheSettings:
 
 
 class StepCacheRun:
-    """A cache attached to the model for one sampling run (no-op for off/deepcache)."""
+    """A cache attached to the model for one sampling run (no-op for off/deepcache).
 
-    def __init__(self, model: nn.Module, settings: CacheSettings, steps: int) -> None:
+    `forced_skips` (benchmarks): the steps to skip whatever the cache measures, and no others, as far
+    as the cache's own rules allow (a first step, MagCache's first 20 % and its most skips in a row).
+    The speed then does not depend on the weights (random weights make adaptive caches skip at random)."""
+
+    def __init__(self, model: nn.Module, settings: CacheSettings, steps: int,
+                 forced_skips: frozenset[int] | None = None) -> None:
         self.model, self.settings, self.steps = model, settings, steps
         self.window = settings.window(steps)
         threshold = settings.resolved_threshold
         self.never_skips = threshold is None or threshold <= 0
+        self.forced_skips = forced_skips
 
     def attach(self) -> None:
         pass
@@ -133,7 +139,16 @@ class _HookedCacheRun(StepCacheRun):
         return self.model.cache_context(name)
 
     def skip_allowed(self, index: int) -> bool:
+        if self.forced_skips is not None:
+            return index in self.forced_skips
         return not self.never_skips and index in self.window
+
+    def skip_threshold(self, index: int) -> float:
+        """The threshold for this step: the setting's; +inf to force a skip; -inf, which no measured
+        change lies below, to allow none (the cache still runs and keeps its state up to date)."""
+        if not self.skip_allowed(index):
+            return -math.inf
+        return math.inf if self.forced_skips is not None else self.settings.resolved_threshold
 
 
 class _DiffusersCacheRun(_HookedCacheRun):
@@ -161,7 +176,7 @@ class _DiffusersCacheRun(_HookedCacheRun):
             max_skips = next(k for t, k in MAGCACHE_MAX_SKIPS if threshold >= t)
             return MagCacheConfig(threshold=threshold, max_skip_steps=max_skips, retention_ratio=MAGCACHE_RETENTION,
                                   num_inference_steps=self.steps, mag_ratios=list(HUNYUAN_VIDEO_720P_MAG_RATIOS))
-        interval = 1 if self.never_skips else max(1, round(threshold))
+        interval = 1 if self.never_skips else max(1, round(threshold))  # its pattern is fixed: not forced
         first = max(TAYLORSEER_WARMUP_STEPS, self.window.start)
         last = self.window.stop if self.window.stop < self.steps else None
         if not self.window:
@@ -171,9 +186,7 @@ class _DiffusersCacheRun(_HookedCacheRun):
                                      taylor_factors_dtype=torch.float32, use_lite_mode=True)
 
     def before_step(self, index: int) -> None:
-        # Outside the window (or with threshold 0) the cache still runs, and keeps its state up to
-        # date, but its skip test cannot pass: -inf never lies above the measured change.
-        threshold = self.settings.resolved_threshold if self.skip_allowed(index) else -math.inf
+        threshold = self.skip_threshold(index)
         if self.settings.name == MAGCACHE:
             self.config.threshold = threshold  # MagCache's hooks read their config on every call
         elif self.settings.name == FBCACHE:
@@ -206,7 +219,7 @@ class _TeaCacheRun(_HookedCacheRun):
 
     def before_step(self, index: int) -> None:
         self.schedule.step_index = index
-        self.schedule.skip_allowed = self.skip_allowed(index)
+        self.schedule.threshold = self.skip_threshold(index)
 
 
 _RUNS = {TEACACHE: _TeaCacheRun, MAGCACHE: _DiffusersCacheRun, FBCACHE: _DiffusersCacheRun,
@@ -214,11 +227,12 @@ _RUNS = {TEACACHE: _TeaCacheRun, MAGCACHE: _DiffusersCacheRun, FBCACHE: _Diffuse
 
 
 @contextmanager
-def step_cache_run(model: nn.Module, settings: CacheSettings, steps: int) -> Iterator[StepCacheRun]:
+def step_cache_run(model: nn.Module, settings: CacheSettings, steps: int,
+                   forced_skips: frozenset[int] | None = None) -> Iterator[StepCacheRun]:
     """Attach `settings`' cache to `model` for one run of `steps` steps; always detached after,
     also on an error or a Cancel, so the next run starts from a clean model."""
     settings.check()
-    run = _RUNS.get(settings.name, StepCacheRun)(model, settings, steps)
+    run = _RUNS.get(settings.name, StepCacheRun)(model, settings, steps, forced_skips)
     run.attach()
     try:
         yield run

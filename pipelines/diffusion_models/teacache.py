@@ -42,10 +42,9 @@ BLOCK_HOOK = "hyc_teacache_block"
 class TeaCacheSchedule:
     """Shared by the hooks of one run; the sampler moves it along (see step_cache.py)."""
 
-    threshold: float
+    threshold: float  # this step's: -inf outside the user's start/end window (never skip), +inf forces a skip
     num_steps: int
     step_index: int = 0
-    skip_allowed: bool = True  # False outside the user's start/end window
     polynomial: tuple[float, ...] = HUNYUAN_VIDEO_POLYNOMIAL
 
     def rescale(self, relative_change: float) -> float:
@@ -94,7 +93,7 @@ class TeaCacheHeadHook(ModelHook):
             return True
         change = ((modulated - previous).abs().mean() / previous.abs().mean()).item()
         state.accumulated += s.rescale(change)
-        if s.skip_allowed and state.accumulated < s.threshold:
+        if state.accumulated < s.threshold:
             return False
         state.accumulated = 0.0
         return True
