@@ -5,12 +5,27 @@
 //   node's width. (Not in the title: there it covered the node's name in the browser.)
 // - Save node: nothing to do; it answers like core's SaveVideo ({images, animated}), which the
 //   frontend already plays as a video in the node.
+// - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
+//   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { KEY_STATUS_ROUTE, wavespeedHint, wavespeedNodeLines, wavespeedNodeStatus } from "./hyc_logic.js";
+import {
+  KEY_STATUS_ROUTE, legacyCacheValue, wavespeedHint, wavespeedNodeLines, wavespeedNodeStatus,
+} from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
+const SAMPLER_NODE = "HunyuanCustomSampler";
+
+function decorateSamplerNode(nodeType) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    const widget = this.widgets?.find((w) => w.name === "cache");
+    if (widget) widget.value = legacyCacheValue(widget.value);
+    return result;
+  };
+}
 const STATUS_MAX_AGE_MS = 30_000;
 
 let keyAnswer = null; // last route answer ({configured}) or null
@@ -85,6 +100,7 @@ app.registerExtension({
   name: "HunyuanCustom.WebExtension",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
+    if (nodeData?.name === SAMPLER_NODE) decorateSamplerNode(nodeType);
   },
   async setup() {
     // A key set or removed while ComfyUI runs shows up after the next run starts.

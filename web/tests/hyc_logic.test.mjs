@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
   wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wavespeedNodeLines,
+  legacyCacheValue,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -83,4 +84,11 @@ test("lines under the WaveSpeed node: key badge first, then the size warning, th
   assert.ok(bad.some((l) => l.color === BADGE_COLORS.error && l.text.includes("960*544")));
   assert.ok(bad.length > 4 && bad.every((l) => l.text.length <= 30 || !l.text.includes(" ")));
   assert.equal(bad.at(-1).color, HINT_COLOR);
+});
+
+test("an old workflow's deep_cache true/false shows as the cache it means", () => {
+  assert.equal(legacyCacheValue(true), "deepcache");
+  assert.equal(legacyCacheValue(false), "off");
+  assert.equal(legacyCacheValue("true"), "deepcache");
+  for (const value of ["teacache", "off", "deepcache", undefined]) assert.equal(legacyCacheValue(value), value);
 });
