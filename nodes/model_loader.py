@@ -90,10 +90,6 @@ class HunyuanCustomModelLoader:
                     "models/clip_vision: the LLaVA vision tower, llava_llama3_vision.safetensors. Only for a "
                     "single-file text_encoder (a LLaVA folder has it inside). auto: the clip_vision file that "
                     "holds the LLaVA projector.")}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": (
-                    "torch.compile the transformer's blocks: faster steps once the first step has compiled them "
-                    "(a minute or more, again for a new size). Needs Triton on an NVIDIA GPU; when torch cannot "
-                    "compile, the sampler says why and runs uncompiled. Same video up to kernel rounding.")}),
             },
         }
 
@@ -114,7 +110,7 @@ class HunyuanCustomModelLoader:
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
-             offload="auto", attention="default", llava_vision="auto", compile=False):
+             offload="auto", attention="default", llava_vision="auto"):
         from ..pipelines.generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
 
         llava_path = comfy.resolve_model_path("text_encoders", text_encoder)
@@ -134,7 +130,7 @@ class HunyuanCustomModelLoader:
             dtype = "float32"  # CPU kernels for bf16 attention are slow and not what users expect
         try:
             return (LocalGenerator(files, RuntimeOptions(device=device, dtype=dtype, fp8_mode=fp8_mode,
-                                                         offload=offload, attention=attention, compile=compile)),)
+                                                         offload=offload, attention=attention)),)
         except GenerationError as exc:
             raise RuntimeError(str(exc)) from None
 

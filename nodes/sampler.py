@@ -50,8 +50,8 @@ class HunyuanCustomSampler:
                 **widgets(schema.LOCAL_SAMPLER_FIELDS),
             },
             # Optional and last: `cache` sits where workflows saved before it had the deep_cache
-            # BOOLEAN, so their true/false arrives here as `cache` (see legacy_cache).
-            "optional": widgets(schema.LOCAL_CACHE_FIELDS),
+            # BOOLEAN, so their true/false arrives here as `cache` (see legacy_cache); compile last.
+            "optional": widgets(schema.LOCAL_SPEED_FIELDS),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
@@ -69,12 +69,13 @@ class HunyuanCustomSampler:
         return float("nan") if seed == schema.SEED_RANDOM else seed
 
     def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, cache="deepcache",
-               cache_threshold=schema.THRESHOLD_RECOMMENDED, cache_start=0.0, cache_end=1.0, unique_id=None):
+               cache_threshold=schema.THRESHOLD_RECOMMENDED, cache_start=0.0, cache_end=1.0, compile=False,
+               unique_id=None):
         from ..pipelines.job import Job
 
         params = dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
                       num_frames=num_frames, steps=steps, cache=legacy_cache(cache), cache_threshold=cache_threshold,
-                      cache_start=cache_start, cache_end=cache_end)
+                      cache_start=cache_start, cache_end=cache_end, compile=compile)
         schema.validate(params, schema.LOCAL, names=list(params))  # before anything loads
         if not hasattr(prompt, "conditions"):
             raise TypeError(f"the 'prompt' input must come from a HunyuanCustom Prompt node (got {type(prompt).__name__})")

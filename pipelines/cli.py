@@ -124,7 +124,7 @@ def _job(args: argparse.Namespace, spec):
                                            guidance_scale=args.guidance_scale, flow_shift=args.flow_shift,
                                            cache="off" if args.no_deep_cache else args.cache,
                                            cache_threshold=args.cache_threshold, cache_start=args.cache_start,
-                                           cache_end=args.cache_end)})
+                                           cache_end=args.cache_end, compile=args.compile or None)})
 
 
 def _status(text: str) -> None:
@@ -149,8 +149,7 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
                        llava_vision=args.llava_vision, llava_tokenizer=args.llava_tokenizer,
                        clip_tokenizer=args.clip_tokenizer),
-            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode,
-                           compile=args.compile),
+            RuntimeOptions(device=device, dtype=dtype, offload=args.offload, fp8_mode=args.fp8_mode),
         )
         generator.check_job(job)
     except CheckpointModeError as exc:

@@ -84,7 +84,7 @@ class ModelFiles:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run: device, compute dtype, fp8 handling, offload, attention kernel, compiled blocks."""
+    """How to run: device, compute dtype, fp8 handling, offload, attention kernel."""
 
     device: str = "cuda"
     dtype: str = "bfloat16"
@@ -93,9 +93,6 @@ class RuntimeOptions:
     # auto: model when the job fits in free VRAM, else group (offload_policy.py)
     offload: str = "auto"
     attention: str = "default"
-    # torch.compile of the transformer's blocks (diffusion_models/compile_blocks.py): faster steps after
-    # a first one that compiles; off by default, and then nothing is checked or touched.
-    compile: bool = False
     vae_tiling: bool = True  # upstream always decodes tiled (tiles only kick in above the tile size)
 
     def check(self) -> None:
@@ -171,6 +168,7 @@ class LocalGenerator:
         self.options = options
         self._transformer: torch.nn.Module | None = None
         self._grouped = False  # group offloading hooks are on the transformer (they stay for its lifetime)
+        self._compile_asked = False  # whether the loaded transformer was loaded for a job with compile on
         self._vae = None
         self._lock = threading.Lock()
 
@@ -179,9 +177,19 @@ class LocalGenerator:
     def device(self) -> torch.device:
         return torch.device(self.options.device)
 
-    def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+    def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None,
+                    compile: bool = False) -> torch.nn.Module:
         """The transformer on the device (or hooked for group offloading). `latent_shape` lets
-        offload='auto' judge whether this job fits with the whole model on the GPU."""
+        offload='auto' judge whether this job fits with the whole model on the GPU. `compile`: its
+        blocks compiled (diffusion_models/compile_blocks.py); they are compiled under the offload
+        hooks, so a change of this setting loads the transformer again."""
+        if self._transformer is not None and compile != self._compile_asked:
+            from .diffusion_models.compile_blocks import blocks_compiled
+
+            if compile or blocks_compiled(self._transformer):
+                status(f"compile turned {'on' if compile else 'off'}: loading the transformer again")
+                self._transformer, self._grouped = None, False
+            self._compile_asked = compile
         if self._transformer is None:
             from .diffusion_models.loading import load_transformer
 
@@ -191,9 +199,9 @@ class LocalGenerator:
             model.eval().requires_grad_(False)
             if self.options.attention != "default":
                 model.set_attention_backend(self.options.attention)
-            if self.options.compile:
+            if compile:
                 self._compile(model, status)  # before group offloading hooks onto the blocks
-            self._transformer = model
+            self._transformer, self._compile_asked = model, compile
         if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status) == "group":
             from .offload_policy import stream_transformer_blocks
 
@@ -298,6 +306,11 @@ class LocalGenerator:
             raise CheckpointModeError(message, checkpoint_mismatch(have, job.spec.conditions, cli=True))
         for condition in job.spec.conditions:
             condition.check(self.files)
+        from .diffusion_models.step_cache import cache_unavailable_reason
+
+        reason = cache_unavailable_reason(job.cache.name)
+        if reason:
+            raise GenerationError(reason)
 
     def generate(
         self,
@@ -357,7 +370,8 @@ class LocalGenerator:
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width))  # decides offload 'auto'
+        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
+                                 compile=job.compile)
         say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
@@ -371,7 +385,7 @@ class LocalGenerator:
             except Exception as exc:
                 from .diffusion_models.compile_blocks import is_compile_error
 
-                if self.options.compile and is_compile_error(exc):
+                if job.compile and is_compile_error(exc):
                     first = (str(exc).strip().splitlines() or [""])[0][:300]
                     raise GenerationError(f"compile: torch could not compile the transformer's blocks "
                                           f"({type(exc).__name__}: {first}); turn compile off") from exc

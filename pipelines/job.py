@@ -10,7 +10,7 @@ from . import schema
 from .conditioning.prompt_spec import PromptSpec
 from .diffusion_models.step_cache import CacheSettings, CacheSettingsError
 
-SAMPLER_FIELDS = ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed") + schema.LOCAL_CACHE_FIELDS
+SAMPLER_FIELDS = ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed") + schema.LOCAL_SPEED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Job:
     flow_shift: float
     seed: int  # concrete (a -1 was resolved when the job was made)
     cache: CacheSettings = CacheSettings()  # the step cache (upstream's deepcache by default)
+    compile: bool = False  # torch.compile of the transformer's blocks (same video up to kernel rounding)
 
     @classmethod
     def from_params(cls, spec: PromptSpec, params: Mapping[str, Any], *, deep_cache: bool | None = None) -> "Job":
@@ -47,7 +48,7 @@ class Job:
             raise schema.ParameterError("cache_start", values["cache_start"], str(exc)) from None
         return cls(spec=spec, width=width, height=height, num_frames=values["num_frames"], steps=values["steps"],
                    guidance_scale=values["guidance_scale"], flow_shift=values["flow_shift"],
-                   seed=schema.resolve_seed(values["seed"]), cache=cache)
+                   seed=schema.resolve_seed(values["seed"]), cache=cache, compile=values["compile"])
 
     @property
     def mode(self) -> str:

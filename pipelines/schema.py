@@ -200,15 +200,21 @@ FIELDS: dict[str, Field] = {
               min=0.0, max=1.0, step=0.01),
         Field("cache_end", "FLOAT", 1.0, "Adaptive caches skip no step from this fraction of the steps on "
               "(1 = to the end).", backends=(LOCAL,), min=0.0, max=1.0, step=0.01),
+        Field("compile", "BOOLEAN", False, "torch.compile the transformer's blocks: faster steps once the first "
+              "step has compiled them (a minute or more, again for a new size). Turning it on or off reloads the "
+              "transformer. Needs Triton on an NVIDIA GPU; when torch cannot compile, the sampler says why and "
+              "runs uncompiled. Same video up to kernel rounding; works with offload and every cache.",
+              backends=(LOCAL,)),
     )
 }
 
 # Fields that the local and remote samplers both expose as widgets with identical specs.
 SHARED_SAMPLER_FIELDS = ("size", "guidance_scale", "flow_shift", "seed")
 LOCAL_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("num_frames", "steps")
-# The local sampler's step-cache widgets: optional and after the others, where workflows saved
-# before them had deep_cache (see nodes/sampler.py).
+# The local sampler's speed widgets: optional and after the others, the cache first, where workflows
+# saved before them had deep_cache (see nodes/sampler.py).
 LOCAL_CACHE_FIELDS = ("cache", "cache_threshold", "cache_start", "cache_end")
+LOCAL_SPEED_FIELDS = LOCAL_CACHE_FIELDS + ("compile",)
 REMOTE_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("enable_safety_checker",)
 PROMPT_FIELDS = ("prompt", "negative_prompt", "subject")
 

@@ -31,9 +31,9 @@ SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
     "PreviewImage": (340, 300),
-    "HunyuanCustomModelLoader": (420, 300),
+    "HunyuanCustomModelLoader": (420, 270),
     "HunyuanCustomPrompt": (440, 400),
-    "HunyuanCustomSampler": (360, 400),
+    "HunyuanCustomSampler": (360, 430),
     "HunyuanCustomWaveSpeed": (380, 250),
     "HunyuanCustomSaveVideo": (380, 460),
     "CreateVideo": (280, 130),
@@ -260,7 +260,7 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "A woman in a red jacket rides a bicycle along a seaside road, her hair blowing in the wind; "
         "waves break on the rocks below. Tracking shot from the side.", "woman"))
     loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 450), {**_local_720p_values(), "size": "480*272",
+    sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",

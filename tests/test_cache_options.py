@@ -1,5 +1,5 @@
-"""The step cache and compile as users set them: schema fields, the Job, the sampler and loader
-widgets (old deep_cache values included), the CLI flags, and tiny end-to-end generations."""
+"""The step cache and compile as users set them: schema fields, the Job, the sampler's widgets (old
+deep_cache values included), the CLI flags, and tiny end-to-end generations."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from hunyuan_custom.pipelines.generate import GenerationError, LocalGenerator, M
 from hunyuan_custom.pipelines.job import Job
 
 Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]
-Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
 SMALL = {"size": "64*48", "num_frames": 5, "steps": 3, "seed": 3}
 
 
@@ -35,9 +34,9 @@ def _spec() -> PromptSpec:
     return PromptSpec.create("a red block dances", "", "block", reference)
 
 
-def _generator(models, **options) -> LocalGenerator:
+def _generator(models) -> LocalGenerator:
     files = ModelFiles(str(models.transformer), str(models.vae), str(models.text_encoder), str(models.text_encoder_2))
-    return LocalGenerator(files, RuntimeOptions(device="cpu", dtype="float32", **options))
+    return LocalGenerator(files, RuntimeOptions(device="cpu", dtype="float32"))
 
 
 # ------------------------------------------------------------------ schema and Job
@@ -72,15 +71,15 @@ def test_job_carries_the_cache_settings():
 
 def test_sampler_cache_widgets_sit_where_deep_cache_was_and_take_its_old_values():
     spec = Sampler.INPUT_TYPES()
-    assert "deep_cache" not in spec["required"] and list(spec["optional"]) == list(schema.LOCAL_CACHE_FIELDS)
+    assert "deep_cache" not in spec["required"] and list(spec["optional"])[0] == "cache"
     kind, options = spec["optional"]["cache"]
     # ComfyUI's COMBO-with-options form: its server does no "value not in list" check, so an old
     # workflow's true/false reaches the node (an old list-form combo would be refused before running).
     assert kind == "COMBO" and options["options"] == list(schema.CACHE_NAMES) and options["default"] == "deepcache"
+    assert list(spec["optional"]) == list(schema.LOCAL_SPEED_FIELDS)
     assert (legacy_cache(True), legacy_cache(False), legacy_cache("true")) == ("deepcache", "off", "deepcache")
     assert legacy_cache("magcache") == "magcache" and legacy_cache("bogus") == "bogus"  # refused by the schema
-    assert Loader.INPUT_TYPES()["optional"]["compile"][1]["default"] is False
-    assert list(Loader.INPUT_TYPES()["optional"])[-1] == "compile"  # last: older workflows keep their order
+    assert list(spec["optional"])[-1] == "compile" and spec["optional"]["compile"][1]["default"] is False
 
 
 def test_sampler_refuses_an_unknown_cache_before_anything_loads():
@@ -117,8 +116,8 @@ def test_threshold_zero_generates_offs_video_exactly(models):
 def test_compile_says_why_it_cannot_and_runs_uncompiled(models, monkeypatch):
     monkeypatch.setattr(compile_blocks, "compile_unavailable_reason", lambda _device: "torch.compile needs a test")
     said: list[str] = []
-    generator = _generator(models, compile=True)
-    result = generator.generate(Job.from_params(_spec(), SMALL), status=said.append)
+    generator = _generator(models)
+    result = generator.generate(Job.from_params(_spec(), {**SMALL, "compile": True}), status=said.append)
     assert result.frames.shape == (5, 48, 64, 3)
     assert any("compile is on, but torch.compile needs a test" in s and "uncompiled" in s for s in said)
     assert not compile_blocks.blocks_compiled(generator._transformer)
@@ -129,12 +128,17 @@ def test_compile_compiles_the_blocks_before_offload_and_gives_the_same_video(mod
     monkeypatch.setattr(compile_blocks, "compile_unavailable_reason", lambda _device: None)
     monkeypatch.setattr(compile_blocks, "compile_blocks", lambda model: real(model, backend="eager"))  # no codegen
     said: list[str] = []
-    compiled = _generator(models, compile=True)
-    job = Job.from_params(_spec(), {**SMALL, "cache": "teacache"})
-    got = compiled.generate(job, status=said.append)
-    assert compile_blocks.blocks_compiled(compiled._transformer)
+    generator = _generator(models)
+    plain = generator.generate(Job.from_params(_spec(), {**SMALL, "cache": "teacache"}), status=said.append)
+    assert not compile_blocks.blocks_compiled(generator._transformer)
+    got = generator.generate(Job.from_params(_spec(), {**SMALL, "cache": "teacache", "compile": True}),
+                             status=said.append)
+    assert compile_blocks.blocks_compiled(generator._transformer)
+    assert any("compile turned on: loading the transformer again" in s for s in said)
     assert any("compile during the first step" in s for s in said)
-    torch.testing.assert_close(got.latents, _generator(models).generate(job).latents, rtol=0, atol=0)
+    torch.testing.assert_close(got.latents, plain.latents, rtol=0, atol=0)
+    generator.generate(Job.from_params(_spec(), SMALL), status=said.append)  # off again: eager blocks
+    assert not compile_blocks.blocks_compiled(generator._transformer)
 
 
 def test_a_compiler_failure_is_one_clear_error(models, monkeypatch):
@@ -149,7 +153,7 @@ def test_a_compiler_failure_is_one_clear_error(models, monkeypatch):
     monkeypatch.setattr(compile_blocks, "compile_blocks", lambda model: 0)
     monkeypatch.setattr(sampling, "denoise", failing)
     with pytest.raises(GenerationError, match="compile: torch could not compile .*turn compile off"):
-        _generator(models, compile=True).generate(Job.from_params(_spec(), SMALL))
+        _generator(models).generate(Job.from_params(_spec(), {**SMALL, "compile": True}))
     with pytest.raises(TorchDynamoException):  # without compile it is not ours to explain
         _generator(models).generate(Job.from_params(_spec(), SMALL))
 
@@ -186,3 +190,14 @@ def test_cli_bad_cache_flags_end_with_one_line_before_loading(models, ref_png, t
     run = _cli(models, ref_png, out, pack_pythonpath, *extra)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert "loading" not in run.stderr and not out.exists()
+
+
+def test_a_diffusers_without_the_cache_is_refused_before_loading(models, monkeypatch):
+    import diffusers.hooks
+
+    monkeypatch.delattr(diffusers.hooks, "MagCacheConfig")
+    job = Job.from_params(_spec(), {**SMALL, "cache": "magcache"})
+    generator = _generator(models)
+    with pytest.raises(GenerationError, match="needs diffusers' MagCacheConfig.*choose another cache"):
+        generator.generate(job)
+    assert generator._transformer is None  # nothing was loaded

@@ -262,21 +262,20 @@ def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_di
 @pytest.mark.parametrize("old_value, cache", [(True, "deepcache"), (False, "off")])
 def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, comfy_dirs, monkeypatch):
     """Saved before the cache widgets existed: the sampler's widgets_values end with deep_cache's
-    true/false and the loader's lack compile. ComfyUI fills widgets by position, so that boolean
-    arrives as `cache`; it must run as upstream's deepcache (true) or off (false)."""
+    true/false. ComfyUI fills widgets by position, so that boolean arrives as `cache`; it must run as
+    upstream's deepcache (true) or off (false)."""
     from hunyuan_custom.pipelines.generate import LocalGenerator
 
     input_dir, _ = comfy_dirs
     graph = load("hunyuan_custom_local_720p")
     info = wf.all_object_info()
     (sampler,) = nodes_of(graph, LOCAL)
-    (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")
     names = [slot.name for slot in wf.widget_slots(info[LOCAL])]
     sampler["widgets_values"] = sampler["widgets_values"][:names.index("cache")] + [old_value]
-    loader["widgets_values"] = loader["widgets_values"][:-1]
     api = wf.ui_to_api(graph, info)
     (node,) = [n for n in api.values() if n["class_type"] == LOCAL]
     assert node["inputs"]["cache"] is old_value and "cache_threshold" not in node["inputs"]
+    assert "compile" not in node["inputs"]
 
     used = []
     original = LocalGenerator.generate

@@ -162,13 +162,11 @@ class _DiffusersCacheRun(_HookedCacheRun):
         self.model.disable_cache()
 
     def _config(self) -> Any:
-        try:
-            from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
-        except ImportError:
-            import diffusers
+        reason = cache_unavailable_reason(self.settings.name)
+        if reason:
+            raise CacheSettingsError(reason)
+        from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
-            raise CacheSettingsError(f"cache {self.settings.name!r} needs a newer diffusers than the installed "
-                                     f"{diffusers.__version__}; upgrade diffusers or choose another cache") from None
         threshold = self.settings.resolved_threshold
         if self.settings.name == FBCACHE:
             return FirstBlockCacheConfig(threshold=threshold)
@@ -220,6 +218,24 @@ class _TeaCacheRun(_HookedCacheRun):
     def before_step(self, index: int) -> None:
         self.schedule.step_index = index
         self.schedule.threshold = self.skip_threshold(index)
+
+
+_DIFFUSERS_CONFIGS = {FBCACHE: "FirstBlockCacheConfig", MAGCACHE: "MagCacheConfig",
+                      TAYLORSEER: "TaylorSeerCacheConfig"}
+
+
+def cache_unavailable_reason(name: str) -> str | None:
+    """Why the installed diffusers cannot run cache `name` (None when it can); checked before loading."""
+    wanted = _DIFFUSERS_CONFIGS.get(name)
+    if wanted is None:
+        return None
+    import diffusers
+    import diffusers.hooks
+
+    if not hasattr(diffusers.hooks, wanted):
+        return (f"cache {name!r} needs diffusers' {wanted}, which the installed diffusers {diffusers.__version__} "
+                "lacks; upgrade diffusers (pip install -U diffusers) or choose another cache")
+    return None
 
 
 _RUNS = {TEACACHE: _TeaCacheRun, MAGCACHE: _DiffusersCacheRun, FBCACHE: _DiffusersCacheRun,
