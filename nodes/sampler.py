@@ -34,11 +34,9 @@ class HunyuanCustomSampler:
                 "prompt": ("HYC_PROMPT", {"tooltip": "From HunyuanCustom Prompt: texts and reference image."}),
                 **widgets(schema.LOCAL_SAMPLER_FIELDS),
             },
-            "optional": {
-                "deep_cache": ("BOOLEAN", {"default": True, "tooltip": (
-                    "Upstream's deepcache: at exactly 30 steps, 8 steps re-run only the last block (about 25% "
-                    "faster, slightly different result). No effect at other step counts.")}),
-            },
+            # Optional and last: `cache` sits where workflows saved before it had the deep_cache
+            # BOOLEAN, so their true/false arrives here as `cache` (see legacy_cache); compile last.
+            "optional": widgets(schema.LOCAL_SPEED_FIELDS),
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
@@ -55,16 +53,18 @@ class HunyuanCustomSampler:
     def IS_CHANGED(cls, seed=-1, **_):
         return float("nan") if seed == schema.SEED_RANDOM else seed
 
-    def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, deep_cache=True,
+    def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, cache="deepcache",
+               cache_threshold=schema.THRESHOLD_RECOMMENDED, cache_start=0.0, cache_end=1.0, compile=False,
                unique_id=None):
         from ..pipelines.job import Job
 
         params = dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
-                      num_frames=num_frames, steps=steps)
+                      num_frames=num_frames, steps=steps, cache=legacy_cache(cache), cache_threshold=cache_threshold,
+                      cache_start=cache_start, cache_end=cache_end, compile=compile)
         schema.validate(params, schema.LOCAL, names=list(params))  # before anything loads
         if not hasattr(prompt, "conditions"):
             raise TypeError(f"the 'prompt' input must come from a HunyuanCustom Prompt node (got {type(prompt).__name__})")
-        job = Job.from_params(prompt, params, deep_cache=deep_cache)
+        job = Job.from_params(prompt, params)
         bar = comfy.Progress(steps, node_id=unique_id)
         decode_bar: list = []
         preview = StepPreview(job.steps, job.flow_shift)
@@ -96,6 +96,16 @@ def result_lines(frames, fps: float, seed: int, seconds: float) -> list[str]:
     minutes, rest = divmod(round(seconds), 60)
     return [f"seed {seed}", f"{count} frames, {width}*{height}, {fps:g} fps ({count / fps:.1f} s of video)",
             f"generated in {minutes}:{rest:02d}"]
+
+
+def legacy_cache(value):
+    """The `cache` widget's value, with what workflows saved before it put there: their deep_cache
+    BOOLEAN (true -> upstream's deepcache, false -> off). ComfyUI fills widgets by position."""
+    if isinstance(value, bool):
+        return "deepcache" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return "deepcache" if value.strip().lower() == "true" else "off"
+    return value
 
 
 def silence(seconds: float, sample_rate: int = 44100) -> dict:

@@ -18,6 +18,10 @@ def widget(name: str, tooltip: str | None = None) -> tuple:
         return ("STRING", opts)
     if f.kind == "BOOLEAN":
         return ("BOOLEAN", opts)
+    if f.kind == "CHOICE":
+        # ComfyUI's COMBO-with-options form: the server leaves the value to the node (no "value not in
+        # list" check), so a node can take older values saved at this widget's place (nodes/sampler.py).
+        return ("COMBO", {"options": list(f.options), **opts})
     opts.update(min=f.min, max=f.max, step=f.step)
     if f.kind == "INT":
         opts = {k: (int(v) if isinstance(v, float) else v) for k, v in opts.items()}

@@ -29,6 +29,10 @@ def _default(name: str) -> str:
     return f"{field.default}" + (f"; {other}" if other else "")
 
 
+def _help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hunyuan_custom", description="HunyuanCustom video generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,7 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="for fp8 checkpoints only: keep = store the weights in fp8 (half the transformer's "
                             "memory, scaled per layer at run time); dequantize (default) = convert them to --dtype "
                             "when loading")
-    local.add_argument("--no-deep-cache", action="store_true", help="disable upstream's deepcache (30-step runs)")
+    local.add_argument("--cache", choices=schema.CACHE_NAMES, default=None,
+                       help=_help("step cache (default deepcache): " + "; ".join(
+                           f"{o.name}: {o.does}" for o in schema.CACHE_OPTIONS.values())
+                           + ". Published speedups are HunyuanVideo T2V figures (see README, Speed)"))
+    local.add_argument("--cache-threshold", type=float, default=None, metavar="X",
+                       help=_help(schema.FIELDS["cache_threshold"].tooltip.replace("-1 uses", "omitted or -1 uses")))
+    local.add_argument("--cache-start", type=float, default=None, metavar="F",
+                       help=_help(schema.FIELDS["cache_start"].tooltip))
+    local.add_argument("--cache-end", type=float, default=None, metavar="F", help=_help(schema.FIELDS["cache_end"].tooltip))
+    local.add_argument("--no-deep-cache", action="store_true", help="the older spelling of --cache off")
+    local.add_argument("--compile", action="store_true",
+                       help="torch.compile the transformer's blocks: faster steps after a first step that compiles "
+                            "(a minute or more); needs Triton on a GPU (a C++ compiler on the CPU)")
     edit = gen.add_argument_group("editing (local, with the editing checkpoint hunyuancustom_editing_720P)")
     edit.add_argument("--video", help="source video: the reference subject is put into it where --mask is white")
     edit.add_argument("--mask", help="mask video (or one image for every frame): white where the new subject goes")
@@ -125,10 +141,14 @@ def _job(args: argparse.Namespace, spec):
     """The local job: texts and sampler settings validated, defaults from the schema for the mode."""
     from .job import Job
 
+    if args.no_deep_cache and args.cache not in (None, "off"):
+        raise CliError(f"--no-deep-cache (= --cache off) contradicts --cache {args.cache}; give only --cache")
     return Job.from_params(spec, {"size": args.size or schema.FIELDS["size"].default, "seed": args.seed,
                                   **_given(num_frames=args.num_frames, steps=args.steps,
-                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift)},
-                           deep_cache=False if args.no_deep_cache else None)
+                                           guidance_scale=args.guidance_scale, flow_shift=args.flow_shift,
+                                           cache="off" if args.no_deep_cache else args.cache,
+                                           cache_threshold=args.cache_threshold, cache_start=args.cache_start,
+                                           cache_end=args.cache_end, compile=args.compile or None)})
 
 
 # Options one backend does not use: (flags, why), in the order they are reported.
@@ -136,7 +156,8 @@ _REMOTE_IGNORES = (
     (("--num-frames", "--steps"), "WaveSpeed chooses the length and the steps itself (129 frames at 25 fps)"),
     (("--subject",), "WaveSpeed's request has no subject word; name the subject in --prompt instead"),
     (("--transformer", "--vae", "--text-encoder", "--text-encoder-2", "--llava-vision", "--llava-tokenizer",
-      "--clip-tokenizer", "--audio-encoder", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache"),
+      "--clip-tokenizer", "--audio-encoder", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache",
+      "--cache", "--cache-threshold", "--cache-start", "--cache-end", "--compile"),
      "they are options of the local backend"),
 )
 _LOCAL_IGNORES = ((("--disable-safety-checker",), "it is an option of the remote backend (WaveSpeed)"),)

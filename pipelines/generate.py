@@ -106,7 +106,7 @@ class ModelFiles:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run: device, compute dtype, fp8 handling, offload, attention kernel, deepcache."""
+    """How to run: device, compute dtype, fp8 handling, offload, attention kernel."""
 
     device: str = "cuda"
     dtype: str = "bfloat16"
@@ -115,7 +115,6 @@ class RuntimeOptions:
     # auto: model when the job fits in free VRAM, else group (offload_policy.py)
     offload: str = "auto"
     attention: str = "default"
-    deep_cache: bool = True  # upstream's default; only active at exactly 30 steps
     vae_tiling: bool = True  # upstream always decodes tiled (tiles only kick in above the tile size)
 
     def check(self) -> None:
@@ -164,6 +163,16 @@ def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
     return int((config.get("vision_config") or {}).get("image_size", 336))
 
 
+def describe_cache(job: Job) -> str:
+    """The job's step cache for the status line, saying when deepcache has nothing to do."""
+    from .diffusion_models.deep_cache import UPSTREAM_REUSE_STEPS
+
+    text = job.cache.describe()
+    if job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
+        text += f" (acts only at 30 steps: none of these {job.steps} steps is cached)"
+    return text
+
+
 def _reported(choice: Any, status: StatusCallback) -> Any:
     """An offload policy's choice, said on the status line and in the log."""
     status(choice.describe())
@@ -181,6 +190,7 @@ class LocalGenerator:
         self.options = options
         self._transformer: torch.nn.Module | None = None
         self._grouped = False  # group offloading hooks are on the transformer (they stay for its lifetime)
+        self._compile_asked = False  # whether the loaded transformer was loaded for a job with compile on
         self._vae = None
         self._lock = threading.Lock()
 
@@ -189,9 +199,19 @@ class LocalGenerator:
     def device(self) -> torch.device:
         return torch.device(self.options.device)
 
-    def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+    def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None,
+                    compile: bool = False) -> torch.nn.Module:
         """The transformer on the device (or hooked for group offloading). `latent_shape` lets
-        offload='auto' judge whether this job fits with the whole model on the GPU."""
+        offload='auto' judge whether this job fits with the whole model on the GPU. `compile`: its
+        blocks compiled (diffusion_models/compile_blocks.py); they are compiled under the offload
+        hooks, so a change of this setting loads the transformer again."""
+        if self._transformer is not None and compile != self._compile_asked:
+            from .diffusion_models.compile_blocks import blocks_compiled
+
+            if compile or blocks_compiled(self._transformer):
+                status(f"compile turned {'on' if compile else 'off'}: loading the transformer again")
+                self._transformer, self._grouped = None, False
+            self._compile_asked = compile
         if self._transformer is None:
             from .diffusion_models.loading import load_transformer
 
@@ -201,7 +221,9 @@ class LocalGenerator:
             model.eval().requires_grad_(False)
             if self.options.attention != "default":
                 model.set_attention_backend(self.options.attention)
-            self._transformer = model
+            if compile:
+                self._compile(model, status)  # before group offloading hooks onto the blocks
+            self._transformer, self._compile_asked = model, compile
         if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status) == "group":
             from .offload_policy import stream_transformer_blocks
 
@@ -210,6 +232,18 @@ class LocalGenerator:
         if not self._grouped:
             self._transformer.to(self.device)
         return self._transformer
+
+    def _compile(self, model: torch.nn.Module, status: StatusCallback) -> None:
+        from .diffusion_models.compile_blocks import compile_blocks, compile_unavailable_reason
+
+        reason = compile_unavailable_reason(self.device)
+        if reason:
+            message = f"compile is on, but {reason}: the transformer runs uncompiled (turn compile off to hide this)"
+            status(message)
+            log.warning("HunyuanCustom: %s", message)
+            return
+        compile_blocks(model)
+        status("compile: the transformer's blocks compile during the first step (a minute or more)")
 
     def _offload_mode(self, latent_shape: tuple[int, ...] | None, status: StatusCallback) -> str:
         if self.options.offload != "auto":
@@ -295,6 +329,11 @@ class LocalGenerator:
             raise CheckpointModeError(message, checkpoint_mismatch(have, job.spec.conditions, cli=True))
         for condition in job.spec.conditions:
             condition.check(self.files)
+        from .diffusion_models.step_cache import cache_unavailable_reason
+
+        reason = cache_unavailable_reason(job.cache.name)
+        if reason:
+            raise GenerationError(reason)
 
     def generate(
         self,
@@ -354,17 +393,26 @@ class LocalGenerator:
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width))  # decides offload 'auto'
-        say(f"sampling {job.steps} steps, seed {job.seed}")
+        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
+                                 compile=job.compile)
+        say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
-        deep_cache = self.options.deep_cache if job.deep_cache is None else job.deep_cache
         request = DenoiseRequest(
             latents=initial_noise(job.seed, shape), text=text, steps=job.steps, flow_shift=job.flow_shift,
-            guidance_scale=job.guidance_scale, deep_cache=deep_cache, **inputs,
+            guidance_scale=job.guidance_scale, cache=job.cache, **inputs,
         )
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():
-            latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+            try:
+                latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+            except Exception as exc:
+                from .diffusion_models.compile_blocks import is_compile_error
+
+                if job.compile and is_compile_error(exc):
+                    first = (str(exc).strip().splitlines() or [""])[0][:300]
+                    raise GenerationError(f"compile: torch could not compile the transformer's blocks "
+                                          f"({type(exc).__name__}: {first}); turn compile off") from exc
+                raise
         if self.options.offload != "none" and not self._grouped and self.device.type != "cpu":
             model.to("cpu")
             torch.cuda.empty_cache()

@@ -8,8 +8,9 @@ from typing import Any, Mapping
 
 from . import schema
 from .conditioning.prompt_spec import PromptSpec
+from .diffusion_models.step_cache import CacheSettings, CacheSettingsError
 
-SAMPLER_FIELDS = ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed")
+SAMPLER_FIELDS = ("size", "num_frames", "steps", "guidance_scale", "flow_shift", "seed") + schema.LOCAL_SPEED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,14 @@ class Job:
     guidance_scale: float
     flow_shift: float
     seed: int  # concrete (a -1 was resolved when the job was made)
-    deep_cache: bool | None = None  # None: the runtime option decides
+    cache: CacheSettings = CacheSettings()  # the step cache (upstream's deepcache by default)
+    compile: bool = False  # torch.compile of the transformer's blocks (same video up to kernel rounding)
 
     @classmethod
     def from_params(cls, spec: PromptSpec, params: Mapping[str, Any], *, deep_cache: bool | None = None) -> "Job":
         """Validate the texts and the sampler fields (schema names; a missing one gets its default for
-        the spec's mode, e.g. 50 steps for editing) and resolve seed -1 to the seed that will be used."""
+        the spec's mode, e.g. 50 steps for editing) and resolve seed -1 to the seed that will be used.
+        `deep_cache` is the older way to say cache 'deepcache' (True) or 'off' (False)."""
         unknown = [k for k in params if k not in SAMPLER_FIELDS]
         if unknown:
             raise schema.ParameterError(unknown[0], params[unknown[0]],
@@ -35,9 +38,17 @@ class Job:
         texts = {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt, "subject": spec.subject}
         values = schema.validate({**texts, **params}, schema.LOCAL, names=[*texts, *SAMPLER_FIELDS], mode=spec.mode)
         width, height = schema.parse_size(values["size"])
+        if deep_cache is not None and "cache" not in params:
+            values["cache"] = "deepcache" if deep_cache else "off"
+        cache = CacheSettings.from_fields(values["cache"], values["cache_threshold"], values["cache_start"],
+                                          values["cache_end"])
+        try:
+            cache.check()
+        except CacheSettingsError as exc:
+            raise schema.ParameterError("cache_start", values["cache_start"], str(exc)) from None
         return cls(spec=spec, width=width, height=height, num_frames=values["num_frames"], steps=values["steps"],
                    guidance_scale=values["guidance_scale"], flow_shift=values["flow_shift"],
-                   seed=schema.resolve_seed(values["seed"]), deep_cache=deep_cache)
+                   seed=schema.resolve_seed(values["seed"]), cache=cache, compile=values["compile"])
 
     @property
     def mode(self) -> str:

@@ -79,6 +79,17 @@ def stream_transformer_blocks(model: torch.nn.Module, device: Any, use_stream: b
                                num_blocks_per_group=1, use_stream=device.type == "cuda" if use_stream is None else use_stream)
 
 
+def streaming_device(model: torch.nn.Module) -> torch.device | None:
+    """The device a group-offloaded (streamed) model computes on; None when it is not streamed.
+    Its blocks' weights are on that device only while each block runs (step caches need this to
+    evaluate block 0's norm before deciding whether block 0 runs at all)."""
+    try:
+        from diffusers.hooks.group_offloading import _get_group_onload_device, _is_group_offload_enabled
+    except ImportError:  # a diffusers without group offloading cannot have streamed the model
+        return None
+    return _get_group_onload_device(model) if _is_group_offload_enabled(model) else None
+
+
 def available_vram(device: torch.device) -> int:
     """Free memory on a CUDA device, counting what torch has cached but is not using as free."""
     free, _total = torch.cuda.mem_get_info(device)

@@ -3,7 +3,8 @@
 Per step: velocity for [uncond, cond] (the same reference latent in both), `u + g*(c - u)` in
 float32, one Euler step in float32. Guidance 1.0 runs the conditional pass only (upstream's
 `guidance_scale > 1` rule). Upstream's "deepcache" (30-step runs only) re-runs just the last
-single block on steps 11,12,14,15,17,18,20,21.
+single block on steps 11,12,14,15,17,18,20,21; the other step caches (diffusion_models/step_cache.py)
+are attached for the run and see each CFG pass under its own cache_context name.
 
 CFG runs either as one batch of 2 (upstream's way) or as two batch-1 passes (the default): the
 passes give the same numbers, need about half the activation memory at 720p, and let the
@@ -18,6 +19,7 @@ from typing import Callable
 import torch
 
 from .diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
+from .diffusion_models.step_cache import DEEPCACHE, OFF, CacheSettings, step_cache_run
 from .scheduler import FlowMatchEuler
 from .text_encoders.encodings import TextConditioning
 
@@ -34,15 +36,23 @@ class DenoiseRequest:
     steps: int
     flow_shift: float
     guidance_scale: float
-    deep_cache: bool = False
+    deep_cache: bool = False  # upstream's deepcache; shorthand for cache=CacheSettings("deepcache")
     cfg_batched: bool = False
     bg_latents: torch.Tensor | None = None  # editing checkpoint only
     audio_prompts: torch.Tensor | None = None  # audio checkpoint only: cond row's whisper windows
     audio_strength: float = 0.8
+    cache: CacheSettings | None = None  # a step cache by name; when given it replaces deep_cache
+    cache_forced_skips: frozenset[int] | None = None  # benchmarks: the steps the cache must skip (step_cache.py)
 
     @property
     def uses_cfg(self) -> bool:
         return self.guidance_scale > 1.0
+
+    @property
+    def step_cache(self) -> CacheSettings:
+        if self.cache is not None:
+            return self.cache
+        return CacheSettings(DEEPCACHE if self.deep_cache else OFF)
 
 
 def initial_noise(seed: int, latent_shape: tuple[int, ...]) -> torch.Tensor:
@@ -60,9 +70,11 @@ def latent_shape(num_frames: int, height: int, width: int, channels: int = 16) -
 
 
 class _Pass:
-    """One forward stream (a CFG row, or both rows batched) with its own deep cache."""
+    """One forward stream (a CFG row, or both rows batched) with its own deep cache; `name` keys
+    its state in the other step caches."""
 
-    def __init__(self, rows: slice, request: DenoiseRequest, dtype: torch.dtype, device: torch.device):
+    def __init__(self, name: str, rows: slice, request: DenoiseRequest, dtype: torch.dtype, device: torch.device):
+        self.name = name
         text = request.text
         self.batch = len(range(*rows.indices(text.batch_size)))
         self.states = text.states[rows].to(device=device, dtype=dtype)
@@ -115,24 +127,33 @@ def denoise(
     if request.uses_cfg and rows != 2:
         raise ValueError(f"guidance_scale {request.guidance_scale} > 1 needs [uncond, cond] text rows, got {rows}")
     if request.uses_cfg and not request.cfg_batched:
-        passes = [_Pass(slice(0, 1), request, dtype, device), _Pass(slice(1, 2), request, dtype, device)]
+        passes = [_Pass("uncond", slice(0, 1), request, dtype, device),
+                  _Pass("cond", slice(1, 2), request, dtype, device)]
     else:
-        passes = [_Pass(slice(0, rows), request, dtype, device)]
+        passes = [_Pass("cfg_batch" if request.uses_cfg else "cond", slice(0, rows), request, dtype, device)]
 
+    settings = request.step_cache
+    deep_cache = settings.name == DEEPCACHE
     flow = FlowMatchEuler(request.steps, request.flow_shift, device="cpu")
     latents = request.latents.to(device=device, dtype=torch.float32)
-    for i, t in enumerate(flow.timesteps):
-        if check_cancel is not None:
-            check_cancel()
-        mode = upstream_deep_cache_mode(i, request.steps) if request.deep_cache else "off"
-        t = t.to(device)
-        preds = torch.cat([p(model, latents, t, mode, request.audio_strength) for p in passes], dim=0)
-        if request.uses_cfg:
-            uncond, cond = preds[0:1], preds[1:2]
-            velocity = uncond + request.guidance_scale * (cond - uncond)
-        else:
-            velocity = preds
-        latents = flow.step(i, velocity, latents)
-        if on_step is not None:
-            on_step(i + 1, request.steps, latents)
+    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache:
+        for i, t in enumerate(flow.timesteps):
+            if check_cancel is not None:
+                check_cancel()
+            mode = upstream_deep_cache_mode(i, request.steps) if deep_cache else "off"
+            t = t.to(device)
+            cache.before_step(i)
+            preds = []
+            for p in passes:
+                with cache.pass_context(p.name):
+                    preds.append(p(model, latents, t, mode, request.audio_strength))
+            preds = torch.cat(preds, dim=0)
+            if request.uses_cfg:
+                uncond, cond = preds[0:1], preds[1:2]
+                velocity = uncond + request.guidance_scale * (cond - uncond)
+            else:
+                velocity = preds
+            latents = flow.step(i, velocity, latents)
+            if on_step is not None:
+                on_step(i + 1, request.steps, latents)
     return latents

@@ -37,6 +37,61 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 
 
+# Step caches: the `cache` field's options. What each does and what was published about it live
+# here (widgets, --help and the README read them); pipelines/diffusion_models/step_cache.py runs them.
+@dataclass(frozen=True)
+class CacheOption:
+    name: str
+    does: str  # what it does
+    threshold: str  # what cache_threshold means for it ("" when it takes none)
+    recommended: float | None  # the threshold used when none is given
+    published: str  # what was published for HunyuanVideo, with the source ("" when nothing)
+
+
+CACHE_OPTIONS: dict[str, CacheOption] = {o.name: o for o in (
+    CacheOption("off", "every step runs every block: upstream's result exactly", "", None, ""),
+    CacheOption("deepcache", "upstream's deepcache: at exactly 30 steps, steps 11, 12, 14, 15, 17, 18, 20 and 21 "
+                "re-run only the last block (about 25% less transformer time); upstream-exact at 30 steps, no "
+                "effect at other step counts", "", None, ""),
+    CacheOption("teacache", "skips all blocks on steps whose first-block input changed little since the last "
+                "computed step (TeaCache, with the polynomial its authors fitted for HunyuanVideo); the first "
+                "and last step always run", "the accumulated rescaled change that still skips (published: 0.1, "
+                "0.15)", 0.15, "HunyuanVideo T2V 720p x 129 frames, 50 steps, one A800: ~50 min -> ~30 min at "
+                "0.1 (1.6x), ~23 min at 0.15 (2.1x) (TeaCache4HunyuanVideo README)"),
+    CacheOption("magcache", "skips all blocks while the error predicted from HunyuanVideo's residual magnitude "
+                "ratios stays small (MagCache); the first 20% of the steps always run", "the accumulated error "
+                "that still skips (published: 0.12 with at most 4 skipped steps in a row, 0.24 with 6)", 0.12,
+                "HunyuanVideo T2V 720p x 129 frames, 50 steps, one A800: 54 min -> 23.8 min at 0.12 (2.3x), "
+                "19.6 min at 0.24 (2.8x) (MagCache4HunyuanVideo README)"),
+    CacheOption("fbcache", "runs the first block every step and skips the others while its output changes "
+                "little (First Block Cache)", "the relative change of the first block's residual that still "
+                "skips (ParaAttention's HunyuanVideo default: 0.035)", 0.035,
+                "HunyuanVideo T2V 720p x 129 frames, 30 steps, one L20: 6044 s -> 2271 s (2.7x) (ParaAttention, "
+                "doc/fastest_hunyuan_video.md)"),
+    CacheOption("taylorseer", "after 3 full steps runs every Nth step in full and extrapolates the model output "
+                "on the others (TaylorSeer, first order, diffusers' lite variant)", "N, the steps per full step "
+                "(rounded; 0 or 1: every step runs in full)", 5.0, "none for this variant (diffusers' defaults)"),
+)}
+CACHE_NAMES = tuple(CACHE_OPTIONS)
+ADAPTIVE_CACHES = ("teacache", "magcache", "fbcache", "taylorseer")
+THRESHOLD_RECOMMENDED = -1.0  # cache_threshold's "the chosen cache's published setting"
+
+
+def _cache_tooltip() -> str:
+    return ("Step cache: reuses work of earlier steps on steps it expects to change little (faster, slightly "
+            "different video). " + " ".join(f"{o.name}: {o.does}." for o in CACHE_OPTIONS.values())
+            + " Published speedups, all on HunyuanVideo T2V 720p (whose weights the thresholds and ratios were "
+            "calibrated on, not HunyuanCustom's; expect other skip counts here): teacache 0.15 2.1x, magcache "
+            "0.12 2.3x, fbcache 0.035 2.7x. Upstream-exact: off, and deepcache at 30 steps.")
+
+
+def _threshold_tooltip() -> str:
+    return ("How much the adaptive caches may skip: -1 uses the chosen cache's published setting, 0 never skips "
+            "(the video is then exactly 'off'), higher skips more. " + " ".join(
+                f"{name}: {CACHE_OPTIONS[name].threshold}, recommended {CACHE_OPTIONS[name].recommended:g}."
+                for name in ADAPTIVE_CACHES) + " Not used by off and deepcache.")
+
+
 class ParameterError(ValueError):
     """A user-facing error about one parameter: names the field, the value and what is allowed."""
 
@@ -55,7 +110,7 @@ class Field:
     """One parameter: its type, default, range and which backends use it."""
 
     name: str
-    kind: str  # "STRING" | "INT" | "FLOAT" | "BOOLEAN" | "SIZE"
+    kind: str  # "STRING" | "INT" | "FLOAT" | "BOOLEAN" | "SIZE" | "CHOICE" (one of `options`)
     default: Any
     tooltip: str
     backends: tuple[str, ...] = (LOCAL, REMOTE)
@@ -94,9 +149,13 @@ class Field:
                 text += " of the form 4n+1 (5, 9, ..., 129)"
             if self.name == "seed":
                 text += " (-1 picks a random seed)"
+            if self.name == "cache_threshold":
+                text += " (-1: the chosen cache's published setting)"
             return text
         if self.kind == "BOOLEAN":
             return "true or false"
+        if self.kind == "CHOICE":
+            return "one of " + ", ".join(self.options)
         return "text"
 
 
@@ -144,12 +203,29 @@ FIELDS: dict[str, Field] = {
               backends=(LOCAL,), min=-30, max=30, step=1),
         Field("box", "BOOLEAN", False, "Fill each frame's mask out to its bounding box (upstream UI's 'bbox' "
               "option): the model may then draw a subject of another shape than the mask's.", backends=(LOCAL,)),
+        Field("cache", "CHOICE", "deepcache", _cache_tooltip(), backends=(LOCAL,), options=CACHE_NAMES),
+        Field("cache_threshold", "FLOAT", THRESHOLD_RECOMMENDED, _threshold_tooltip(), backends=(LOCAL,),
+              min=THRESHOLD_RECOMMENDED, max=10.0, step=0.005),
+        Field("cache_start", "FLOAT", 0.0, "Adaptive caches skip no step before this fraction of the steps "
+              "(their own rules apply too, e.g. magcache's first 20%). 0 = from the start.", backends=(LOCAL,),
+              min=0.0, max=1.0, step=0.01),
+        Field("cache_end", "FLOAT", 1.0, "Adaptive caches skip no step from this fraction of the steps on "
+              "(1 = to the end).", backends=(LOCAL,), min=0.0, max=1.0, step=0.01),
+        Field("compile", "BOOLEAN", False, "torch.compile the transformer's blocks: faster steps once the first "
+              "step has compiled them (a minute or more, again for a new size). Turning it on or off reloads the "
+              "transformer. Needs Triton on an NVIDIA GPU; when torch cannot compile, the sampler says why and "
+              "runs uncompiled. Same video up to kernel rounding; works with offload and every cache.",
+              backends=(LOCAL,)),
     )
 }
 
 # Fields that the local and remote samplers both expose as widgets with identical specs.
 SHARED_SAMPLER_FIELDS = ("size", "guidance_scale", "flow_shift", "seed")
 LOCAL_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("num_frames", "steps")
+# The local sampler's speed widgets: optional and after the others, the cache first, where workflows
+# saved before them had deep_cache (see nodes/sampler.py).
+LOCAL_CACHE_FIELDS = ("cache", "cache_threshold", "cache_start", "cache_end")
+LOCAL_SPEED_FIELDS = LOCAL_CACHE_FIELDS + ("compile",)
 REMOTE_SAMPLER_FIELDS = SHARED_SAMPLER_FIELDS + ("enable_safety_checker",)
 PROMPT_FIELDS = ("prompt", "negative_prompt", "subject")
 EDIT_FIELDS = ("expand", "box")
@@ -190,6 +266,10 @@ def check_value(name: str, value: Any, backend: str = LOCAL) -> Any:
         return value
     if f.kind == "BOOLEAN":
         if not isinstance(value, bool):
+            raise ParameterError(name, value, f.allowed(backend))
+        return value
+    if f.kind == "CHOICE":
+        if not isinstance(value, str) or value not in f.options:
             raise ParameterError(name, value, f.allowed(backend))
         return value
     if isinstance(value, bool):  # bool is an int subclass; True is never a valid number here

@@ -37,7 +37,7 @@ SIZES = {
     "PreviewImage": (340, 300),
     "HunyuanCustomModelLoader": (420, 270),
     "HunyuanCustomPrompt": (440, 400),
-    "HunyuanCustomSampler": (360, 310),
+    "HunyuanCustomSampler": (360, 430),
     "HunyuanCustomWaveSpeed": (380, 250),
     "HunyuanCustomSaveVideo": (380, 460),
     "CreateVideo": (280, 130),
@@ -230,7 +230,7 @@ def _prompt_values(prompt: str, subject: str) -> dict[str, Any]:
 def _local_720p_values() -> dict[str, Any]:
     """Upstream's defaults for 720p single-subject generation."""
     return {"size": "1280*720", "guidance_scale": 7.5, "flow_shift": 13.0, "seed": -1, "num_frames": 129,
-            "steps": 30, "deep_cache": True}
+            "steps": 30, "cache": "deepcache"}
 
 
 def _remote_720p_values() -> dict[str, Any]:
@@ -303,9 +303,9 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
                                                                   "crf": 23}, linked_widgets=("fps",))
-    remote = g.add("HunyuanCustomWaveSpeed", (1080, 930), _remote_720p_values(), title="Final 720p on WaveSpeed")
-    create = g.add("CreateVideo", (1520, 930), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1110), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 990), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 990), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 1170), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")

@@ -751,6 +751,8 @@ def _check_api_graph(api: Mapping[str, dict], infos: dict[str, dict], impls: Map
             elif is_widget(spec):
                 if checks_all or name in own_checks:
                     continue  # the node's VALIDATE_INPUTS judges this value (called before it runs)
+                if spec_type(spec) == "COMBO" and not isinstance(spec[0], (list, tuple)):
+                    continue  # ("COMBO", {"options": ...}): the server has no "value not in list" check for it
                 message = value_problem(name, spec, value)
                 if message:
                     problems.append(f"node {node_id} ({node['class_type']}): {message}")

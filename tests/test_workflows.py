@@ -229,8 +229,8 @@ def test_seeds_are_random_per_run_and_prompts_use_upstreams_negative(name):
 def test_local_720p_uses_upstreams_defaults(name):
     (sampler,) = nodes_of(load(name), LOCAL)
     values = widget_dict(sampler, wf.all_object_info())
-    assert {k: values[k] for k in ("size", "num_frames", "steps", "deep_cache")} == {
-        "size": "1280*720", "num_frames": 129, "steps": 30, "deep_cache": True}
+    assert {k: values[k] for k in ("size", "num_frames", "steps", "cache")} == {
+        "size": "1280*720", "num_frames": 129, "steps": 30, "cache": "deepcache"}
     (save,) = nodes_of(load(name), "HunyuanCustomSaveVideo")
     assert [entry["name"] for entry in save["inputs"] if entry["link"] is not None] == ["frames", "fps"]
 
@@ -239,8 +239,8 @@ def test_singing_avatar_uses_upstreams_audio_settings_and_saves_the_samplers_aud
     graph, info = load(SINGING_AVATAR), wf.all_object_info()
     (sampler,) = nodes_of(graph, LOCAL)
     values = widget_dict(sampler, info)
-    assert {k: values[k] for k in ("num_frames", "steps", "flow_shift", "guidance_scale", "deep_cache")} == {
-        "num_frames": 129, "steps": 30, "flow_shift": 13.0, "guidance_scale": 7.5, "deep_cache": True}
+    assert {k: values[k] for k in ("num_frames", "steps", "flow_shift", "guidance_scale", "cache")} == {
+        "num_frames": 129, "steps": 30, "flow_shift": 13.0, "guidance_scale": 7.5, "cache": "deepcache"}
     (audio,) = nodes_of(graph, "HunyuanCustomAudio")
     assert widget_dict(audio, info)["audio_strength"] == 0.8
     (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")
@@ -383,6 +383,37 @@ def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_di
     wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
     assert fake_wavespeed.submits() == []
     assert [p.name for p in output_dir.rglob("*.mp4")] == ["preview_00001_.mp4"]
+
+
+@pytest.mark.parametrize("old_value, cache", [(True, "deepcache"), (False, "off")])
+def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, comfy_dirs, monkeypatch):
+    """Saved before the cache widgets existed: the sampler's widgets_values end with deep_cache's
+    true/false. ComfyUI fills widgets by position, so that boolean arrives as `cache`; it must run as
+    upstream's deepcache (true) or off (false)."""
+    from hunyuan_custom.pipelines.generate import LocalGenerator
+
+    input_dir, _ = comfy_dirs
+    graph = load("hunyuan_custom_local_720p")
+    info = wf.all_object_info()
+    (sampler,) = nodes_of(graph, LOCAL)
+    names = [slot.name for slot in wf.widget_slots(info[LOCAL])]
+    sampler["widgets_values"] = sampler["widgets_values"][:names.index("cache")] + [old_value]
+    api = wf.ui_to_api(graph, info)
+    (node,) = [n for n in api.values() if n["class_type"] == LOCAL]
+    assert node["inputs"]["cache"] is old_value and "cache_threshold" not in node["inputs"]
+    assert "compile" not in node["inputs"]
+
+    used = []
+    original = LocalGenerator.generate
+
+    def spy(self, job, **kwargs):
+        used.append(job.cache)
+        return original(self, job, **kwargs)
+
+    monkeypatch.setattr(LocalGenerator, "generate", spy)
+    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
+    assert [c.name for c in used] == [cache] and used[0].threshold is None
+    assert results[[i for i, n in api.items() if n["class_type"] == LOCAL][0]].outputs[0].shape == (9, 48, 64, 3)
 
 
 @pytest.mark.parametrize("name", sorted(__import__("_workflow_builder").BUILDERS))

@@ -155,7 +155,7 @@ def local_graph(image: str, models: dict, size: str = TINY_SIZE, save: str = "ou
         **models, "dtype": "float32", "fp8_mode": "dequantize", "offload": "model", "attention": "default"}}
     graph["4"] = {"class_type": "HunyuanCustomSampler", "inputs": {
         "model": ["3", 0], "prompt": ["2", 0], "size": size, "guidance_scale": 7.5, "flow_shift": 13.0,
-        "seed": 7, "num_frames": TINY_FRAMES, "steps": TINY_STEPS, "deep_cache": True}}
+        "seed": 7, "num_frames": TINY_FRAMES, "steps": TINY_STEPS, "cache": "deepcache"}}
     add_savers(graph, "4", save, "smoke/local")
     return graph
 

@@ -12,17 +12,31 @@
 // - WaveSpeed node: whether the server has a WaveSpeed key (asks our route for yes/no; this file
 //   never sees or handles a key), a red line when the chosen size is one WaveSpeed refuses, and a
 //   hint of what WaveSpeed fixes.
+// - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
+//   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  KEY_STATUS_ROUTE, isOurNodeType, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
+  KEY_STATUS_ROUTE, isOurNodeType, legacyCacheValue, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus,
+  wrappedRows,
 } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
+const SAMPLER_NODE = "HunyuanCustomSampler";
 const STATUS_WIDGET = "hyc_status";
 const RESULT_WIDGET = "hyc_result";
 const WIDGET_TYPE = "hyc_lines";
+
+function decorateSamplerNode(nodeType) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    const widget = this.widgets?.find((w) => w.name === "cache");
+    if (widget) widget.value = legacyCacheValue(widget.value);
+    return result;
+  };
+}
 const STATUS_MAX_AGE_MS = 30_000;
 const LINE_HEIGHT = 16;
 const PADDING = 6;
@@ -205,6 +219,7 @@ app.registerExtension({
     if (!isOurNodeType(nodeData?.name)) return;
     decorateResults(nodeType);
     if (nodeData.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
+    if (nodeData.name === SAMPLER_NODE) decorateSamplerNode(nodeType);
   },
   // The frontend restores kept outputs (e.g. back on a workflow's tab) through this hook.
   onNodeOutputsUpdated(nodeOutputs) {

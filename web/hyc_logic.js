@@ -135,3 +135,14 @@ export function resultLines(output) {
 export function isOurNodeType(name) {
   return typeof name === "string" && name.startsWith("HunyuanCustom");
 }
+
+/**
+ * The sampler's `cache` widget value after loading a workflow saved before it existed: ComfyUI fills
+ * widgets by position, so the older deep_cache switch's true/false lands here (the server maps it the
+ * same way, nodes/sampler.py legacy_cache). Any other value is returned unchanged.
+ */
+export function legacyCacheValue(value) {
+  if (value === true || value === "true") return "deepcache";
+  if (value === false || value === "false") return "off";
+  return value;
+}

@@ -12,7 +12,9 @@ HunyuanCustom feeds them:
     only its sum (the first `img_len + sum` tokens of [image, text] are valid);
   * text trimmed to its valid length after the refiner, so batch-1 runs need no attention mask
     (flash/sage kernels) while giving the same numbers;
-  * upstream's deepcache through an explicit `DeepCache` object (deep_cache.py).
+  * upstream's deepcache through an explicit `DeepCache` object (deep_cache.py);
+  * the other step caches (step_cache.py) are hooks on the blocks; a block they skip hands back its
+    input tensor itself, and then no audio update follows it (the reused residual already has it).
 """
 
 from __future__ import annotations
@@ -286,8 +288,9 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         insert_after = list(self.config.audio_insert_after) if audio_tokens is not None else []
 
         for index, block in enumerate(self.transformer_blocks):
+            block_input = image
             image, text = self._run_block(block, image, text, temb, attention_mask, rotary)
-            if index in insert_after:
+            if index in insert_after and image is not block_input:
                 image = self._add_audio(
                     image, audio_tokens, insert_after.index(index), reference_tokens, frames, audio_strength
                 )

@@ -6,6 +6,7 @@ import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
   wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wrappedRows, wavespeedLines,
   RESULT_COLOR, resultLines, isOurNodeType,
+  legacyCacheValue,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -105,4 +106,11 @@ test("every node of the pack gets result lines, others not", () => {
     assert.ok(isOurNodeType(name), name);
   }
   for (const name of ["SaveVideo", "PreviewAny", "", undefined, null]) assert.ok(!isOurNodeType(name), String(name));
+});
+
+test("an old workflow's deep_cache true/false shows as the cache it means", () => {
+  assert.equal(legacyCacheValue(true), "deepcache");
+  assert.equal(legacyCacheValue(false), "off");
+  assert.equal(legacyCacheValue("true"), "deepcache");
+  for (const value of ["teacache", "off", "deepcache", undefined]) assert.equal(legacyCacheValue(value), value);
 });
