@@ -414,7 +414,7 @@ def replace_subject(info: dict) -> dict:
     edit = g.add("HunyuanCustomEdit", (740, 990), {"expand": 5, "box": False})
     loader = g.add("HunyuanCustomModelLoader", (1240, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
     sampler = g.add("HunyuanCustomSampler", (1240, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
-    save = g.add("HunyuanCustomSaveVideo", (1240, 760), {"filename_prefix": "HunyuanCustom/replace_subject",
+    save = g.add("HunyuanCustomSaveVideo", (1700, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
     g.link(source, "VIDEO", source_parts, "video")
     g.link(mask, "VIDEO", mask_parts, "video")

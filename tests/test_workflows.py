@@ -393,7 +393,7 @@ def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_valu
     from hunyuan_custom.pipelines.generate import LocalGenerator
 
     input_dir, _ = comfy_dirs
-    graph = load("hunyuan_custom_local_720p")
+    graph = load(LOCAL_720P)
     info = wf.all_object_info()
     (sampler,) = nodes_of(graph, LOCAL)
     names = [slot.name for slot in wf.widget_slots(info[LOCAL])]
