@@ -162,7 +162,7 @@ async function dialogTexts() {
 
 function trimNulls(values) {
   const out = [...(values ?? [])];
-  while (out.length && out[out.length - 1] === null) out.pop();
+  while (out.length && out[out.length - 1] == null) out.pop(); // null or undefined
   return out;
 }
 
@@ -312,9 +312,9 @@ async function compareWithApiTwin(file) {
     const ui = prompt[id]?.inputs ?? {};
     const wrong = Object.entries(node.inputs).filter(([k, v]) => JSON.stringify(ui[k]) !== JSON.stringify(v))
       .map(([k, v]) => `${k}: UI ${JSON.stringify(ui[k])?.slice(0, 60)} vs twin ${JSON.stringify(v).slice(0, 60)}`);
-    // A frontend's own preview inputs (1.58 adds core Load Video's "video-preview") are not widgets a
-    // workflow file orders; the server ignores them.
-    const extra = Object.keys(ui).filter((k) => !(k in node.inputs) && !k.endsWith("-preview"));
+    // A frontend's own display widgets (1.58 adds core Load Video's "video-preview", 1.27 core Load
+    // Audio's "audioUI") are not widgets a workflow file orders; the server ignores them.
+    const extra = Object.keys(ui).filter((k) => !(k in node.inputs) && !/(-preview|UI)$/.test(k));
     check(`${file}: node ${id} ${node.class_type} inputs in the UI's prompt match the API twin`,
       wrong.length === 0 && extra.length === 0, [...wrong, ...extra.map((k) => `${k}: only in the UI's prompt`)].join("; "));
   }
