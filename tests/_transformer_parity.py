@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from hunyuan_custom.pipelines.diffusion_models.transformer import HunyuanCustomTransformer3DModel
+from hunyuan_custom.pipelines.vae import model as vae_module
 from hunyuan_custom.pipelines.diffusion_models.keys import config_from_upstream_json, convert_upstream_state_dict
 
 ATOL = RTOL = 1e-4  # reference README: single transformer forward, float32
@@ -138,3 +139,12 @@ def forward_fixture(model, io: dict[str, torch.Tensor], **kwargs) -> torch.Tenso
             bg_latents=io.get("bg_latents"),
             **kwargs,
         ).sample
+
+
+def decode_with_set_vae(folder: Path, config: dict, latents: torch.Tensor) -> torch.Tensor:
+    """A sampling-loop set's `decoded_video`: its VAE (config["vae"]) decodes the final latents, tiled
+    as upstream, mapped to [0, 1]."""
+    vae_cfg = vae_module.config_from_dict({"constructor_kwargs": config["vae"]["constructor_kwargs"]})
+    vae = vae_module.HunyuanVideoVAE.from_config(vae_cfg)
+    vae.model.load_state_dict(load_file(str(folder / config["vae"]["weights"])), strict=True)
+    return (vae.decode(latents / vae.scaling_factor, tiled=True) / 2 + 0.5).clamp(0, 1)

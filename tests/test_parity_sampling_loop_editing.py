@@ -16,11 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import reference_root
-from _transformer_parity import build_from_fixture, mismatch
+from _transformer_parity import build_from_fixture, decode_with_set_vae, mismatch
 from test_parity_sampling_loop import LOOP_ATOL, _conditioning
 from hunyuan_custom.pipelines.sampling import DenoiseRequest, denoise
 from hunyuan_custom.pipelines.scheduler import make_schedule
-from hunyuan_custom.pipelines.vae import model as vae_module
 
 FOLDER = "sampling_loop_editing"
 
@@ -77,10 +76,7 @@ def test_parity_editing_sampling_loop_run(loop, run_name):
         "noise_pred_guided_per_step": mismatch(uncond + request.guidance_scale * (cond - uncond),
                                                expected["noise_pred_guided_per_step"], atol=LOOP_ATOL, rtol=0),
     }
-    vae_cfg = vae_module.config_from_dict({"constructor_kwargs": config["vae"]["constructor_kwargs"]})
-    vae = vae_module.HunyuanVideoVAE.from_config(vae_cfg)
-    vae.model.load_state_dict(load_file(str(folder / config["vae"]["weights"])), strict=True)
-    video = (vae.decode(final / vae.scaling_factor, tiled=True) / 2 + 0.5).clamp(0, 1)
+    video = decode_with_set_vae(folder, config, final)
     problems["decoded_video"] = mismatch(video, expected["decoded_video"], atol=LOOP_ATOL, rtol=0)
     problems = {k: v for k, v in problems.items() if v}
     assert not problems, problems
