@@ -359,11 +359,14 @@ def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_di
     assert [p.name for p in output_dir.rglob("*.mp4")] == ["preview_00001_.mp4"]
 
 
+@pytest.mark.parametrize("form", ["ui", "api"])
 @pytest.mark.parametrize("old_value, cache", [(True, "deepcache"), (False, "off")])
-def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, comfy_dirs, monkeypatch):
+def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, form, comfy_dirs,
+                                                                      monkeypatch):
     """Saved before the cache widgets existed: the sampler's widgets_values end with deep_cache's
     true/false. ComfyUI fills widgets by position, so that boolean arrives as `cache`; it must run as
-    upstream's deepcache (true) or off (false)."""
+    upstream's deepcache (true) or off (false). An API prompt of that time names it `deep_cache`,
+    which ComfyUI does not pass to the node (not declared): the sampler reads it from the prompt."""
     from hunyuan_custom.pipelines.generate import LocalGenerator
 
     input_dir, _ = comfy_dirs
@@ -376,6 +379,8 @@ def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_valu
     (node,) = [n for n in api.values() if n["class_type"] == LOCAL]
     assert node["inputs"]["cache"] is old_value and "cache_threshold" not in node["inputs"]
     assert "compile" not in node["inputs"]
+    if form == "api":
+        node["inputs"]["deep_cache"] = node["inputs"].pop("cache")
 
     used = []
     original = LocalGenerator.generate
@@ -385,7 +390,7 @@ def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_valu
         return original(self, job, **kwargs)
 
     monkeypatch.setattr(LocalGenerator, "generate", spy)
-    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
+    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir, ignore_unknown_inputs=True)
     assert [c.name for c in used] == [cache] and used[0].threshold is None
     assert results[[i for i, n in api.items() if n["class_type"] == LOCAL][0]].outputs[0].shape == (9, 48, 64, 3)
 
