@@ -27,7 +27,7 @@ class HunyuanCustomAudio:
                 "prompt": ("HYC_PROMPT", {"tooltip": "From HunyuanCustom Prompt: texts and the subject's picture "
                                                      "(a cut-out face or upper body works best)."}),
                 "audio": ("AUDIO", {"tooltip": (
-                    "The voice or song, e.g. from core Load Audio. The video's first frame starts with the track's "
+                    "The voice or song, e.g. from HunyuanCustom Load Audio (or core Load Audio). The video's first frame starts with the track's "
                     "first sample; 129 frames are 5.16 s. Shorter audio leaves the last frames silent, longer audio "
                     "is cut (Whisper still hears up to 30 s of it, as upstream). A clear voice without music works "
                     "best.")}),

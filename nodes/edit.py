@@ -9,7 +9,7 @@ from .widgets import widgets
 
 _MASK_TOOLTIP = (
     "White where the new subject goes, black where the source stays. A MASK batch (any segmentation "
-    "node, Convert Image to Mask, ...) or a mask video as IMAGE frames (Get Video Components); IMAGE "
+    "node, Convert Image to Mask, ...) or a mask video as IMAGE frames (HunyuanCustom Load Video); IMAGE "
     "frames are made grey the way upstream does it (its BGR weights on RGB frames). Resized to the "
     "video; one frame applies to every frame."
 )
@@ -19,8 +19,8 @@ _POSE_TOOLTIP = (
     "(upstream's --pose-enhance)."
 )
 _AUDIO_TOOLTIP = (
-    "Optional sound of the source (Get Video Components' audio): the Sampler's audio output passes "
-    "it on, cut to the edited video's length."
+    "Optional sound of the source (HunyuanCustom Load Video's or Get Video Components' audio): the "
+    "Sampler's audio output passes it on, cut to the edited video's length."
 )
 
 
@@ -45,8 +45,8 @@ class HunyuanCustomEdit:
             "required": {
                 "prompt": ("HYC_PROMPT", {"tooltip": "From HunyuanCustom Prompt: the texts and the subject's "
                                                      "reference image."}),
-                "video": ("IMAGE", {"tooltip": "The source video's frames (Load Video -> Get Video Components, "
-                                               "or any video loader)."}),
+                "video": ("IMAGE", {"tooltip": "The source video's frames (HunyuanCustom Load Video, core Load Video "
+                                               "-> Get Video Components, or any video loader)."}),
                 "mask": ("MASK,IMAGE", {"tooltip": _MASK_TOOLTIP}),
                 **widgets(schema.EDIT_FIELDS),
             },
