@@ -6,12 +6,23 @@ tests independent of whatever copy might be installed elsewhere.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One torch thread (and the same for the CLI and benchmark subprocesses, through the environment;
+# set OMP_NUM_THREADS to choose otherwise). The models here are tiny: a second intra-op thread
+# saves little, and when the cores are busy with other work its spin-waits make runs many times
+# slower (a test of 1 s took 54 s on a shared 2-core machine).
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -31,6 +42,15 @@ def _register_checkout() -> None:
 
 
 _register_checkout()
+
+
+def pytest_collection_finish(session) -> None:
+    """Move everything alive after collection (torch, diffusers, transformers, the pack: hundreds of
+    thousands of objects) out of the garbage collector's sight. Model freeing calls gc.collect()
+    (text encoders, the benchmarks), and each call walked all of them: ~0.2 s a call, tens of
+    seconds a suite. Those objects live for the whole run anyway; later garbage is collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def reference_root() -> Path:
