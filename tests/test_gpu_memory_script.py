@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import os
 import subprocess
 import sys
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,11 +25,70 @@ needs_text_estimate = pytest.mark.skipif(not vram_estimate.text_estimate_support
                                          reason="the shape-only text estimate needs transformers 5")
 
 
+@dataclass(frozen=True)
+class TinyRun:
+    """One `gpu_memory.py --tiny --device cpu --offload X` run and what was alive when."""
+    results: list
+    out: str
+    text_models: int  # text encoders built
+    text_freed: bool  # all of them gone when the run returned
+    transformer_alive_in_vae: list  # per decode: was the first transformer still referenced (after a gc)
+    transformer_freed: bool  # gone after the run (after a gc)
+
+
+def _watched_run(offload: str) -> TinyRun:
+    """Leftover references would keep weights on the GPU and inflate the next stage's measured peak,
+    so the run notes which synthetic models are still alive at the decode and at the end."""
+    made: dict[str, list] = {"text": [], "transformer": []}
+    build_text, build_transformer = synthetic_models.synthetic_text_encoders, synthetic_models.synthetic_transformer
+    run_vae = gpu_memory.run_vae_stage
+    alive_in_vae: list[bool] = []
+
+    def text(*a, **k):
+        models = build_text(*a, **k)
+        made["text"] += [weakref.ref(m) for m in models]
+        return models
+
+    def transformer(*a, **k):
+        model = build_transformer(*a, **k)
+        made["transformer"].append(weakref.ref(model))
+        return model
+
+    def vae_stage(*a, **k):
+        gc.collect()
+        alive_in_vae.append(made["transformer"][0]() is not None)
+        return run_vae(*a, **k)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(synthetic_models, "synthetic_text_encoders", text)
+        patch.setattr(synthetic_models, "synthetic_transformer", transformer)
+        patch.setattr(gpu_memory, "run_vae_stage", vae_stage)
+        results = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload])
+    text_freed = all(ref() is None for ref in made["text"])
+    gc.collect()
+    return TinyRun(results, out.getvalue(), len(made["text"]), text_freed, alive_in_vae,
+                   made["transformer"][0]() is None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    """`tiny_run(offload)`: the run for that offload, made once for this module's tests (each costs seconds)."""
+    runs: dict[str, TinyRun] = {}
+
+    def get(offload: str) -> TinyRun:
+        if offload not in runs:
+            runs[offload] = _watched_run(offload)
+        return runs[offload]
+
+    return get
+
+
 @needs_text_estimate
 @pytest.mark.parametrize("offload", ["model", pytest.param("group", marks=needs_recorder)])
-def test_tiny_cpu_run_measures_every_stage_and_shows_the_same_estimates(offload, capsys):
-    results = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload])
-    out = capsys.readouterr().out
+def test_tiny_cpu_run_measures_every_stage_and_shows_the_same_estimates(offload, tiny_run):
+    run = tiny_run(offload)
+    results, out = run.results, run.out
 
     assert [r.stage for r in results] == ["text", "transformer", "vae"]
     # the real code paths ran: CFG text encoding (2 rows of 4 text + 16 image positions - 1), 2 steps, a tiled decode
@@ -139,41 +203,10 @@ def test_synthetic_text_encoders_keep_real_buffers():
 
 @needs_text_estimate
 @pytest.mark.parametrize("offload,kept", [("model", False), ("none", True)])
-def test_each_stage_lets_go_of_its_models_before_the_next(offload, kept, monkeypatch, capsys):
+def test_each_stage_lets_go_of_its_models_before_the_next(offload, kept, tiny_run):
     """Leftover references would keep weights on the GPU and inflate the next stage's measured peak."""
-    import weakref
-
-    made: dict[str, list] = {"text": [], "transformer": []}
-    build_text, build_transformer = synthetic_models.synthetic_text_encoders, synthetic_models.synthetic_transformer
-
-    def text(*a, **k):
-        models = build_text(*a, **k)
-        made["text"] += [weakref.ref(m) for m in models]
-        return models
-
-    def transformer(*a, **k):
-        model = build_transformer(*a, **k)
-        made["transformer"].append(weakref.ref(model))
-        return model
-
-    monkeypatch.setattr(synthetic_models, "synthetic_text_encoders", text)
-    monkeypatch.setattr(synthetic_models, "synthetic_transformer", transformer)
-    seen_during_vae: list[bool] = []
-    run_vae = gpu_memory.run_vae_stage
-
-    def vae_stage(*a, **k):
-        import gc
-
-        gc.collect()
-        seen_during_vae.append(made["transformer"][0]() is not None)
-        return run_vae(*a, **k)
-
-    monkeypatch.setattr(gpu_memory, "run_vae_stage", vae_stage)
-    gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload, *SMALLEST])
-    capsys.readouterr()
-    assert len(made["text"]) == 2 and all(ref() is None for ref in made["text"])
-    assert seen_during_vae == [kept]  # offload none: the transformer stays through the decode, as in generate.py
-    import gc
-
-    gc.collect()
-    assert made["transformer"][0]() is None
+    run = tiny_run(offload)
+    assert run.text_models == 2 and run.text_freed
+    # offload none: the transformer stays through the decode, as in generate.py
+    assert run.transformer_alive_in_vae == [kept]
+    assert run.transformer_freed
