@@ -97,6 +97,25 @@ def local_argv(models, image: Path, output: Path, *extra, transformer: Path | No
             "--device", "cpu", "--dtype", "float32", "--output", str(output), *map(str, extra)]
 
 
+def write_reference_png(path: Path) -> Path:
+    """A small reference picture: a red block on white (upstream's subject-on-white input)."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.full((60, 40, 3), 255, np.uint8)
+    arr[10:50, 8:32] = (200, 40, 40)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def subprocess_pythonpath(folder: Path) -> str:
+    """A PYTHONPATH under which `python -m hunyuan_custom` runs this checkout: a `hunyuan_custom` link
+    to it in `folder`, as `pip install -e .` would map it."""
+    root = Path(__file__).resolve().parents[1]
+    (folder / "hunyuan_custom").symlink_to(root, target_is_directory=True)
+    return os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+
+
 def error_line(run: CliRun) -> str:
     """Bad input: exit code 2 and exactly one line on stderr, `error: ...`; returns that line."""
     lines = run.stderr.strip().splitlines()

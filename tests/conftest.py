@@ -9,7 +9,9 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,45 @@ def _register_checkout() -> None:
 _register_checkout()
 
 
+_early_runs: dict = {}  # node id -> _early_run.Started
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "early_run(start=fn): the test's subprocess starts when collection ends and "
+                                       "runs while other tests do; the early_run fixture gives its result "
+                                       "(tests/_early_run.py)")
+
+
+def _start_early(item):
+    from _early_run import Started
+
+    start = item.get_closest_marker("early_run").kwargs["start"]
+    return Started(start, Path(tempfile.mkdtemp(prefix="hyc-early-")))
+
+
 def pytest_collection_finish(session) -> None:
+    for item in session.items:
+        if item.get_closest_marker("early_run"):
+            _early_runs[item.nodeid] = _start_early(item)
+    _freeze_what_lives()
+
+
+def pytest_sessionfinish(session) -> None:
+    for started in _early_runs.values():  # runs whose test did not run (stopped by -x, ...)
+        started.stop()
+        shutil.rmtree(started.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def early_run(request):
+    """This test's early_run subprocess, finished: an _early_run.EarlyRun (folder, returncode, stdout,
+    stderr). Started now if collection did not start it."""
+    started = _early_runs.pop(request.node.nodeid, None) or _start_early(request.node)
+    request.addfinalizer(lambda: shutil.rmtree(started.folder, ignore_errors=True))
+    return started.result()
+
+
+def _freeze_what_lives() -> None:
     """Move everything alive after collection (torch, diffusers, transformers, the pack: hundreds of
     thousands of objects) out of the garbage collector's sight. Model freeing calls gc.collect()
     (text encoders, the benchmarks), and each call walked all of them: ~0.2 s a call, tens of
@@ -67,22 +107,9 @@ def reference_dir() -> Path:
     return path
 
 
-@pytest.fixture
-def pack_pythonpath(tmp_path_factory) -> str:
-    """A PYTHONPATH under which `python -m hunyuan_custom` runs this checkout (for CLI tests)."""
-    base = tmp_path_factory.mktemp("pypath")
-    (base / PACKAGE).symlink_to(ROOT, target_is_directory=True)
-    return os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")])
-
-
 @pytest.fixture(scope="session")
 def ref_png(tmp_path_factory) -> Path:
     """A small reference picture on disk: a red block on white (upstream's subject-on-white input)."""
-    import numpy as np
-    from PIL import Image
+    from _cli_run import write_reference_png
 
-    arr = np.full((60, 40, 3), 255, np.uint8)
-    arr[10:50, 8:32] = (200, 40, 40)
-    path = tmp_path_factory.mktemp("img") / "ref.png"
-    Image.fromarray(arr).save(path)
-    return path
+    return write_reference_png(tmp_path_factory.mktemp("img") / "ref.png")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from _cli_run import local_argv, run_cli
+from _cli_run import local_argv, run_cli, subprocess_pythonpath, write_reference_png
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.pipelines.media import video_io
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
@@ -27,12 +27,14 @@ def _argv(models, ref_png, out, **over) -> list[str]:
     return local_argv(models, ref_png, out, *[part for item in flags.items() for part in item])
 
 
-def _cli(models, ref_png, out, pack_pythonpath, **over):
-    """`python -m hunyuan_custom generate ...` as a separate process: the one CLI run of the suite that
-    proves the entry point works from a checkout (the other CLI tests call cli.main, see _cli_run)."""
-    cmd = [sys.executable, "-m", "hunyuan_custom", *_argv(models, ref_png, out, **over)]
-    env = {**os.environ, "PYTHONPATH": pack_pythonpath}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def _start_cli(folder: Path) -> dict:
+    """`python -m hunyuan_custom generate ...` as a separate process, on a model set and picture of its own:
+    the one CLI run of the suite that proves the entry point works from a checkout (the other CLI tests
+    call cli.main, see _cli_run); it runs while the other tests do (tests/_early_run.py)."""
+    models = build_tiny_model_set(folder / "models")
+    ref_png = write_reference_png(folder / "ref.png")
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath(folder)}
+    return {"args": [sys.executable, "-m", "hunyuan_custom", *_argv(models, ref_png, folder / "video.mp4")], "env": env}
 
 
 def _main(models, ref_png, out, **over) -> tuple[int, str]:
@@ -42,13 +44,12 @@ def _main(models, ref_png, out, **over) -> tuple[int, str]:
     return run.returncode, run.stderr
 
 
-def test_cli_writes_mp4_with_asked_frames_and_size(models, ref_png, tmp_path, pack_pythonpath):
-    out = tmp_path / "video.mp4"
-    run = _cli(models, ref_png, out, pack_pythonpath)
-    assert run.returncode == 0, run.stderr
-    info = video_io.video_info(out)
+@pytest.mark.early_run(start=_start_cli)
+def test_cli_writes_mp4_with_asked_frames_and_size(early_run):
+    assert early_run.returncode == 0, early_run.stderr
+    info = video_io.video_info(early_run.folder / "video.mp4")
     assert (info["width"], info["height"], info["frames"], info["fps"]) == (64, 48, 9, 25.0)
-    assert "seed 7" in run.stderr
+    assert "seed 7" in early_run.stderr
 
 
 @pytest.mark.parametrize("change, message", [

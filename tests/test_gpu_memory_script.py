@@ -6,7 +6,6 @@ import contextlib
 import gc
 import io
 import os
-import subprocess
 import sys
 import weakref
 from dataclasses import dataclass
@@ -123,15 +122,18 @@ def test_offload_none_keeps_the_transformer_through_the_decode_estimate(capsys):
     assert none[0].estimate.peak_weights - model[0].estimate.peak_weights == transformer
 
 
-def test_script_runs_from_a_checkout_with_a_vae_tile_option():
+def _start_script(_folder: Path) -> dict:
     # 17 frames: the fewest that 16-frame tiles cut into more than one tile.
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_memory.py"), "--tiny", "--device", "cpu", "--stages",
            "vae", "--frames", "17", "--size", "16*16", "--vae-tile-frames", "16"]
-    env = {**os.environ, "PYTHONPATH": ""}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "VAE decode (16-frame tiles)" in done.stdout and "vae: decoded 2 tiles" in done.stdout
-    assert "n/a" in done.stdout
+    return {"args": cmd, "env": {**os.environ, "PYTHONPATH": ""}, "cwd": ROOT}
+
+
+@pytest.mark.early_run(start=_start_script)  # runs while the other tests do (tests/_early_run.py)
+def test_script_runs_from_a_checkout_with_a_vae_tile_option(early_run):
+    assert early_run.returncode == 0, early_run.stderr[-2000:]
+    assert "VAE decode (16-frame tiles)" in early_run.stdout and "vae: decoded 2 tiles" in early_run.stdout
+    assert "n/a" in early_run.stdout
 
 
 def test_bad_options_are_refused_before_any_work(capsys):
