@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
 
-from . import comfy, example_images
+from . import comfy, picked_files
 from .validation import refuse
 
 
 def _is_url(url: Any) -> bool:
     return isinstance(url, str) and bool(url.strip())
-
-
-def _input_path(image: str) -> str:
-    """Path of a picked input file. Names climbing out of the input folder are refused, because
-    a VALIDATE_INPUTS node skips ComfyUI's own 'value is in the list' check."""
-    if not isinstance(image, str) or not image.strip():
-        raise ValueError("image: no file picked; upload an image or pick one from ComfyUI's input folder.")
-    plain = image.split(" [")[0] if image.endswith("]") else image  # 'x.png [input]' annotations
-    if os.path.isabs(plain) or ".." in plain.replace("\\", "/").split("/"):
-        raise ValueError(f"image = {image!r}: pick a file inside ComfyUI's input folder (no absolute paths or '..').")
-    return example_images.resolve(plain, comfy.annotated_filepath(image))
-
-
-def image_choices() -> list[str]:
-    """The input folder's images, then the pack's example subjects (what the templates name)."""
-    files = comfy.input_files(["image"])
-    return files + [name for name in example_images.names() if name not in files]
-
-
-def _missing(image: str) -> str:
-    return f"image: file {image!r} not found in ComfyUI's input folder; upload it again or pick another."
 
 
 class HunyuanCustomLoadImage:
@@ -56,7 +33,7 @@ class HunyuanCustomLoadImage:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "image": (image_choices(), {
+                "image": (picked_files.choices("image"), {
                     "image_upload": True,
                     "tooltip": "A picture of the subject from ComfyUI's input folder (or upload one). "
                                "PNG with transparency works best; EXIF rotation is applied; animated "
@@ -77,15 +54,7 @@ class HunyuanCustomLoadImage:
     def IS_CHANGED(cls, image: str = "", url: str = "") -> str:
         if _is_url(url):
             return "url:" + url.strip()
-        try:
-            path = _input_path(image)
-            digest = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-        except (OSError, ValueError):
-            return "missing:" + str(image)  # VALIDATE_INPUTS / load report the problem
+        return picked_files.fingerprint(image, "image", "image")
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: str | None = "", url: str | None = "") -> bool:
@@ -102,11 +71,9 @@ class HunyuanCustomLoadImage:
                 refuse([f"url: {exc}"])
             return True
         try:
-            path = _input_path(image)
+            picked_files.existing_path(image, "image", "image")
         except ValueError as exc:
             refuse([str(exc)])
-        if not os.path.isfile(path):
-            refuse([_missing(image)])
         return True
 
     def load(self, image: str = "", url: str = "") -> tuple:
@@ -116,10 +83,7 @@ class HunyuanCustomLoadImage:
         if _is_url(url):
             loaded = image_io.load_image_url(url.strip())
         else:
-            path = _input_path(image)
-            if not os.path.isfile(path):
-                raise ValueError(_missing(image))
-            loaded = image_io.load_image_file(path)
+            loaded = image_io.load_image_file(picked_files.existing_path(image, "image", "image"))
         return (loaded.image, loaded.mask)
 
 

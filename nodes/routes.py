@@ -4,9 +4,9 @@ GET /hunyuan_custom/wavespeed_key_status -> {"configured": true|false}. The answ
 a WaveSpeed key is set up; the key itself never leaves the server. (ComfyUI also serves every
 route under /api/..., which is what the frontend's api.fetchApi uses.)
 
-GET /view for one of the pack's example subject pictures (example_images.py) that the input
+GET /view for one of the pack's example pictures, song or videos (example_media.py) that the input
 folder does not hold: answered from the pack's folder by a middleware, because the frontend
-previews a picked image only through ComfyUI's /view, which reads the input folder alone. Every
+previews a picked file only through ComfyUI's /view, which reads the input folder alone. Every
 other request, and a same-named file of the user's, goes to ComfyUI's own handler.
 """
 
@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any
 
-from . import comfy, example_images
+from . import comfy, example_media
 
 KEY_STATUS_PATH = "/hunyuan_custom/wavespeed_key_status"
 
@@ -38,17 +38,17 @@ VIEW_PATHS = ("/view", "/api/view")
 
 
 def examples_middleware(web: Any) -> Any:
-    """An aiohttp middleware that answers /view for our example pictures (see the module doc)."""
+    """An aiohttp middleware that answers /view for our example media (see the module doc)."""
 
     @web.middleware
-    async def serve_example_images(request: Any, handler: Any) -> Any:
+    async def serve_example_media(request: Any, handler: Any) -> Any:
         if request.method in ("GET", "HEAD") and request.path in VIEW_PATHS:
-            path = example_images.for_view(dict(request.rel_url.query), comfy.input_directory())
+            path = example_media.for_view(dict(request.rel_url.query), comfy.input_directory())
             if path is not None:
                 return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
         return await handler(request)
 
-    return serve_example_images
+    return serve_example_media
 
 
 def register(prompt_server: Any) -> bool:
@@ -65,8 +65,8 @@ def register(prompt_server: Any) -> bool:
             middlewares.append(examples_middleware(web))
         except RuntimeError:  # already frozen (server started): previews of the examples stay blank
             logging.getLogger(__name__).warning(
-                "HunyuanCustom: could not add the example-image preview handler; the example pictures "
-                "still load, but their preview in Load Reference Image stays empty")
+                "HunyuanCustom: could not add the example-media preview handler; the examples still "
+                "load, but their preview in our Load nodes stays empty")
     return True
 
 

@@ -37,7 +37,8 @@ class HunyuanCustomSampler:
             # Optional and last: `cache` sits where workflows saved before it had the deep_cache
             # BOOLEAN, so their true/false arrives here as `cache` (see legacy_cache); compile last.
             "optional": widgets(schema.LOCAL_SPEED_FIELDS),
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            # The whole API prompt, only to read an old `deep_cache` input (see cache_from_api_prompt).
+            "hidden": {"unique_id": "UNIQUE_ID", "api_prompt": "PROMPT"},
         }
 
     @classmethod
@@ -55,11 +56,13 @@ class HunyuanCustomSampler:
 
     def sample(self, model, prompt, size, guidance_scale, flow_shift, seed, num_frames, steps, cache="deepcache",
                cache_threshold=schema.THRESHOLD_RECOMMENDED, cache_start=0.0, cache_end=1.0, compile=False,
-               unique_id=None):
+               unique_id=None, api_prompt=None):
         from ..pipelines.job import Job
 
         params = dict(size=size, guidance_scale=guidance_scale, flow_shift=flow_shift, seed=seed,
-                      num_frames=num_frames, steps=steps, cache=legacy_cache(cache), cache_threshold=cache_threshold,
+                      num_frames=num_frames, steps=steps,
+                      cache=legacy_cache(cache_from_api_prompt(cache, api_prompt, unique_id)),
+                      cache_threshold=cache_threshold,
                       cache_start=cache_start, cache_end=cache_end, compile=compile)
         schema.validate(params, schema.LOCAL, names=list(params))  # before anything loads
         if not hasattr(prompt, "conditions"):
@@ -106,6 +109,17 @@ def legacy_cache(value):
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return "deepcache" if value.strip().lower() == "true" else "off"
     return value
+
+
+def cache_from_api_prompt(cache, api_prompt, unique_id):
+    """`cache`, or what an API-format prompt written before it existed asks for with its deep_cache
+    true/false: ComfyUI passes a node only the inputs it declares, so that value would be dropped
+    without a word and the run would use the default instead."""
+    node = api_prompt.get(str(unique_id)) if isinstance(api_prompt, dict) and unique_id is not None else None
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    if isinstance(inputs, dict) and "deep_cache" in inputs and "cache" not in inputs:
+        return inputs["deep_cache"]
+    return cache
 
 
 def silence(seconds: float, sample_rate: int = 44100) -> dict:

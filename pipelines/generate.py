@@ -200,10 +200,10 @@ class LocalGenerator:
         return torch.device(self.options.device)
 
     def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None,
-                    compile: bool = False) -> torch.nn.Module:
-        """The transformer on the device (or hooked for group offloading). `latent_shape` lets
-        offload='auto' judge whether this job fits with the whole model on the GPU. `compile`: its
-        blocks compiled (diffusion_models/compile_blocks.py); they are compiled under the offload
+                    compile: bool = False, cache: str = "deepcache") -> torch.nn.Module:
+        """The transformer on the device (or hooked for group offloading). `latent_shape` and the
+        step `cache` let offload='auto' judge whether this job fits with the whole model on the GPU.
+        `compile`: its blocks compiled (diffusion_models/compile_blocks.py); they are compiled under the offload
         hooks, so a change of this setting loads the transformer again."""
         if self._transformer is not None and compile != self._compile_asked:
             from .diffusion_models.compile_blocks import blocks_compiled
@@ -224,7 +224,7 @@ class LocalGenerator:
             if compile:
                 self._compile(model, status)  # before group offloading hooks onto the blocks
             self._transformer, self._compile_asked = model, compile
-        if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status) == "group":
+        if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status, cache) == "group":
             from .offload_policy import stream_transformer_blocks
 
             stream_transformer_blocks(self._transformer, self.device)
@@ -245,17 +245,20 @@ class LocalGenerator:
         compile_blocks(model)
         status("compile: the transformer's blocks compile during the first step (a minute or more)")
 
-    def _offload_mode(self, latent_shape: tuple[int, ...] | None, status: StatusCallback) -> str:
+    def _offload_mode(self, latent_shape: tuple[int, ...] | None, status: StatusCallback,
+                      cache: str = "deepcache") -> str:
         if self.options.offload != "auto":
             return self.options.offload
-        from .offload_policy import available_vram, choose_offload, module_bytes, sequence_tokens
+        from .diffusion_models.step_cache_memory import state_bytes
+        from .offload_policy import TEXT_TOKENS, available_vram, choose_offload, module_bytes, sequence_tokens
 
         model = self._transformer
         if latent_shape is None:
             return "model"
         tokens = sequence_tokens(latent_shape, int(model.config.patch_size), int(model.config.patch_size_t))
-        choice = choose_offload(module_bytes(model), tokens, self.options.torch_dtype.itemsize,
-                                available_vram(self.device))
+        itemsize = self.options.torch_dtype.itemsize
+        choice = choose_offload(module_bytes(model), tokens, itemsize, available_vram(self.device),
+                                state_bytes(cache, latent_shape, model.config, itemsize, TEXT_TOKENS), f"{cache} state")
         return _reported(choice, status).mode
 
     def _text_offload_mode(self, status: StatusCallback) -> str:
@@ -394,7 +397,7 @@ class LocalGenerator:
             vae.to("cpu")
 
         model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
-                                 compile=job.compile)
+                                 compile=job.compile, cache=job.cache.name)
         say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         request = DenoiseRequest(

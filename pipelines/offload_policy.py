@@ -50,16 +50,21 @@ class OffloadChoice:
     need_bytes: int  # estimated peak of the stage with its model(s) whole on the GPU
     available_bytes: int
     stage: str = "transformer"
+    extra: str = ""  # what else the need counts, e.g. "2.8 GiB of teacache state"
 
     def describe(self) -> str:
-        return (f"{self.stage}: offload auto -> {self.mode}: whole it needs ~{self.need_bytes / GIB:.1f} GiB, "
+        extra = f" (with {self.extra})" if self.extra else ""
+        return (f"{self.stage}: offload auto -> {self.mode}: whole it needs ~{self.need_bytes / GIB:.1f} GiB{extra}, "
                 f"{self.available_bytes / GIB:.1f} GiB of VRAM is free")
 
 
-def choose_offload(weight_bytes: int, tokens: int, compute_itemsize: int, available_bytes: int) -> OffloadChoice:
-    """'model' when weights + activations + margin fit in `available_bytes`, else 'group'."""
-    need = weight_bytes + tokens * ACTIVATION_BYTES_PER_TOKEN_PER_BYTE * compute_itemsize + MARGIN_BYTES
-    return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes)
+def choose_offload(weight_bytes: int, tokens: int, compute_itemsize: int, available_bytes: int,
+                   extra_bytes: int = 0, extra_what: str = "") -> OffloadChoice:
+    """'model' when weights + activations + `extra_bytes` (a step cache's state) + margin fit in
+    `available_bytes`, else 'group'."""
+    need = weight_bytes + tokens * ACTIVATION_BYTES_PER_TOKEN_PER_BYTE * compute_itemsize + extra_bytes + MARGIN_BYTES
+    extra = f"{extra_bytes / GIB:.1f} GiB of {extra_what}" if extra_bytes and extra_what else ""
+    return OffloadChoice("model" if need <= available_bytes else "group", need, available_bytes, extra=extra)
 
 
 def choose_text_offload(llava_bytes: int, clip_bytes: int, compute_itemsize: int,

@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 SEED_CONTROL = "fixed"  # seed -1 stays -1, so every run picks a new random seed itself
 
-# The pack's own example pictures (nodes/example_images.py): the templates run out of the box.
+# The pack's own example media (nodes/example_media.py): the templates run out of the box.
 MAN = "hunyuan_custom_examples/man.png"
 DOG = "hunyuan_custom_examples/dog.png"
-SOURCE_VIDEO = "example_source.mp4"
-MASK_VIDEO = "example_mask.mp4"
+SOURCE_VIDEO = "hunyuan_custom_examples/park_walk.mp4"
+MASK_VIDEO = "hunyuan_custom_examples/park_walk_mask.mp4"
 EDITING_TRANSFORMER = "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"
 
 # Node sizes (width, height), large enough for their widgets so the frontend does not grow them.
@@ -42,10 +42,9 @@ SIZES = {
     "HunyuanCustomSaveVideo": (380, 460),
     "CreateVideo": (280, 130),
     "SaveVideo": (380, 460),
-    "LoadAudio": (340, 200),
+    "HunyuanCustomLoadAudio": (340, 200),
     "HunyuanCustomAudio": (340, 110),
-    "LoadVideo": (340, 420),
-    "GetVideoComponents": (260, 100),
+    "HunyuanCustomLoadVideo": (340, 460),
     "HunyuanCustomEdit": (400, 250),
 }
 
@@ -100,7 +99,7 @@ SUBJECT_NOTE_HYBRID = ("The subject word goes into upstream's template 'The <sub
 
 SEED_NOTE = "Seed -1 picks a new random seed every run (the local sampler's seed output reports it)."
 
-REFERENCE_SONG = "example_song.wav"
+REFERENCE_SONG = "hunyuan_custom_examples/sung_melody.mp3"
 AUDIO_MODEL_FILES = {**MODEL_FILES, "transformer": "hunyuancustom_audio_720P/mp_rank_00_model_states.pt",
                      "audio_encoder": "whisper-tiny/"}
 AUDIO_MODELS_NOTE = (
@@ -354,13 +353,14 @@ def singing_avatar(info: dict) -> dict:
         "HunyuanCustom singing avatar (audio-driven mode), local, with upstream's settings: 1280*720, 129 frames "
         "at 25 fps (5.16 s), 30 steps, flow shift 13, guidance 7.5, audio strength 0.8.\n\n" + AUDIO_MODELS_NOTE
         + "\n\n" + IMAGE_NOTE.format(name=MAN) + " A face or upper body looking at the camera "
-        "works best.\n\nSong: upload a voice or song in the Load Audio node (\"" + REFERENCE_SONG + "\" is a "
-        "placeholder name). A clear voice with little background music works best; the video starts with the "
+        "works best.\n\nSong: \"" + REFERENCE_SONG + "\" is the pack's example (a synthetic voice singing "
+        "\"la-la\", 5.2 s); for your own, upload a voice or song in the HunyuanCustom Load Audio node (or pick a "
+        "file from the input folder). A clear voice with little background music works best; the video starts with the "
         "track's first second, shorter audio leaves the last frames silent (the sampler says how many) and "
         "longer audio is cut. The sampler's audio output carries the track cut to the video into the saved "
         "mp4.\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
-    song = g.add("LoadAudio", (40, 900), {"audio": REFERENCE_SONG})
+    song = g.add("HunyuanCustomLoadAudio", (40, 900), {"audio": REFERENCE_SONG})
     prompt = g.add("HunyuanCustomPrompt", (560, 330), _prompt_values(
         "A man in a grey coat sings passionately on a small stage, holding a microphone close to his mouth; warm "
         "spotlight, close-up, the camera stays still.", "man"))
@@ -371,7 +371,7 @@ def singing_avatar(info: dict) -> dict:
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")
     g.link(prompt, "prompt", audio, "prompt")
-    g.link(song, "AUDIO", audio, "audio")
+    g.link(song, "audio", audio, "audio")
     g.link(loader, "model", sampler, "model")
     g.link(audio, "prompt", sampler, "prompt")
     g.link(sampler, "frames", save, "frames")
@@ -389,8 +389,9 @@ def replace_subject(info: dict) -> dict:
         "output (a source of another size is scaled to cover it and centre-cropped; the frames used are "
         "the shortest of num_frames, the source and the mask, rounded down to 4n+1). Save Video keeps the "
         "source's sound (the Sampler's audio output), cut to the edited video.\n\n"
-        f"Videos: upload the source in the first Load Video node (\"{SOURCE_VIDEO}\" is a placeholder) and "
-        f"its mask in the second (\"{MASK_VIDEO}\"). The mask is white where the new subject goes and "
+        f"Videos: \"{SOURCE_VIDEO}\" (a man strolling in a park) and its mask \"{MASK_VIDEO}\" are the pack's "
+        "examples; for your own, upload the source in the first HunyuanCustom Load Video node and its mask in "
+        "the second (or pick files from the input folder). The mask is white where the new subject goes and "
         "black elsewhere, frame by frame: make it with any segmentation pack (SAM 2, GroundingDINO + SAM: "
         "connect their MASK output to the Edit node's mask instead of the second video), paint it in a "
         "video editor, or use one white-on-black picture for every frame. expand grows the mask by a few "
@@ -403,26 +404,22 @@ def replace_subject(info: dict) -> dict:
                               "HunyuanCustom; or its mp_rank_00_model_states_fp8.pt with the _fp8_map.pt beside it)")
         + " Editing costs what generating the same video costs, plus two VAE encodes (the source and the mask)."
         "\n\n" + SEED_NOTE))
-    source = g.add("LoadVideo", (40, 440), {"file": SOURCE_VIDEO}, title="Source video")
-    mask = g.add("LoadVideo", (40, 960), {"file": MASK_VIDEO}, title="Mask video (white = replace)")
-    source_parts = g.add("GetVideoComponents", (420, 440), title="Source frames and sound")
-    mask_parts = g.add("GetVideoComponents", (420, 960), title="Mask frames")
-    image = g.add("HunyuanCustomLoadImage", (740, 40), {"image": DOG, "url": ""})
-    prompt = g.add("HunyuanCustomPrompt", (740, 520), _prompt_values(
+    source = g.add("HunyuanCustomLoadVideo", (40, 440), {"video": SOURCE_VIDEO}, title="Source video")
+    mask = g.add("HunyuanCustomLoadVideo", (40, 960), {"video": MASK_VIDEO}, title="Mask video (white = replace)")
+    image = g.add("HunyuanCustomLoadImage", (540, 40), {"image": DOG, "url": ""})
+    prompt = g.add("HunyuanCustomPrompt", (540, 520), _prompt_values(
         "A golden retriever walks along a stone road in a park, looks around and sniffs the air. Natural "
         "light, the camera follows at a low angle.", "dog"))
-    edit = g.add("HunyuanCustomEdit", (740, 990), {"expand": 5, "box": False})
-    loader = g.add("HunyuanCustomModelLoader", (1240, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
-    sampler = g.add("HunyuanCustomSampler", (1240, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
-    save = g.add("HunyuanCustomSaveVideo", (1700, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
+    edit = g.add("HunyuanCustomEdit", (540, 990), {"expand": 5, "box": False})
+    loader = g.add("HunyuanCustomModelLoader", (1040, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
+    sampler = g.add("HunyuanCustomSampler", (1040, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
-    g.link(source, "VIDEO", source_parts, "video")
-    g.link(mask, "VIDEO", mask_parts, "video")
     g.link(image, "image", prompt, "image")
     g.link(prompt, "prompt", edit, "prompt")
-    g.link(source_parts, "images", edit, "video")
-    g.link(mask_parts, "images", edit, "mask")
-    g.link(source_parts, "audio", edit, "audio")
+    g.link(source, "frames", edit, "video")
+    g.link(mask, "frames", edit, "mask")
+    g.link(source, "audio", edit, "audio")
     g.link(loader, "model", sampler, "model")
     g.link(edit, "prompt", sampler, "prompt")
     g.link(sampler, "frames", save, "frames")

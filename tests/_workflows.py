@@ -657,10 +657,12 @@ EMULATED_CORE = {"LoadImage": _LoadImage, "LoadAudio": _LoadAudio, "PreviewImage
 
 def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | None = None,
                   input_dir: str | Path | None = None, extra_pnginfo: dict | None = None,
-                  object_info: Mapping[str, dict] | None = None) -> dict[str, NodeRun]:
+                  object_info: Mapping[str, dict] | None = None,
+                  ignore_unknown_inputs: bool = False) -> dict[str, NodeRun]:
     """Run an API-format graph the way ComfyUI would: check it, then call the nodes that output
     nodes need, in dependency order (VALIDATE_INPUTS first, then FUNCTION). Returns each run
-    node's outputs (and UI answer) by node id."""
+    node's outputs (and UI answer) by node id. An input a node does not declare is an error (a typo
+    in our files), unless `ignore_unknown_inputs`: then, as in ComfyUI, it is not passed on."""
     classes = dict(our_node_classes() if node_classes is None else node_classes)
     core = load_object_info() if object_info is None else object_info
     infos: dict[str, dict] = {}
@@ -675,6 +677,11 @@ def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | Non
         else:
             raise WorkflowRunError(f"node {node_id}: class_type {kind!r} is neither ours nor an emulated core node")
 
+    original = api  # what a PROMPT hidden input gets: the prompt as sent
+    if ignore_unknown_inputs:
+        api = {node_id: {**node, "inputs": {k: v for k, v in node["inputs"].items()
+                                            if k in {name for name, _, _ in declared_inputs(infos[node_id])}}}
+               for node_id, node in api.items()}
     _check_api_graph(api, infos, impls)
     order = _execution_order(api, infos, impls)
     results: dict[str, NodeRun] = {}
@@ -693,7 +700,7 @@ def run_api_graph(api: Mapping[str, dict], node_classes: Mapping[str, Any] | Non
                 raise WorkflowRunError(f"node {node_id} ({node['class_type']}) input {name!r}: {problem}")
         for name, hidden in (info.get("input", {}).get("hidden") or {}).items():
             hidden = hidden[0] if isinstance(hidden, list) else hidden
-            kwargs[name] = {"PROMPT": copy.deepcopy(dict(api)), "EXTRA_PNGINFO": copy.deepcopy(extra_pnginfo or {}),
+            kwargs[name] = {"PROMPT": copy.deepcopy(dict(original)), "EXTRA_PNGINFO": copy.deepcopy(extra_pnginfo or {}),
                             "UNIQUE_ID": node_id}.get(hidden)
         raw = getattr(cls(), cls.FUNCTION)(**kwargs)
         ui = None

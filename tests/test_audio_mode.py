@@ -5,6 +5,7 @@ before anything loads."""
 
 from __future__ import annotations
 
+import shutil
 import wave
 from pathlib import Path
 
@@ -153,6 +154,25 @@ def test_a_wrong_file_given_as_whisper_is_named(comfy_dirs, models):
     message = _refused(loader(audio_encoder=str(vae_weights)), audio_prompt(), "not a Whisper model")
     assert str(vae_weights) in message
     _refused(loader(audio_encoder=str(models.text_encoder_2)), audio_prompt(), "not Whisper")
+
+
+def test_a_whisper_of_another_size_is_refused_from_the_headers(comfy_dirs, models, tmp_path):
+    """A Whisper with fewer layers (as whisper-base has more than tiny, with wider states) gives the
+    audio projection inputs of another width: refused before anything loads, naming both."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "whisper-other"
+    shutil.copytree(models.audio_encoder, other)
+    config = json.loads((other / "config.json").read_text())
+    config["encoder_layers"] = 2  # 3 states instead of 5: the windows no longer fit the projection
+    (other / "config.json").write_text(json.dumps(config))
+    weights = load_file(other / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not any(f"layers.{i}." in k for i in (2, 3))},
+              other / "model.safetensors")
+    message = _refused(loader(audio_encoder=str(other)), audio_prompt(), "does not fit the audio checkpoint")
+    assert str(other) in message and "2 layers" in message and "whisper-tiny" in message
 
 
 def test_audio_checkpoint_without_an_audio_node(comfy_dirs):

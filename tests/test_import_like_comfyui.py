@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_NODES = {"HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
-                  "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit"}
+                  "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit",
+                  "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo"}
 
 IMPORT_SCRIPT = textwrap.dedent(
     """

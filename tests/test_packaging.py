@@ -66,6 +66,6 @@ def test_a_plain_install_imports_every_module_and_ships_the_data_files(early_run
 
     shipped = set(found["files"])
     for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js", "locales/*/*.json",
-                    "assets/example_subjects/*.png"):
+                    "assets/examples/*.png", "assets/examples/*.mp3", "assets/examples/*.mp4"):
         wanted = {str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)}
         assert wanted and wanted <= shipped, pattern

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +33,9 @@ HYBRID, TWO_SUBJECTS = "HunyuanCustom local preview and WaveSpeed final", "Hunyu
 SINGING_AVATAR = "HunyuanCustom singing avatar"
 REPLACE_SUBJECT = "HunyuanCustom replace the subject in a video"
 EDIT = "HunyuanCustomEdit"
+MEDIA_LOADERS = {"HunyuanCustomLoadImage": "image", "HunyuanCustomLoadAudio": "audio",
+                 "HunyuanCustomLoadVideo": "video"}  # node -> its file input (and kind)
 TINY = {"size": "64*48", "num_frames": 9, "steps": 2}  # what the tiny transformer runs in a second
-
-
-def write_song(path: Path, seconds: float = 0.6, rate: int = 44100) -> Path:
-    """A stereo 16-bit WAV: two tones, for the Load Audio placeholder."""
-    t = np.arange(round(seconds * rate)) / rate
-    pcm = np.stack([0.4 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)], axis=1)
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(2)
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes((pcm * 32767).round().astype("<i2").tobytes())
-    return path
 
 
 def load(name: str, api: bool = False) -> dict:
@@ -93,31 +82,14 @@ def remote_video(tmp_path_factory) -> bytes:
 @pytest.fixture
 def comfy_dirs(models_dir, tmp_path, monkeypatch):
     """ComfyUI's folders as our nodes see them outside ComfyUI. The input folder stays EMPTY: the
-    templates name the pack's own example pictures, so they run out of the box."""
+    templates name the pack's own example media, so they run out of the box."""
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     input_dir.mkdir()
-    # The song stays a placeholder: core Load Audio lists only the input folder.
-    write_song(input_dir / "example_song.wav")
-    _write_edit_videos(input_dir)  # the same for core Load Video
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HYC_INPUT_DIR", str(input_dir))
     monkeypatch.setenv("HYC_OUTPUT_DIR", str(output_dir))
     monkeypatch.setattr(comfy, "temp_directory", lambda: str(tmp_path / "temp"))
     return input_dir, output_dir
-
-
-def _write_edit_videos(folder: Path) -> None:
-    """The replace-subject workflow's source (with sound) and mask videos: 13 frames at 80x48."""
-    from hunyuan_custom.pipelines.media.wav_io import write_wav
-
-    t = torch.arange(16000) / 16000
-    write_wav({"waveform": 0.3 * torch.sin(2 * torch.pi * 220 * t).view(1, 1, -1), "sample_rate": 16000},
-              folder / "sound.wav")
-    source = torch.linspace(0, 1, 13).view(13, 1, 1, 1).expand(13, 48, 80, 3).contiguous()
-    video_io.write_video(folder / "example_source.mp4", source, fps=25, audio_path=str(folder / "sound.wav"))
-    mask = torch.zeros(13, 48, 80, 3)
-    mask[:, 12:36, 24:56] = 1.0
-    video_io.write_video(folder / "example_mask.mp4", mask, fps=25)
 
 
 @pytest.fixture
@@ -192,8 +164,8 @@ def test_note_says_where_the_files_and_the_key_go(name):
         assert audio_encoder == "none" or f"audio_encoders/{audio_encoder}" in text
     if nodes_of(graph, REMOTE):
         assert "WAVESPEED_API_KEY" in text
-    for image in nodes_of(graph, "HunyuanCustomLoadImage") + nodes_of(graph, "LoadAudio") + nodes_of(graph, "LoadVideo"):
-        assert image["widgets_values"][0] in text  # the placeholder name, with "upload" nearby
+    for loader in [n for n in graph["nodes"] if n["type"] in MEDIA_LOADERS]:
+        assert loader["widgets_values"][0] in text  # the example's name, with "upload" nearby
     assert "upload" in text.lower()
 
 
@@ -253,7 +225,8 @@ def test_singing_avatar_uses_upstreams_audio_settings_and_saves_the_samplers_aud
     (audio_id,) = [i for i, n in api.items() if n["class_type"] == "HunyuanCustomAudio"]
     assert api[save_id]["inputs"]["audio"] == [sampler_id, 3]  # the sampler's audio output (last)
     assert api[sampler_id]["inputs"]["prompt"] == [audio_id, 0]
-    assert api[api[audio_id]["inputs"]["audio"][0]]["class_type"] == "LoadAudio"
+    song = api[api[audio_id]["inputs"]["audio"][0]]
+    assert song["class_type"] == "HunyuanCustomLoadAudio" and song["inputs"]["audio"].startswith("hunyuan_custom_examples/")
 
 
 def test_replace_subject_wires_source_mask_and_sound_with_upstreams_editing_settings():
@@ -268,10 +241,10 @@ def test_replace_subject_wires_source_mask_and_sound_with_upstreams_editing_sett
     (edit_id,) = [i for i, n in api.items() if n["class_type"] == EDIT]
     edit = api[edit_id]["inputs"]
     source, mask = api[edit["video"][0]], api[edit["mask"][0]]
-    assert source["class_type"] == mask["class_type"] == "GetVideoComponents"
-    assert edit["audio"] == [edit["video"][0], 1]  # the source's own sound
-    assert {api[source["inputs"]["video"][0]]["inputs"]["file"], api[mask["inputs"]["video"][0]]["inputs"]["file"]} \
-        == {"example_source.mp4", "example_mask.mp4"}
+    assert source["class_type"] == mask["class_type"] == "HunyuanCustomLoadVideo"
+    assert edit["video"][1] == edit["mask"][1] == 0 and edit["audio"] == [edit["video"][0], 1]  # the source's sound
+    assert (source["inputs"]["video"], mask["inputs"]["video"]) == ("hunyuan_custom_examples/park_walk.mp4",
+                                                                    "hunyuan_custom_examples/park_walk_mask.mp4")
     assert (edit["expand"], edit["box"]) == (schema.FIELDS["expand"].default, False)
     (save,) = [n for n in api.values() if n["class_type"] == "HunyuanCustomSaveVideo"]
     (sampler_id,) = [i for i, n in api.items() if n["class_type"] == LOCAL]
@@ -301,22 +274,23 @@ def test_multi_subject_has_two_references():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_templates_name_the_packs_example_pictures(name, comfy_dirs):
-    """No placeholder that no one has: every reference image is one the node lists (frontend 1.58
-    marks a media combo whose value is not among its options as missing) and one it can load."""
-    from hunyuan_custom.nodes import example_images
-    from hunyuan_custom.nodes.load_image import HunyuanCustomLoadImage
+def test_templates_name_the_packs_example_media(name, comfy_dirs):
+    """No placeholder that no one has: every picture, song and video a template names is one its
+    node lists (frontend 1.58 marks a media combo whose value is not among its options as missing)
+    and one it can load, with nothing in the input folder and nothing written there."""
+    from hunyuan_custom.nodes import NODE_CLASS_MAPPINGS, example_media
 
-    before = sorted(comfy_dirs[0].iterdir())  # the singing avatar's song (core Load Audio reads only there)
-    choices = HunyuanCustomLoadImage.INPUT_TYPES()["required"]["image"][0]
-    loader = HunyuanCustomLoadImage()
-    for node in nodes_of(load(name), "HunyuanCustomLoadImage"):
-        picture = node["widgets_values"][0]
-        assert picture in choices and picture in example_images.names()
-        assert HunyuanCustomLoadImage.VALIDATE_INPUTS(image=picture, url="") is True
-        image, mask = loader.load(picture)
-        assert image.shape[0] == 1 and float(mask.max()) == 1.0  # a cut-out: transparent around the subject
-    assert sorted(comfy_dirs[0].iterdir()) == before  # nothing was written into the input folder
+    for node in [n for n in load(name)["nodes"] if n["type"] in MEDIA_LOADERS]:
+        kind = MEDIA_LOADERS[node["type"]]
+        cls, value = NODE_CLASS_MAPPINGS[node["type"]], node["widgets_values"][0]
+        assert value in cls.INPUT_TYPES()["required"][kind][0] and value in example_media.names(kind)
+        assert cls.VALIDATE_INPUTS(**{kind: value}) is True
+        outputs = getattr(cls(), cls.FUNCTION)(value)
+        if kind == "image":  # a cut-out: transparent around the subject
+            assert outputs[0].shape[0] == 1 and float(outputs[1].max()) == 1.0
+        else:
+            assert outputs[0] is not None
+    assert list(comfy_dirs[0].iterdir()) == []  # nothing was written into the input folder
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -385,11 +359,14 @@ def test_hybrid_with_the_remote_group_muted_runs_only_the_local_preview(comfy_di
     assert [p.name for p in output_dir.rglob("*.mp4")] == ["preview_00001_.mp4"]
 
 
+@pytest.mark.parametrize("form", ["ui", "api"])
 @pytest.mark.parametrize("old_value, cache", [(True, "deepcache"), (False, "off")])
-def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, comfy_dirs, monkeypatch):
+def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_value, cache, form, comfy_dirs,
+                                                                      monkeypatch):
     """Saved before the cache widgets existed: the sampler's widgets_values end with deep_cache's
     true/false. ComfyUI fills widgets by position, so that boolean arrives as `cache`; it must run as
-    upstream's deepcache (true) or off (false)."""
+    upstream's deepcache (true) or off (false). An API prompt of that time names it `deep_cache`,
+    which ComfyUI does not pass to the node (not declared): the sampler reads it from the prompt."""
     from hunyuan_custom.pipelines.generate import LocalGenerator
 
     input_dir, _ = comfy_dirs
@@ -402,6 +379,8 @@ def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_valu
     (node,) = [n for n in api.values() if n["class_type"] == LOCAL]
     assert node["inputs"]["cache"] is old_value and "cache_threshold" not in node["inputs"]
     assert "compile" not in node["inputs"]
+    if form == "api":
+        node["inputs"]["deep_cache"] = node["inputs"].pop("cache")
 
     used = []
     original = LocalGenerator.generate
@@ -411,7 +390,7 @@ def test_a_workflow_saved_with_the_old_deep_cache_widget_loads_and_runs(old_valu
         return original(self, job, **kwargs)
 
     monkeypatch.setattr(LocalGenerator, "generate", spy)
-    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir)
+    results = wf.run_api_graph(for_tiny_models(api), input_dir=input_dir, ignore_unknown_inputs=True)
     assert [c.name for c in used] == [cache] and used[0].threshold is None
     assert results[[i for i, n in api.items() if n["class_type"] == LOCAL][0]].outputs[0].shape == (9, 48, 64, 3)
 

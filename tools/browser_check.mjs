@@ -8,13 +8,13 @@
 //   1. the page loads with our web extension registered and no page error from our files;
 //   2. the template browser (Workflow > Browse Templates) lists a card with a thumbnail for each
 //      workflow in workflows/, under the pack's category; opening each card gives no "missing"
-//      toast or error overlay, no node with the red error outline, and the Load Reference Image
-//      node previews the pack's example picture;
+//      toast or error overlay, no node with the red error outline, and our Load Reference Image,
+//      Load Audio and Load Video nodes preview the pack's example picture, song and videos;
 //   3. each workflow loads like a drag and drop: no dialog, every node type known, every widget
 //      holds the file's value, the prompt the UI builds has the inputs of the API twin
 //      (workflows/api), and exporting it again gives the same inputs and links (no rewiring);
 //   4. each workflow, shrunk for a CPU (local samplers 64*48, 9 frames, 2 steps, float32), is
-//      queued from the UI as it is (no upload: the templates name the pack's example pictures),
+//      queued from the UI as it is (no upload: the templates name the pack's example media),
 //      runs, every video saver shows its file, and after the job each of our nodes still shows
 //      the result lines it answered (ui.text);
 //   5. the WaveSpeed node shows the key line (matching the server's key status), the hint, and
@@ -196,17 +196,28 @@ async function openedCleanly(label) {
   check(`${label}: no node with the red error outline`, state.outlined.length === 0, state.outlined.join(", "));
 }
 
-async function referencePreviews(label) {
-  // The Load Reference Image nodes preview the pack's example pictures (served through /view).
-  const found = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes)
-    .filter((n) => n.type === "HunyuanCustomLoadImage").map((n) => {
-      const value = n.widgets?.find((w) => w.name === "image")?.value;
+async function mediaPreviews(label) {
+  // Our Load nodes preview what they name (served through /view, the pack's examples included): the
+  // picture is drawn, the song's <audio> and the video's <video> have read the file's metadata.
+  await page.waitForTimeout(1000);
+  const found = await page.evaluate(() => {
+    const inputs = { HunyuanCustomLoadImage: "image", HunyuanCustomLoadAudio: "audio", HunyuanCustomLoadVideo: "video" };
+    return (window.app.graph.nodes ?? window.app.graph._nodes).filter((n) => n.type in inputs).map((n) => {
+      const kind = inputs[n.type];
+      const value = n.widgets?.find((w) => w.name === kind)?.value;
       const file = String(value).split("/").pop();
-      const dom = [...document.images].filter((i) => i.src.includes(encodeURIComponent(file)) || i.src.includes(file));
-      const images = [...(n.imgs || []), ...dom];
-      return { id: n.id, value, loaded: images.some((i) => i.complete && i.naturalWidth > 0) };
-    }));
-  for (const f of found) check(`${label}: node ${f.id} previews its picture ${f.value}`, f.loaded);
+      const named = (el) => (el.currentSrc || el.src || "").includes(encodeURIComponent(file)) || (el.src || "").includes(file);
+      if (kind === "image") {
+        const images = [...(n.imgs || []), ...[...document.images].filter(named)];
+        return { id: n.id, kind, value, loaded: images.some((i) => i.complete && i.naturalWidth > 0) };
+      }
+      const players = [...document.querySelectorAll(kind)].filter(named);
+      const ready = players.filter((p) => p.readyState >= 1 && Number.isFinite(p.duration) && p.duration > 0);
+      return { id: n.id, kind, value, loaded: ready.length > 0,
+               detail: players.map((p) => `readyState ${p.readyState} error ${p.error?.code ?? "-"}`).join(", ") || "no player" };
+    });
+  });
+  for (const f of found) check(`${label}: node ${f.id} previews its ${f.kind} ${f.value}`, f.loaded, f.detail ?? "");
 }
 
 async function checkTemplateBrowser(files, renderer) {
@@ -236,7 +247,7 @@ async function checkTemplateBrowser(files, renderer) {
     const loaded = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes).map((n) => n.type));
     check(`template ${name} opens from its card (${renderer})`, loaded.some((t) => OURS.test(t)), loaded.join(","));
     await openedCleanly(`template ${name} (${renderer})`);
-    await referencePreviews(`template ${name} (${renderer})`);
+    await mediaPreviews(`template ${name} (${renderer})`);
     await fitView();
     await page.screenshot({ path: `${SHOTS}/template_${name}_${renderer}.png` });
   }
@@ -277,7 +288,7 @@ async function checkWorkflow(file, renderer, queue) {
     };
   }), workflow);
   if (renderer === "classic") {
-    await referencePreviews(label);
+    await mediaPreviews(label);
     for (const n of nodes) {
       check(`${file}: node ${n.id} ${n.type} is known and in the graph`, n.known && n.found);
       // Trailing nulls are upload buttons' placeholders, which frontends write in different numbers

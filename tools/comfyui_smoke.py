@@ -53,7 +53,10 @@ sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fak
 
 PACK_FOLDER = "ComfyUI-HunyuanCustom"  # its name under custom_nodes/ (also in /extensions/<name>/ URLs)
 OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
-             "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit")
+             "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit",
+             "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo")
+MEDIA_LOADERS = {"HunyuanCustomLoadImage": "image", "HunyuanCustomLoadAudio": "audio",
+                 "HunyuanCustomLoadVideo": "video"}  # node -> its file input
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
 TINY_SIZE, TINY_FRAMES, TINY_STEPS = "64*48", 9, 2
 
@@ -103,36 +106,6 @@ class Smoke:
         buf = io.BytesIO()
         img.save(buf, "PNG")
         resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "image/png")},
-                             data={"overwrite": "true"}, timeout=30)
-        resp.raise_for_status()
-        return resp.json()["name"]
-
-    def upload_wav(self, name: str, seconds: float = 0.6, rate: int = 44100) -> str:
-        """A stereo 16-bit WAV (two tones) into the input folder, for core Load Audio."""
-        import math
-        import struct
-        import wave
-
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as handle:
-            handle.setnchannels(2)
-            handle.setsampwidth(2)
-            handle.setframerate(rate)
-            handle.writeframes(b"".join(struct.pack("<hh", int(12000 * math.sin(2 * math.pi * 220 * i / rate)),
-                                                    int(9000 * math.sin(2 * math.pi * 330 * i / rate)))
-                                        for i in range(round(seconds * rate))))
-        resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "audio/wav")},
-                             data={"overwrite": "true"}, timeout=30)
-        resp.raise_for_status()
-        return resp.json()["name"]
-
-
-    def upload_video(self, name: str) -> str:
-        """A small mp4 in the input folder under `name` (what LoadVideo lists): a white box on black
-        when the name says mask, else a brightening grey with a sine tone (to check the sound path)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            data = edit_video_bytes(Path(tmp), mask="mask" in name)
-        resp = requests.post(self.url + "/upload/image", files={"image": (name, data, "video/mp4")},
                              data={"overwrite": "true"}, timeout=30)
         resp.raise_for_status()
         return resp.json()["name"]
@@ -217,17 +190,20 @@ def check_registration(s: Smoke, log_text: Callable[[], str]) -> None:
         r = s.get(path)
         s.check(f"GET {path}", r.status_code == 200 and isinstance(r.json().get("configured"), bool),
                 f"{r.status_code} {r.text[:100]}")
-    # The example pictures: listed by Load Reference Image and previewed through /view, without a
-    # file in the input folder.
-    listed = info.get("HunyuanCustomLoadImage", {}).get("input", {}).get("required", {}).get("image", [[]])[0]
-    examples = [name for name in listed if name.startswith("hunyuan_custom_examples/")]
-    s.check("Load Reference Image lists the example pictures", len(examples) >= 2, examples)
-    for name in examples:
-        folder, file = name.split("/", 1)
-        for path in ("/view", "/api/view"):
-            r = s.get(path, params={"filename": file, "subfolder": folder, "type": "input"})
-            s.check(f"GET {path} previews {name}", r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n",
-                    f"{r.status_code} {r.headers.get('content-type')}")
+    # The example media: listed by our Load nodes and previewed through /view, without a file in the
+    # input folder.
+    for node, kind, least, magic in (("HunyuanCustomLoadImage", "image", 2, lambda b: b[:8] == b"\x89PNG\r\n\x1a\n"),
+                                     ("HunyuanCustomLoadAudio", "audio", 1, lambda b: b[:3] == b"ID3" or b[:2] == b"\xff\xfb"),
+                                     ("HunyuanCustomLoadVideo", "video", 2, lambda b: b[4:8] == b"ftyp")):
+        listed = info.get(node, {}).get("input", {}).get("required", {}).get(kind, [[]])[0]
+        examples = [name for name in listed if name.startswith("hunyuan_custom_examples/")]
+        s.check(f"{node} lists the pack's example {kind}s", len(examples) >= least, examples)
+        for name in examples:
+            folder, file = name.split("/", 1)
+            for path in ("/view", "/api/view"):
+                r = s.get(path, params={"filename": file, "subfolder": folder, "type": "input"})
+                s.check(f"GET {path} previews {name}", r.status_code == 200 and magic(r.content),
+                        f"{r.status_code} {r.headers.get('content-type')}")
 
 
 def check_model_combos(s: Smoke) -> dict:
@@ -394,22 +370,18 @@ def _streams(path: Path) -> str:
 
 def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
     """Each API-format example workflow, shrunk to the tiny models (local samplers: 64*48, 9
-    frames, 2 steps, float32), passes /prompt and runs AS IT IS: the pictures it names must be ones
-    the server offers (the pack's example pictures), nothing is uploaded for it."""
-    listed = s.get("/object_info/HunyuanCustomLoadImage").json()["HunyuanCustomLoadImage"]["input"]["required"]
-    offered = set(listed["image"][0])
+    frames, 2 steps, float32), passes /prompt and runs AS IT IS: the pictures, songs and videos it
+    names must be ones the server offers (the pack's examples), nothing is uploaded for it."""
+    info = s.get("/object_info").json()
+    offered = {(node, kind): set(info[node]["input"]["required"][kind][0]) for node, kind in MEDIA_LOADERS.items()}
     for path in sorted(folder.glob("*.json")):
         graph = json.loads(path.read_text(encoding="utf-8"))
-        pictures = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "HunyuanCustomLoadImage"
-                    and isinstance(n["inputs"].get("image"), str)]
-        s.check(f"workflow {path.name} names only pictures the server offers", set(pictures) <= offered,
-                sorted(set(pictures) - offered))
+        named = [(n["class_type"], n["inputs"][MEDIA_LOADERS[n["class_type"]]]) for n in graph.values()
+                 if n["class_type"] in MEDIA_LOADERS and isinstance(n["inputs"].get(MEDIA_LOADERS[n["class_type"]]), str)]
+        not_offered = [value for node, value in named if value not in offered[(node, MEDIA_LOADERS[node])]]
+        s.check(f"workflow {path.name} names only media the server offers", not not_offered, not_offered)
         for node in graph.values():
             inputs = node["inputs"]
-            if node["class_type"] == "LoadAudio" and isinstance(inputs.get("audio"), str):
-                s.upload_wav(inputs["audio"])  # core Load Audio reads only the input folder
-            if node["class_type"] == "LoadVideo" and isinstance(inputs.get("file"), str):
-                s.upload_video(inputs["file"])  # core Load Video reads only the input folder
             if node["class_type"] == "HunyuanCustomSampler":
                 inputs.update(size=TINY_SIZE, num_frames=TINY_FRAMES, steps=TINY_STEPS)
             if node["class_type"] == "HunyuanCustomModelLoader":
@@ -444,51 +416,6 @@ def tiny_video_bytes(folder: Path) -> bytes:
         writer.send(np.full((32, 48, 3), 40 * i, dtype=np.uint8).tobytes())
     writer.close()
     return path.read_bytes()
-
-
-def edit_video_bytes(folder: Path, mask: bool, frames: int = 13, size: tuple[int, int] = (80, 48)) -> bytes:
-    """An mp4 for the editing workflow: the mask (white box on black) or the source (with 1 s of sound)."""
-    import math
-    import struct
-    import wave
-
-    import imageio_ffmpeg
-    import numpy as np
-
-    width, height = size
-    audio = None
-    if not mask:
-        audio = str(folder / "tone.wav")
-        with wave.open(audio, "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(16000)
-            handle.writeframes(b"".join(struct.pack("<h", int(9000 * math.sin(2 * math.pi * 220 * i / 16000)))
-                                        for i in range(16000)))
-    path = folder / ("mask.mp4" if mask else "source.mp4")
-    writer = imageio_ffmpeg.write_frames(str(path), size, fps=25, codec="libx264", pix_fmt_out="yuv420p",
-                                         macro_block_size=16, audio_path=audio, audio_codec="aac" if audio else None)
-    writer.send(None)
-    for i in range(frames):
-        frame = np.zeros((height, width, 3), dtype=np.uint8)
-        if mask:
-            frame[height // 4:3 * height // 4, width // 4:3 * width // 4] = 255
-        else:
-            frame[:] = 20 + 15 * i
-        writer.send(frame.tobytes())
-    writer.close()
-    return path.read_bytes()
-
-
-def place_example_videos(workflows: Path, input_dir: Path) -> None:
-    """The videos the example workflows' Load Video nodes name, in the input folder (for --serve and
-    the browser check, which upload only pictures)."""
-    for path in sorted(workflows.glob("*.json")):
-        for node in json.loads(path.read_text(encoding="utf-8")).values():
-            name = node["inputs"].get("file") if node.get("class_type") == "LoadVideo" else None
-            if isinstance(name, str) and not (input_dir / name).exists():
-                with tempfile.TemporaryDirectory() as tmp:
-                    (input_dir / name).write_bytes(edit_video_bytes(Path(tmp), mask="mask" in name))
 
 
 def start_comfyui(args: argparse.Namespace, work: Path, extra_env: dict) -> tuple[subprocess.Popen, Path]:
@@ -588,7 +515,6 @@ def main() -> int:
         "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n"
         "    audio_encoders: audio_encoders\n")
     print(f"work folder: {work}", flush=True)
-    place_example_videos(Path(args.workflows), work / "input")  # what the workflows' Load Video nodes name
 
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
     env = {"WAVESPEED_API_KEY": WAVESPEED_KEY, "WAVESPEED_BASE_URL": fake.base_url,

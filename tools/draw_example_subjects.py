@@ -1,11 +1,11 @@
-"""Draws the pack's two example subject pictures (assets/example_subjects/*.png).
+"""Draws the pack's two example subject pictures (assets/examples/*.png).
 
 The templates name these pictures so that they open without a "missing file" and run once the
 models are in place. They are our own drawings, made here with Pillow's shape primitives (drawn
 at 4x and scaled down for smooth edges): cut-out subjects on a transparent background, the kind of
 reference image HunyuanCustom expects (transparency becomes white when the image is loaded).
 
-    python tools/draw_example_subjects.py      # rewrites assets/example_subjects/{man,dog}.png
+    python tools/draw_example_subjects.py      # rewrites assets/examples/{man,dog}.png
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-OUT = Path(__file__).resolve().parents[1] / "assets" / "example_subjects"
+OUT = Path(__file__).resolve().parents[1] / "assets" / "examples"
 SCALE = 4  # supersampling factor
 
 SKIN, SKIN_SHADE = (241, 194, 150, 255), (222, 168, 124, 255)

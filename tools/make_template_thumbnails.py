@@ -28,7 +28,7 @@ ROLE_COLOURS = {  # by node type prefix/suffix: what the node does in the graph
     "Note": (90, 80, 40),
     "LoadImage": (40, 85, 60),
     "LoadVideo": (40, 85, 60),
-    "VideoComponents": (40, 85, 60),
+    "LoadAudio": (40, 85, 60),
     "Edit": (45, 70, 110),
     "Prompt": (45, 70, 110),
     "ModelLoader": (95, 55, 110),

@@ -12,18 +12,20 @@
 // - WaveSpeed node: whether the server has a WaveSpeed key (asks our route for yes/no; this file
 //   never sees or handles a key), a red line when the chosen size is one WaveSpeed refuses, and a
 //   hint of what WaveSpeed fixes.
+// - Load Audio: the audio player core Load Audio has (the frontend adds it to core nodes only).
 // - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
 //   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  KEY_STATUS_ROUTE, isOurNodeType, legacyCacheValue, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus,
+  KEY_STATUS_ROUTE, addAudioPlayer, isOurNodeType, legacyCacheValue, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus,
   wrappedRows,
 } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
 const SAMPLER_NODE = "HunyuanCustomSampler";
+const LOAD_AUDIO_NODE = "HunyuanCustomLoadAudio";
 const STATUS_WIDGET = "hyc_status";
 const RESULT_WIDGET = "hyc_result";
 const WIDGET_TYPE = "hyc_lines";
@@ -220,6 +222,7 @@ app.registerExtension({
     decorateResults(nodeType);
     if (nodeData.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
     if (nodeData.name === SAMPLER_NODE) decorateSamplerNode(nodeType);
+    if (nodeData.name === LOAD_AUDIO_NODE) addAudioPlayer(nodeData.input?.required);
   },
   // The frontend restores kept outputs (e.g. back on a workflow's tab) through this hook.
   onNodeOutputsUpdated(nodeOutputs) {

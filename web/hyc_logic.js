@@ -146,3 +146,19 @@ export function legacyCacheValue(value) {
   if (value === false || value === "false") return "off";
   return value;
 }
+
+/**
+ * The frontend gives an `audio_upload` combo its upload button (an "upload" input added to the
+ * node's definition) but its audio player ("audioUI", which the button needs) only to core audio
+ * nodes, listed by class name. For our Load Audio node add the player the same way, before the
+ * button, because widgets are made in that order and the button looks the player up. Changes
+ * `required` in place (as the frontend's own extensions do) and returns it.
+ */
+export function addAudioPlayer(required) {
+  if (!required || required.audioUI || required.audio?.[1]?.audio_upload !== true) return required;
+  const upload = required.upload;
+  delete required.upload;
+  required.audioUI = ["AUDIO_UI", {}];
+  if (upload) required.upload = upload;
+  return required;
+}

@@ -95,9 +95,28 @@ class AudioCondition(Condition):
         if not path:
             raise ConditionError(WHISPER_MISSING)
         try:
-            inspect_whisper(path)
+            whisper = inspect_whisper(path)
         except WhisperFilesError as exc:
             raise ConditionError(str(exc)) from None
+        self._check_whisper_fits(whisper, getattr(files, "transformer", None))
+
+    @staticmethod
+    def _check_whisper_fits(whisper: Any, transformer: Any) -> None:
+        """The audio checkpoint takes windows of every Whisper state: its input width is a whole
+        number of (states x channels). Another Whisper size (base, small...) would fail only after the
+        transformer has loaded; the headers tell it now."""
+        from ..diffusion_models.checkpoints import CheckpointError, audio_input_width
+
+        try:
+            width = audio_input_width(transformer) if transformer else None
+        except (CheckpointError, OSError):
+            return  # the transformer's own check reports a broken file
+        per_window = whisper.states * whisper.channels
+        if width and width % per_window:
+            raise ConditionError(
+                f"the Whisper {whisper.path} ({whisper.states - 1} layers of {whisper.channels} channels) does not fit "
+                f"the audio checkpoint, whose audio input ({width} wide) takes windows of another Whisper size; "
+                "the released checkpoint takes whisper-tiny (4 layers of 384 channels): pick whisper-tiny")
 
     def plan(self, job: Any) -> tuple[Any, str | None]:
         frames = int(job.num_frames)

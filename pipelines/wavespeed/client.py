@@ -131,6 +131,13 @@ class _Transient(Exception):
         self.network = network
 
 
+def _raise_if_transient(resp: requests.Response) -> None:
+    """429 and 5xx answers are worth retrying (after Retry-After when the server gives one)."""
+    if resp.status_code == 429 or resp.status_code >= 500:
+        raise _Transient(f"HTTP {resp.status_code}", resp.status_code, parse_retry_after(resp.headers.get("Retry-After")),
+                         summarise_body(resp))
+
+
 @dataclass(frozen=True)
 class JobResult:
     frames: torch.Tensor  # [F, H, W, 3] float32 0..1
@@ -334,10 +341,9 @@ class WaveSpeedClient:
 
     def _envelope(self, resp: requests.Response, what: str) -> dict:
         """Check an API answer (HTTP status, then `code` inside the body); return `data`."""
+        _raise_if_transient(resp)
         status = resp.status_code
         message = summarise_body(resp)
-        if status == 429 or status >= 500:
-            raise _Transient(f"HTTP {status}", status, parse_retry_after(resp.headers.get("Retry-After")), message)
         if status == 401:
             raise self._auth_error(what, 401, message)
         if status == 402:
@@ -484,9 +490,7 @@ class WaveSpeedClient:
             except requests.exceptions.RequestException as exc:
                 raise _Transient(network_problem(exc), network=True) from None
             with resp:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    raise _Transient(f"HTTP {resp.status_code}", resp.status_code,
-                                     parse_retry_after(resp.headers.get("Retry-After")), summarise_body(resp))
+                _raise_if_transient(resp)
                 if not 200 <= resp.status_code < 300:
                     raise self._error(f"The upload host {host} refused the reference image", reason="upload_failed",
                                       http_status=resp.status_code, server_message=summarise_body(resp))
@@ -641,9 +645,7 @@ class WaveSpeedClient:
                             "WaveSpeed keeps outputs for 7 days; run the node again to make a new one",
                             reason="expired_output", http_status=resp.status_code,
                             server_message=summarise_body(resp))
-                    if resp.status_code == 429 or resp.status_code >= 500:
-                        raise _Transient(f"HTTP {resp.status_code}", resp.status_code,
-                                         parse_retry_after(resp.headers.get("Retry-After")), summarise_body(resp))
+                    _raise_if_transient(resp)
                     if not 200 <= resp.status_code < 300:
                         raise self._error(f"The output host {host} refused the download", reason="download_failed",
                                           http_status=resp.status_code, server_message=summarise_body(resp))

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
+  addAudioPlayer,
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
   wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wrappedRows, wavespeedLines,
   RESULT_COLOR, resultLines, isOurNodeType,
@@ -113,4 +114,18 @@ test("an old workflow's deep_cache true/false shows as the cache it means", () =
   assert.equal(legacyCacheValue(false), "off");
   assert.equal(legacyCacheValue("true"), "deepcache");
   for (const value of ["teacache", "off", "deepcache", undefined]) assert.equal(legacyCacheValue(value), value);
+});
+
+test("our Load Audio gets core Load Audio's player, placed before the upload button", () => {
+  const required = { audio: [["song.mp3"], { audio_upload: true }], upload: ["AUDIOUPLOAD", {}] };
+  assert.equal(addAudioPlayer(required), required); // changed in place, as the frontend's extensions do
+  assert.deepEqual(Object.keys(required), ["audio", "audioUI", "upload"]);
+  assert.deepEqual(required.audioUI, ["AUDIO_UI", {}]);
+  const later = { audio: [["a.wav"], { audio_upload: true }] }; // the button's extension not run yet
+  assert.deepEqual(Object.keys(addAudioPlayer(later)), ["audio", "audioUI"]);
+  const twice = addAudioPlayer(addAudioPlayer({ audio: [[], { audio_upload: true }], upload: ["AUDIOUPLOAD", {}] }));
+  assert.deepEqual(Object.keys(twice), ["audio", "audioUI", "upload"]);
+  for (const other of [{ audio: [[], {}] }, { image: [[], { image_upload: true }] }, undefined]) {
+    assert.deepEqual(addAudioPlayer(other), other);
+  }
 });
