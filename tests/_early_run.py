@@ -1,11 +1,13 @@
-"""Subprocess runs that start when collection ends and are collected by their test.
+"""Subprocess runs that start ahead of their test and are collected by it.
 
 The few tests that must run a real process (the CLI entry point, the benchmark scripts as scripts,
 a plain pip install) spend seconds in it, mostly importing torch, diffusers and transformers. The
 tests themselves use one torch thread (conftest.py), so on a 2-core machine the other core is
-free: a test marked `@pytest.mark.early_run(start=fn)` has its process started right after collection
-and running there while the other tests run; the test's `early_run` fixture waits for it and gives
-its result. The command, its inputs and what the test asserts are the same as a run in the test.
+free: the process of a test marked `@pytest.mark.early_run(start=fn)` runs there ahead of its test,
+while other tests run (conftest.py starts the first when collection ends and the next, in test
+order, once it has finished: one at a time, so they never take the tests' core); the test's
+`early_run` fixture waits for its process and gives its result. The command, its inputs and what
+the test asserts are the same as a run in the test.
 
 `fn(folder)` prepares the inputs in an empty folder of its own and returns subprocess.Popen's
 keyword arguments (`args`, and `cwd` / `env` where needed); stdout and stderr go to files there,
@@ -57,6 +59,9 @@ class Started:
             self.process.wait()
             raise
         return EarlyRun(self.folder, code, self._out.read_text(), self._err.read_text())
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -46,13 +46,13 @@ def _register_checkout() -> None:
 _register_checkout()
 
 
+_early_queue: list = []  # early_run tests whose process has not started yet, in the order they run
 _early_runs: dict = {}  # node id -> _early_run.Started
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "early_run(start=fn): the test's subprocess starts when collection ends and "
-                                       "runs while other tests do; the early_run fixture gives its result "
-                                       "(tests/_early_run.py)")
+    config.addinivalue_line("markers", "early_run(start=fn): the test's subprocess runs ahead, while other tests "
+                                       "do; the early_run fixture gives its result (tests/_early_run.py)")
 
 
 def _start_early(item):
@@ -62,14 +62,25 @@ def _start_early(item):
     return Started(start, Path(tempfile.mkdtemp(prefix="hyc-early-")))
 
 
+def _start_next_early() -> None:
+    """One early run at a time, so that it has the core the tests leave free to itself."""
+    if _early_queue and not any(started.running() for started in _early_runs.values()):
+        item = _early_queue.pop(0)
+        _early_runs[item.nodeid] = _start_early(item)
+
+
 def pytest_collection_finish(session) -> None:
-    for item in session.items:
-        if item.get_closest_marker("early_run"):
-            _early_runs[item.nodeid] = _start_early(item)
+    _early_queue[:] = [item for item in session.items if item.get_closest_marker("early_run")]
+    _start_next_early()
     _freeze_what_lives()
 
 
+def pytest_runtest_setup(item) -> None:
+    _start_next_early()
+
+
 def pytest_sessionfinish(session) -> None:
+    _early_queue.clear()
     for started in _early_runs.values():  # runs whose test did not run (stopped by -x, ...)
         started.stop()
         shutil.rmtree(started.folder, ignore_errors=True)
@@ -78,8 +89,11 @@ def pytest_sessionfinish(session) -> None:
 @pytest.fixture
 def early_run(request):
     """This test's early_run subprocess, finished: an _early_run.EarlyRun (folder, returncode, stdout,
-    stderr). Started now if collection did not start it."""
-    started = _early_runs.pop(request.node.nodeid, None) or _start_early(request.node)
+    stderr). Started now if it has not started yet."""
+    started = _early_runs.pop(request.node.nodeid, None)
+    if started is None:
+        _early_queue[:] = [item for item in _early_queue if item.nodeid != request.node.nodeid]
+        started = _start_early(request.node)
     request.addfinalizer(lambda: shutil.rmtree(started.folder, ignore_errors=True))
     return started.result()
 
