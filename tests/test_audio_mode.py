@@ -5,10 +5,7 @@ before anything loads."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from _cli_run import error_line, local_argv, run_cli
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.nodes.audio import HunyuanCustomAudio
 from hunyuan_custom.nodes.model_loader import HunyuanCustomModelLoader
@@ -227,20 +225,15 @@ def test_node_specs():
 # ------------------------------------------------------------------ CLI
 
 
-def _cli(models, ref_png, out, pack_pythonpath, *extra):
-    cmd = [sys.executable, "-m", "hunyuan_custom", "generate", "--backend", "local", "--image", str(ref_png),
-           "--prompt", "a man sings", "--subject", "man", "--size", "64*48", "--num-frames", "9", "--steps", "2",
-           "--seed", "3", "--transformer", str(models.audio_transformer), "--vae", str(models.vae),
-           "--text-encoder", str(models.text_encoder), "--text-encoder-2", str(models.text_encoder_2),
-           "--device", "cpu", "--dtype", "float32", "--output", str(out), *extra]
-    env = {**os.environ, "PYTHONPATH": pack_pythonpath}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def _cli(models, ref_png, out, *extra):
+    return run_cli(local_argv(models, ref_png, out, "--size", "64*48", "--num-frames", "9", "--steps", "2", "--seed",
+                              "3", *extra, transformer=models.audio_transformer, prompt="a man sings", subject="man"))
 
 
-def test_cli_writes_an_mp4_with_the_audio_cut_to_the_video(models, ref_png, tmp_path, pack_pythonpath):
+def test_cli_writes_an_mp4_with_the_audio_cut_to_the_video(models, ref_png, tmp_path):
     wav = write_wav(tmp_path / "voice.wav", song(1.0, rate=48000, channels=1), rate=48000)
     out = tmp_path / "singing.mp4"
-    run = _cli(models, ref_png, out, pack_pythonpath, "--audio", str(wav), "--audio-encoder", str(models.audio_encoder))
+    run = _cli(models, ref_png, out, "--audio", wav, "--audio-encoder", models.audio_encoder)
     assert run.returncode == 0, run.stderr
     assert "1.0 s of audio for 0.4 s of video: cut at 0.4 s" in run.stderr
     info = video_io.video_info(out)
@@ -257,13 +250,11 @@ def test_cli_writes_an_mp4_with_the_audio_cut_to_the_video(models, ref_png, tmp_
     (("--audio", "{wav}", "--audio-encoder", "{vae}"), "not a Whisper model"),
     (("--audio-strength", "0.5"), "--audio-strength needs --audio"),
 ])
-def test_cli_bad_audio_input_one_line_no_output(models, ref_png, tmp_path, pack_pythonpath, extra, message):
+def test_cli_bad_audio_input_one_line_no_output(models, ref_png, tmp_path, extra, message):
     paths = {"wav": write_wav(tmp_path / "voice.wav", song(0.5)), "tmp": tmp_path,
              "silent": write_wav(tmp_path / "quiet.wav", np.zeros((1, 4000), np.float32)),
              "whisper": models.audio_encoder, "vae": models.vae / "pytorch_model.pt"}
     out = tmp_path / "bad.mp4"
-    run = _cli(models, ref_png, out, pack_pythonpath, *(a.format(**paths) for a in extra))
-    lines = run.stderr.strip().splitlines()
-    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), run.stderr
-    assert message in lines[0], lines[0]
+    line = error_line(_cli(models, ref_png, out, *(a.format(**paths) for a in extra)))
+    assert message in line, line
     assert not out.exists()

@@ -3,13 +3,10 @@ deep_cache values included), the CLI flags, and tiny end-to-end generations."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from _cli_run import local_argv, run_cli
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.nodes.sampler import legacy_cache
@@ -161,19 +158,14 @@ def test_a_compiler_failure_is_one_clear_error(models, monkeypatch):
 # ------------------------------------------------------------------ CLI
 
 
-def _cli(models, ref_png, out, pack_pythonpath, *extra):
-    cmd = [sys.executable, "-m", "hunyuan_custom", "generate", "--backend", "local", "--image", str(ref_png),
-           "--prompt", "a red block dances", "--subject", "block", "--size", "64*48", "--num-frames", "5",
-           "--steps", "3", "--seed", "7", "--transformer", str(models.transformer), "--vae", str(models.vae),
-           "--text-encoder", str(models.text_encoder), "--text-encoder-2", str(models.text_encoder_2),
-           "--device", "cpu", "--dtype", "float32", "--output", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": pack_pythonpath},
-                          timeout=300)
+def _cli(models, ref_png, out, *extra):
+    return run_cli(local_argv(models, ref_png, out, "--size", "64*48", "--num-frames", "5", "--steps", "3", "--seed",
+                              "7", *extra))
 
 
-def test_cli_cache_flags_reach_the_sampler(models, ref_png, tmp_path, pack_pythonpath):
-    run = _cli(models, ref_png, tmp_path / "v.mp4", pack_pythonpath, "--cache", "teacache", "--cache-threshold",
-               "0.1", "--cache-start", "0.2")
+def test_cli_cache_flags_reach_the_sampler(models, ref_png, tmp_path):
+    run = _cli(models, ref_png, tmp_path / "v.mp4", "--cache", "teacache", "--cache-threshold", "0.1",
+               "--cache-start", "0.2")
     assert run.returncode == 0, run.stderr
     assert "cache teacache (threshold 0.1, steps 0.2-1)" in run.stderr
 
@@ -184,10 +176,9 @@ def test_cli_cache_flags_reach_the_sampler(models, ref_png, tmp_path, pack_pytho
     (("--cache-threshold", "-3"), "cache_threshold"),
     (("--cache", "teacache", "--no-deep-cache"), "--no-deep-cache (= --cache off) contradicts --cache teacache"),
 ])
-def test_cli_bad_cache_flags_end_with_one_line_before_loading(models, ref_png, tmp_path, pack_pythonpath, extra,
-                                                              message):
+def test_cli_bad_cache_flags_end_with_one_line_before_loading(models, ref_png, tmp_path, extra, message):
     out = tmp_path / "bad.mp4"
-    run = _cli(models, ref_png, out, pack_pythonpath, *extra)
+    run = _cli(models, ref_png, out, *extra)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert "loading" not in run.stderr and not out.exists()
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from _cli_run import local_argv, run_cli, subprocess_pythonpath, write_reference_png
 from _tiny_model_set import build_tiny_model_set
-from hunyuan_custom.pipelines import cli
 from hunyuan_custom.pipelines.media import video_io
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, RuntimeOptions
@@ -23,37 +23,33 @@ def models(tmp_path_factory):
 
 
 def _argv(models, ref_png, out, **over) -> list[str]:
-    args = {"--size": "64*48", "--num-frames": "9", "--steps": "3", "--seed": "7", **over}
-    argv = ["generate", "--backend", "local", "--image", str(ref_png), "--prompt", "a red block dances",
-            "--subject", "block", "--transformer", str(models.transformer), "--vae", str(models.vae),
-            "--text-encoder", str(models.text_encoder), "--text-encoder-2", str(models.text_encoder_2),
-            "--device", "cpu", "--dtype", "float32", "--output", str(out)]
-    for k, v in args.items():
-        argv += [k, v]
-    return argv
+    flags = {"--size": "64*48", "--num-frames": "9", "--steps": "3", "--seed": "7", **over}
+    return local_argv(models, ref_png, out, *[part for item in flags.items() for part in item])
 
 
-def _cli(models, ref_png, out, pack_pythonpath, **over):
-    """`python -m hunyuan_custom generate ...` as a separate process."""
-    cmd = [sys.executable, "-m", "hunyuan_custom", *_argv(models, ref_png, out, **over)]
-    env = {**os.environ, "PYTHONPATH": pack_pythonpath}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+def _start_cli(folder: Path) -> dict:
+    """`python -m hunyuan_custom generate ...` as a separate process, on a model set and picture of its own:
+    the one CLI run of the suite that proves the entry point works from a checkout (the other CLI tests
+    call cli.main, see _cli_run); it runs while the other tests do (tests/_early_run.py)."""
+    models = build_tiny_model_set(folder / "models")
+    ref_png = write_reference_png(folder / "ref.png")
+    env = {**os.environ, "PYTHONPATH": subprocess_pythonpath(folder)}
+    return {"args": [sys.executable, "-m", "hunyuan_custom", *_argv(models, ref_png, folder / "video.mp4")], "env": env}
 
 
-def _main(capsys, models, ref_png, out, **over) -> tuple[int, str]:
+def _main(models, ref_png, out, **over) -> tuple[int, str]:
     """The same command in this process (cli.main), for the checks that need no process of their own:
     starting Python with torch takes seconds per run."""
-    code = cli.main(_argv(models, ref_png, out, **over))
-    return code, capsys.readouterr().err
+    run = run_cli(_argv(models, ref_png, out, **over))
+    return run.returncode, run.stderr
 
 
-def test_cli_writes_mp4_with_asked_frames_and_size(models, ref_png, tmp_path, pack_pythonpath):
-    out = tmp_path / "video.mp4"
-    run = _cli(models, ref_png, out, pack_pythonpath)
-    assert run.returncode == 0, run.stderr
-    info = video_io.video_info(out)
+@pytest.mark.early_run(start=_start_cli)
+def test_cli_writes_mp4_with_asked_frames_and_size(early_run):
+    assert early_run.returncode == 0, early_run.stderr
+    info = video_io.video_info(early_run.folder / "video.mp4")
     assert (info["width"], info["height"], info["frames"], info["fps"]) == (64, 48, 9, 25.0)
-    assert "seed 7" in run.stderr
+    assert "seed 7" in early_run.stderr
 
 
 @pytest.mark.parametrize("change, message", [
@@ -61,36 +57,36 @@ def test_cli_writes_mp4_with_asked_frames_and_size(models, ref_png, tmp_path, pa
     ({"--num-frames": "8"}, "num_frames"),
     ({"--guidance-scale": "11"}, "guidance_scale"),
 ])
-def test_cli_bad_values_one_line_no_output(models, ref_png, tmp_path, capsys, change, message):
+def test_cli_bad_values_one_line_no_output(models, ref_png, tmp_path, change, message):
     out = tmp_path / "bad.mp4"
-    code, err = _main(capsys, models, ref_png, out, **change)
+    code, err = _main(models, ref_png, out, **change)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_cli_missing_and_broken_files(models, ref_png, tmp_path, capsys):
+def test_cli_missing_and_broken_files(models, ref_png, tmp_path):
     out = tmp_path / "x.mp4"
-    code, err = _main(capsys, models, ref_png, out, **{"--vae": str(tmp_path / "nope")})
+    code, err = _main(models, ref_png, out, **{"--vae": str(tmp_path / "nope")})
     assert code != 0 and "Traceback" not in err
     assert "nope" in err.strip().splitlines()[-1]
     broken = tmp_path / "broken.pt"
     broken.write_bytes(models.transformer.read_bytes()[:5000])
-    code, err = _main(capsys, models, ref_png, out, **{"--transformer": str(broken)})
+    code, err = _main(models, ref_png, out, **{"--transformer": str(broken)})
     assert code != 0 and "Traceback" not in err
     assert "broken.pt" in err.strip().splitlines()[-1]
     not_image = tmp_path / "notimage.png"
     not_image.write_text("hello")
-    code, err = _main(capsys, models, not_image, out)
+    code, err = _main(models, not_image, out)
     assert code == 2 and "notimage.png" in err
     assert not out.exists()
 
 
-def test_cli_never_overwrites(models, ref_png, tmp_path, capsys):
+def test_cli_never_overwrites(models, ref_png, tmp_path):
     out = tmp_path / "mine.mp4"
     out.write_bytes(b"precious")
-    code, err = _main(capsys, models, ref_png, out)
+    code, err = _main(models, ref_png, out)
     assert code == 2 and "already exists" in err
     assert out.read_bytes() == b"precious"
 

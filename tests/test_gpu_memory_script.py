@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import os
-import subprocess
 import sys
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,11 +24,70 @@ needs_text_estimate = pytest.mark.skipif(not vram_estimate.text_estimate_support
                                          reason="the shape-only text estimate needs transformers 5")
 
 
+@dataclass(frozen=True)
+class TinyRun:
+    """One `gpu_memory.py --tiny --device cpu --offload X` run and what was alive when."""
+    results: list
+    out: str
+    text_models: int  # text encoders built
+    text_freed: bool  # all of them gone when the run returned
+    transformer_alive_in_vae: list  # per decode: was the first transformer still referenced (after a gc)
+    transformer_freed: bool  # gone after the run (after a gc)
+
+
+def _watched_run(offload: str) -> TinyRun:
+    """Leftover references would keep weights on the GPU and inflate the next stage's measured peak,
+    so the run notes which synthetic models are still alive at the decode and at the end."""
+    made: dict[str, list] = {"text": [], "transformer": []}
+    build_text, build_transformer = synthetic_models.synthetic_text_encoders, synthetic_models.synthetic_transformer
+    run_vae = gpu_memory.run_vae_stage
+    alive_in_vae: list[bool] = []
+
+    def text(*a, **k):
+        models = build_text(*a, **k)
+        made["text"] += [weakref.ref(m) for m in models]
+        return models
+
+    def transformer(*a, **k):
+        model = build_transformer(*a, **k)
+        made["transformer"].append(weakref.ref(model))
+        return model
+
+    def vae_stage(*a, **k):
+        gc.collect()
+        alive_in_vae.append(made["transformer"][0]() is not None)
+        return run_vae(*a, **k)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(synthetic_models, "synthetic_text_encoders", text)
+        patch.setattr(synthetic_models, "synthetic_transformer", transformer)
+        patch.setattr(gpu_memory, "run_vae_stage", vae_stage)
+        results = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload])
+    text_freed = all(ref() is None for ref in made["text"])
+    gc.collect()
+    return TinyRun(results, out.getvalue(), len(made["text"]), text_freed, alive_in_vae,
+                   made["transformer"][0]() is None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    """`tiny_run(offload)`: the run for that offload, made once for this module's tests (each costs seconds)."""
+    runs: dict[str, TinyRun] = {}
+
+    def get(offload: str) -> TinyRun:
+        if offload not in runs:
+            runs[offload] = _watched_run(offload)
+        return runs[offload]
+
+    return get
+
+
 @needs_text_estimate
 @pytest.mark.parametrize("offload", ["model", pytest.param("group", marks=needs_recorder)])
-def test_tiny_cpu_run_measures_every_stage_and_shows_the_same_estimates(offload, capsys):
-    results = gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload])
-    out = capsys.readouterr().out
+def test_tiny_cpu_run_measures_every_stage_and_shows_the_same_estimates(offload, tiny_run):
+    run = tiny_run(offload)
+    results, out = run.results, run.out
 
     assert [r.stage for r in results] == ["text", "transformer", "vae"]
     # the real code paths ran: CFG text encoding (2 rows of 4 text + 16 image positions - 1), 2 steps, a tiled decode
@@ -59,15 +122,18 @@ def test_offload_none_keeps_the_transformer_through_the_decode_estimate(capsys):
     assert none[0].estimate.peak_weights - model[0].estimate.peak_weights == transformer
 
 
-def test_script_runs_from_a_checkout_with_a_vae_tile_option():
+def _start_script(_folder: Path) -> dict:
     # 17 frames: the fewest that 16-frame tiles cut into more than one tile.
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_memory.py"), "--tiny", "--device", "cpu", "--stages",
            "vae", "--frames", "17", "--size", "16*16", "--vae-tile-frames", "16"]
-    env = {**os.environ, "PYTHONPATH": ""}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "VAE decode (16-frame tiles)" in done.stdout and "vae: decoded 2 tiles" in done.stdout
-    assert "n/a" in done.stdout
+    return {"args": cmd, "env": {**os.environ, "PYTHONPATH": ""}, "cwd": ROOT}
+
+
+@pytest.mark.early_run(start=_start_script)  # runs while the other tests do (tests/_early_run.py)
+def test_script_runs_from_a_checkout_with_a_vae_tile_option(early_run):
+    assert early_run.returncode == 0, early_run.stderr[-2000:]
+    assert "VAE decode (16-frame tiles)" in early_run.stdout and "vae: decoded 2 tiles" in early_run.stdout
+    assert "n/a" in early_run.stdout
 
 
 def test_bad_options_are_refused_before_any_work(capsys):
@@ -139,41 +205,10 @@ def test_synthetic_text_encoders_keep_real_buffers():
 
 @needs_text_estimate
 @pytest.mark.parametrize("offload,kept", [("model", False), ("none", True)])
-def test_each_stage_lets_go_of_its_models_before_the_next(offload, kept, monkeypatch, capsys):
+def test_each_stage_lets_go_of_its_models_before_the_next(offload, kept, tiny_run):
     """Leftover references would keep weights on the GPU and inflate the next stage's measured peak."""
-    import weakref
-
-    made: dict[str, list] = {"text": [], "transformer": []}
-    build_text, build_transformer = synthetic_models.synthetic_text_encoders, synthetic_models.synthetic_transformer
-
-    def text(*a, **k):
-        models = build_text(*a, **k)
-        made["text"] += [weakref.ref(m) for m in models]
-        return models
-
-    def transformer(*a, **k):
-        model = build_transformer(*a, **k)
-        made["transformer"].append(weakref.ref(model))
-        return model
-
-    monkeypatch.setattr(synthetic_models, "synthetic_text_encoders", text)
-    monkeypatch.setattr(synthetic_models, "synthetic_transformer", transformer)
-    seen_during_vae: list[bool] = []
-    run_vae = gpu_memory.run_vae_stage
-
-    def vae_stage(*a, **k):
-        import gc
-
-        gc.collect()
-        seen_during_vae.append(made["transformer"][0]() is not None)
-        return run_vae(*a, **k)
-
-    monkeypatch.setattr(gpu_memory, "run_vae_stage", vae_stage)
-    gpu_memory.main(["--tiny", "--device", "cpu", "--offload", offload, *SMALLEST])
-    capsys.readouterr()
-    assert len(made["text"]) == 2 and all(ref() is None for ref in made["text"])
-    assert seen_during_vae == [kept]  # offload none: the transformer stays through the decode, as in generate.py
-    import gc
-
-    gc.collect()
-    assert made["transformer"][0]() is None
+    run = tiny_run(offload)
+    assert run.text_models == 2 and run.text_freed
+    # offload none: the transformer stays through the decode, as in generate.py
+    assert run.transformer_alive_in_vae == [kept]
+    assert run.transformer_freed

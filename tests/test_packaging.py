@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import venv
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SHIPPED = {".git", "tests", "benchmarks", "tools", "__pycache__", "build", "dist", ".venv", ".pytest_cache"}
@@ -29,18 +30,30 @@ print(json.dumps({"home": str(home), "modules": names, "files": files}))
 """
 
 
-def test_a_plain_install_imports_every_module_and_ships_the_data_files(tmp_path):
-    source = tmp_path / "src"
+# Installs the copy into the venv, then runs CHECK with the venv's Python; exits with the first failure.
+INSTALL_AND_CHECK = r"""
+import subprocess, sys
+python, source, check = sys.argv[1:]
+install = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-build-isolation",
+           "--no-index", source]
+code = subprocess.run(install).returncode
+sys.exit(f"pip install failed (exit {code})" if code else subprocess.run([python, "-c", check]).returncode)
+"""
+
+
+def _start_install(folder: Path) -> dict:
+    source = folder / "src"
     shutil.copytree(ROOT, source, ignore=lambda _d, names: [n for n in names if n in NOT_SHIPPED
                                                             or n.endswith(".egg-info")])
-    env = tmp_path / "venv"
+    env = folder / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env)
     python = env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                              "--no-build-isolation", "--no-index", str(source)],
-                             capture_output=True, text=True, cwd=tmp_path)
-    assert install.returncode == 0, install.stderr[-2000:]
-    run = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path)
+    return {"args": [sys.executable, "-c", INSTALL_AND_CHECK, str(python), str(source), CHECK], "cwd": folder}
+
+
+@pytest.mark.early_run(start=_start_install)  # pip and the check run while other tests do (tests/_early_run.py)
+def test_a_plain_install_imports_every_module_and_ships_the_data_files(early_run):
+    run, env = early_run, early_run.folder / "venv"
     assert run.returncode == 0, run.stderr[-2000:]
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert found["home"].startswith(str(env))  # the installed copy, not this checkout

@@ -5,7 +5,6 @@ init, and the node / CLI paths end to end with a tiny model set."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import _single_file_encoders as sfe
+from _cli_run import error_line, run_cli
 import _tiny_text_encoders as tiny
 from hunyuan_custom.pipelines import generate
 from hunyuan_custom.pipelines.text_encoders import files as tef
@@ -396,24 +396,25 @@ def test_nodes_generate_with_single_files_end_to_end(comfy_env):
     assert fps == 25.0 and seed == 3
 
 
-def _cli(models_dir, pair, ref_png, out, pythonpath, drop=()):
+def _cli(models_dir, pair, ref_png, out, monkeypatch, drop=()):
     flags = {"--transformer": models_dir / "diffusion_models" / "hyc_wide_text" / "mp_rank_00_model_states.pt",
              "--vae": models_dir / "vae" / "hyvae_v1_0801", "--text-encoder": pair.llama_file,
              "--text-encoder-2": pair.clip_file, "--llava-vision": pair.vision_file,
              "--llava-tokenizer": pair.llama_tokenizer, "--clip-tokenizer": pair.clip_tokenizer}
-    cmd = [sys.executable, "-m", "hunyuan_custom", "generate", "--backend", "local", "--image", str(ref_png),
-           "--prompt", "a red block dances", "--subject", "block", "--size", "64*48", "--num-frames", "5",
-           "--steps", "2", "--seed", "7", "--device", "cpu", "--dtype", "float32", "--output", str(out)]
+    argv = ["generate", "--backend", "local", "--image", str(ref_png), "--prompt", "a red block dances", "--subject",
+            "block", "--size", "64*48", "--num-frames", "5", "--steps", "2", "--seed", "7", "--device", "cpu",
+            "--dtype", "float32", "--output", str(out)]
     for flag, value in flags.items():
         if flag not in drop:
-            cmd += [flag, str(value)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYC_")}
-    return subprocess.run(cmd, capture_output=True, text=True, env={**env, "PYTHONPATH": pythonpath}, timeout=300)
+            argv += [flag, str(value)]
+    for name in [k for k in os.environ if k.startswith("HYC_")]:  # no tokenizer folders from the environment
+        monkeypatch.delenv(name)
+    return run_cli(argv)
 
 
-def test_cli_with_single_files_writes_an_mp4(models_dir, pair, ref_png, tmp_path, pack_pythonpath):
+def test_cli_with_single_files_writes_an_mp4(models_dir, pair, ref_png, tmp_path, monkeypatch):
     out = tmp_path / "video.mp4"
-    run = _cli(models_dir, pair, ref_png, out, pack_pythonpath)
+    run = _cli(models_dir, pair, ref_png, out, monkeypatch)
     assert run.returncode == 0, run.stderr
     info = video_io.video_info(out)
     assert (info["width"], info["height"], info["frames"]) == (64, 48, 5)
@@ -424,11 +425,9 @@ def test_cli_with_single_files_writes_an_mp4(models_dir, pair, ref_png, tmp_path
     ("--llava-tokenizer", "comfy/text_encoders/llama_tokenizer"),
     ("--clip-tokenizer", "--clip-tokenizer DIR"),
 ])
-def test_cli_missing_single_file_companions_one_clear_line(models_dir, pair, ref_png, tmp_path, pack_pythonpath,
-                                                            drop, message):
+def test_cli_missing_single_file_companions_one_clear_line(models_dir, pair, ref_png, tmp_path, monkeypatch, drop,
+                                                            message):
     out = tmp_path / "x.mp4"
-    run = _cli(models_dir, pair, ref_png, out, pack_pythonpath, drop=(drop,))
-    assert run.returncode == 2, run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], run.stderr
+    line = error_line(_cli(models_dir, pair, ref_png, out, monkeypatch, drop=(drop,)))
+    assert message in line, line
     assert not out.exists()
