@@ -39,13 +39,7 @@ class HunyuanCustomLoadAudio:
 
     @classmethod
     def VALIDATE_INPUTS(cls, audio: str | None = None) -> bool | str:
-        if audio is None:  # fed by a link: known only at run time, checked there
-            return True
-        try:
-            picked_files.existing_path(audio, "audio", "audio")
-        except ValueError as exc:
-            return str(exc)
-        return True
+        return picked_files.validation(audio, "audio", "audio")
 
     def load(self, audio: str) -> tuple:
         from ..pipelines.media.audio_io import AudioInputError, load_audio_file

@@ -52,13 +52,7 @@ class HunyuanCustomLoadVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, video: str | None = None) -> bool | str:
-        if video is None:  # fed by a link: known only at run time, checked there
-            return True
-        try:
-            picked_files.existing_path(video, "video", "video")
-        except ValueError as exc:
-            return str(exc)
-        return True
+        return picked_files.validation(video, "video", "video")
 
     def load(self, video: str, frame_load_cap: int = 0) -> tuple:
         from ..pipelines.media import video_io

@@ -49,6 +49,18 @@ def existing_path(name: str, input_name: str, kind: str) -> str:
     return path
 
 
+def validation(name: str | None, input_name: str, kind: str) -> bool | str:
+    """A Load node's VALIDATE_INPUTS answer for its one file input: True, or the message (reported
+    once, under that input). A linked input (None) is known only at run time and checked there."""
+    if name is None:
+        return True
+    try:
+        existing_path(name, input_name, kind)
+    except ValueError as exc:
+        return str(exc)
+    return True
+
+
 def fingerprint(name: str, input_name: str, kind: str) -> str:
     """What IS_CHANGED returns: the content's hash (size and modification time for big files), so
     ComfyUI reruns the node when the file changes; a problem is reported by VALIDATE_INPUTS instead."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import wave
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from _wav_files import write_pcm16_wav
 from hunyuan_custom.pipelines.audio_encoders.encode import input_features, stacked_states
 from hunyuan_custom.pipelines.audio_encoders.whisper import WhisperFilesError, inspect_whisper, load_whisper
 from hunyuan_custom.pipelines.audio_encoders.windows import frames_with_audio, window_whisper_states
@@ -22,15 +22,6 @@ from hunyuan_custom.pipelines.media.audio_io import (AudioInputError, checked_cl
 def _tone(rate: int, seconds: float, channels: int = 1, freq: float = 440.0) -> np.ndarray:
     t = np.arange(round(rate * seconds)) / rate
     return np.stack([0.5 * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)]).astype(np.float32)
-
-
-def write_pcm16_wav(path, samples: np.ndarray, rate: int) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(samples.shape[0])
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes(np.ascontiguousarray(pcm.T).tobytes())
 
 
 # ------------------------------------------------------------------ files

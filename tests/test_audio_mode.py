@@ -6,7 +6,6 @@ before anything loads."""
 from __future__ import annotations
 
 import shutil
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 
 from _cli_run import error_line, local_argv, run_cli
 from _tiny_model_set import build_tiny_model_set
+from _wav_files import write_pcm16_wav
 from hunyuan_custom.nodes.audio import HunyuanCustomAudio
 from hunyuan_custom.nodes.model_loader import HunyuanCustomModelLoader
 from hunyuan_custom.nodes.prompt import HunyuanCustomPrompt
@@ -40,13 +40,7 @@ def song(seconds: float, rate: int = RATE, channels: int = 2) -> np.ndarray:
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
-    pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(samples.shape[0])
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes(np.ascontiguousarray(pcm.T).tobytes())
-    return path
+    return write_pcm16_wav(path, samples, rate)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +81,7 @@ def loader(transformer: str = AUDIO_DIT, audio_encoder: str = "whisper-tiny/"):
 def test_nodes_make_an_mp4_with_video_and_audio_of_the_right_lengths(comfy_dirs, tmp_path):
     import _workflows
 
-    wav = write_wav(tmp_path / "song.wav", song(0.6))  # longer than the 0.36 s video: cut
+    write_wav(tmp_path / "song.wav", song(0.6))  # longer than the 0.36 s video: cut
     load_audio = type("LoadAudio", (_workflows.EMULATED_CORE["LoadAudio"],), {"input_dir": tmp_path})
     (audio_in,) = load_audio().load("song.wav")  # what core Load Audio gives (same samples)
     assert audio_in["waveform"].shape == (1, 2, round(0.6 * RATE)) and audio_in["sample_rate"] == RATE
