@@ -62,6 +62,8 @@ try:
 except ImportError:
     import _pack  # run as a script: benchmarks/ is sys.path[0]
 
+from hunyuan_custom.pipelines.diffusion_models.step_cache import CACHE_NAMES, DEEPCACHE, CacheSettings  # noqa: E402
+
 GIB = 2**30
 CONFIRM_TOLERANCE = 0.10  # measured peak allocated may exceed the estimate by this much
 STAGES = ("text", "transformer", "vae")
@@ -255,7 +257,7 @@ def run_transformer_stage(args: argparse.Namespace, card: Card, dtype: torch.dty
         shape, latents, ref, text = vram_estimate.transformer_inputs(model.config, width, height, frames,
                                                                      args.text_tokens, dtype, card.device)
         request = sampling.DenoiseRequest(latents=latents, ref_latents=ref, text=text, steps=args.steps,
-                                          flow_shift=13.0, guidance_scale=7.5, deep_cache=args.deep_cache == "on")
+                                          flow_shift=13.0, guidance_scale=7.5, cache=CacheSettings(cache_name(args)))
         tokens = (shape[2] + 1) * (shape[3] // 2) * (shape[4] // 2)
         print(f"transformer: video {width}x{height}x{frames}: latent {list(shape)}, {tokens} image tokens + "
               f"{args.text_tokens} text tokens per pass", flush=True)
@@ -269,7 +271,7 @@ def run_transformer_stage(args: argparse.Namespace, card: Card, dtype: torch.dty
             print(f"transformer: step {done}/{total}: {times[-1]:.2f} s", flush=True)
 
         with contextlib.ExitStack() as stack:
-            if args.deep_cache == "on":
+            if cache_name(args) == DEEPCACHE:
                 # Every step stores, as vram_estimate counts it: the worst moment of a 30-step run.
                 stack.enter_context(mock.patch.object(sampling, "upstream_deep_cache_mode", lambda _i, _n: "store"))
             out = sampling.denoise(model, request, on_step=on_step)
@@ -333,12 +335,34 @@ def estimate_stage(stage: str, args: argparse.Namespace, dtype: torch.dtype, wid
                                          offload=ve.text_offload_of(args.offload))
     if stage == "transformer":
         model = ve.shape_only_transformer(args.tiny, dtype, fp8=args.fp8 == "keep")
-        return ve.estimate_transformer(model, width, height, frames, offload=ve.sampling_offload_of(args.offload),
-                                       attention="flash", text_tokens=args.text_tokens,
-                                       deep_cache=args.deep_cache == "on")
+        estimate = ve.estimate_transformer(model, width, height, frames, offload=ve.sampling_offload_of(args.offload),
+                                           attention="flash", text_tokens=args.text_tokens,
+                                           deep_cache=cache_name(args) == DEEPCACHE)
+        return with_cache_state(estimate, cache_name(args), model.config, width, height, frames, dtype,
+                                args.text_tokens)
     extra = transformer_weights() if args.offload == "none" else 0
     return ve.estimate_vae_decode(width, height, frames, ve.shape_only_vae(dtype, tiny=args.tiny), attention="flash",
                                   resident_extra=extra, tile_frames=args.vae_tile_frames)
+
+
+def cache_name(args: argparse.Namespace) -> str:
+    """--cache, or what --deep-cache says (on: deepcache, off: off)."""
+    return args.cache or (DEEPCACHE if args.deep_cache == "on" else "off")
+
+
+def with_cache_state(estimate, cache: str, config, width: int, height: int, frames: int, dtype: torch.dtype,
+                     text_tokens: int):
+    """The transformer estimate plus what an adaptive step cache keeps between steps (offload 'auto'
+    counts it too); deepcache's stored input is already among the estimate's activations."""
+    from hunyuan_custom.pipelines.diffusion_models.step_cache_memory import state_bytes
+    from hunyuan_custom.pipelines.sampling import latent_shape
+
+    extra = state_bytes(cache, latent_shape(frames, height, width), config, dtype.itemsize, text_tokens)
+    if extra:
+        estimate.peak_total += extra
+        estimate.peak_activations += extra
+        estimate.notes.append(f"{cache} state: {extra / 2**30:.2f} GiB kept between steps (added to the peak)")
+    return estimate
 
 
 def shape_only_transformer_bytes(args: argparse.Namespace, dtype: torch.dtype) -> int:
@@ -405,6 +429,10 @@ def main(argv: list[str] | None = None) -> list[StageResult]:
     parser.add_argument("--deep-cache", choices=("on", "off"), default="on",
                         help="on: every measured step stores deepcache's block input (the worst moment of a "
                              "30-step run, as the estimate counts); off: no deepcache")
+    parser.add_argument("--cache", choices=CACHE_NAMES, default=None,
+                        help="the sampler's step cache (default: deepcache, or off with --deep-cache off); an "
+                             "adaptive one (teacache, magcache, fbcache, taylorseer) runs at its recommended "
+                             "threshold and its state is added to the estimate (diffusion_models/step_cache_memory.py)")
     parser.add_argument("--vae-tile-frames", type=int, default=None, metavar="N",
                         help="VAE decode: temporal tile of N video frames (a multiple of 16; default upstream's 64)")
     parser.add_argument("--budget-gib", type=float, default=24.0,
@@ -437,7 +465,7 @@ def main(argv: list[str] | None = None) -> list[StageResult]:
         parser.error("--device cuda: torch sees no CUDA GPU here; use --device cpu (with --tiny for a smoke run)")
     card = Card(device)
     print(f"HunyuanCustom measured peak memory per stage: {width}x{height} x {frames} frames, {args.dtype}, offload "
-          f"{args.offload}, fp8 {args.fp8}, attention {args.attention}, deepcache {args.deep_cache}, VAE tiles "
+          f"{args.offload}, fp8 {args.fp8}, attention {args.attention}, cache {cache_name(args)}, VAE tiles "
           f"{args.vae_tile_frames or 'upstream'}, on {device}" + (" (TINY shapes)" if args.tiny else ""), flush=True)
 
     results: list[StageResult] = []

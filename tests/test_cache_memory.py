@@ -123,3 +123,18 @@ def test_auto_streams_the_blocks_when_the_caches_state_would_not_fit(monkeypatch
     assert generator._offload_mode(shape, said.append, "taylorseer") == "model"
     assert generator._offload_mode(shape, said.append, "teacache") == "group"
     assert "offload auto -> group" in said[-1] and "2.8 GiB of teacache state" in said[-1]
+
+
+def test_gpu_memory_script_adds_an_adaptive_caches_state_to_the_transformer_estimate():
+    """benchmarks/gpu_memory.py --cache NAME: the run uses that cache and the estimate it is checked
+    against counts the cache's state, so a GPU measurement of a cached run can confirm it."""
+    from hunyuan_custom.benchmarks import gpu_memory
+
+    def transformer_estimate(*cache: str) -> int:
+        (result,) = gpu_memory.main(["--tiny", "--device", "cpu", "--stages", "transformer", "--steps", "2", *cache])
+        return result.estimate.peak_total
+
+    model = synthetic_models.synthetic_transformer(tiny=True, dtype=torch.bfloat16, fp8=False)
+    extra = step_cache_memory.state_bytes("teacache", latent_shape(9, 48, 64), model.config, 2, 40)
+    assert extra > 0
+    assert transformer_estimate("--cache", "teacache") - transformer_estimate("--cache", "off") == extra
