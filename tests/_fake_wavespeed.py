@@ -408,3 +408,14 @@ def _make_handler(fake: FakeWaveSpeed, server_name: str):
             self._send(404, b"not found", "text/plain")
 
     return Handler
+
+
+def use_in_env(server: FakeWaveSpeed, monkeypatch: Any, key: str, config_file: Any = None) -> None:
+    """Point the WaveSpeed client at `server` for one test: its key, fast polls, no timeout override
+    and, when given, `config_file` (a path that does not exist) instead of the user's config file."""
+    monkeypatch.setenv("WAVESPEED_API_KEY", key)
+    monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
+    if config_file is not None:
+        monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(config_file))
+    monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)

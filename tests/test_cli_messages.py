@@ -24,11 +24,7 @@ def video_bytes(tmp_path_factory) -> bytes:
 @pytest.fixture
 def fake(video_bytes, monkeypatch, tmp_path):
     with fw.FakeWaveSpeed(KEY, video_bytes) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
-        monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
-        monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)
+        fw.use_in_env(server, monkeypatch, KEY, tmp_path / "no-config.json")
         yield server
 
 

@@ -44,10 +44,7 @@ def video_bytes(tmp_path_factory) -> bytes:
 def fake(video_bytes, monkeypatch, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     with fw.FakeWaveSpeed(KEY, video_bytes) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
-        monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)
+        fw.use_in_env(server, monkeypatch, KEY)
         monkeypatch.setattr(comfy, "temp_directory", lambda: str(tmp_path / "temp"))
         yield server
 

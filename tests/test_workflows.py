@@ -98,11 +98,7 @@ def comfy_dirs(models_dir, tmp_path, monkeypatch):
 @pytest.fixture
 def fake_wavespeed(remote_video, tmp_path, monkeypatch):
     with fw.FakeWaveSpeed(KEY, remote_video) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("WAVESPEED_POLL_INTERVAL_S", "0.02")
-        monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
-        monkeypatch.delenv("WAVESPEED_TIMEOUT_S", raising=False)
+        fw.use_in_env(server, monkeypatch, KEY, tmp_path / "no-config.json")
         yield server
 
 
