@@ -148,14 +148,6 @@ def temp_directory() -> str:
     return fp.get_temp_directory() if fp is not None else os.path.join(tempfile.gettempdir(), "hunyuan_custom")
 
 
-def annotated_filepath(name: str) -> str:
-    """Path of a file picked in an upload combo ('x.png [input]' style names included)."""
-    fp = _comfy_module("folder_paths")
-    if fp is not None:
-        return fp.get_annotated_filepath(name)
-    return name if os.path.isabs(name) else os.path.join(input_directory(), name)
-
-
 def input_files(content_types: list[str] | None = None) -> list[str]:
     fp = _comfy_module("folder_paths")
     directory = input_directory()

@@ -36,20 +36,14 @@ def names(kind: str | None = None) -> list[str]:
 
 
 def path_of(name: str) -> str | None:
-    """The pack's file for a list entry ('x [input]' annotations allowed), or None when `name`
-    is not one of ours."""
-    plain = name.split(" [")[0] if isinstance(name, str) and name.endswith("]") else name
-    if not isinstance(plain, str) or plain.replace("\\", "/") not in names():
+    """The pack's file for a list entry (a ' [input]' annotation allowed), or None when `name`
+    is not exactly one of ours (so no other name can reach a file through here)."""
+    if not isinstance(name, str):
         return None
-    return str(ASSETS / plain.replace("\\", "/").split("/", 1)[1])
-
-
-def resolve(name: str, input_path: str) -> str:
-    """Where to read a picked file: the input folder's file when it exists, else our example of
-    that name, else the input path (whose absence the caller reports)."""
-    if os.path.isfile(input_path):
-        return input_path
-    return path_of(name) or input_path
+    plain = name[: -len(" [input]")] if name.endswith(" [input]") else name
+    if plain not in names():
+        return None
+    return str(ASSETS / plain.split("/", 1)[1])
 
 
 def for_view(query: dict, input_dir: str) -> str | None:

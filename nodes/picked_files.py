@@ -25,28 +25,63 @@ def choices(kind: str) -> list[str]:
     return files + [name for name in example_media.names(kind) if name not in files]
 
 
+# ComfyUI's annotations, tried in folder_paths.annotated_filepath's order
+ANNOTATIONS = (("[output]", "output"), ("[input]", "input"), ("[temp]", "temp"))
+
+
+def split_annotation(name: str) -> tuple[str, str]:
+    """(name inside the folder, folder) of a picked name, split exactly as ComfyUI's
+    folder_paths.annotated_filepath splits it: only a LAST '[output]', '[input]' or '[temp]' is an
+    annotation, and the character before it (the space) goes with it. Everything else, a ' [y]'
+    in a folder name included, is part of the name; no annotation means the input folder."""
+    for tag, folder in ANNOTATIONS:
+        if name.endswith(tag):
+            return name[: -len(tag) - 1], folder
+    return name, "input"
+
+
+def folder_directory(folder: str) -> str:
+    return {"input": comfy.input_directory, "output": comfy.output_directory,
+            "temp": comfy.temp_directory}[folder]()
+
+
+def inside(path: str, directory: str) -> bool:
+    """Whether `path`, symlinks resolved, lies inside `directory` (symlinks resolved too)."""
+    real, base = os.path.realpath(path), os.path.realpath(directory)
+    try:
+        return os.path.commonpath([real, base]) == base and real != base
+    except ValueError:  # different drives (Windows)
+        return False
+
+
 def path_of(name: str, input_name: str, kind: str) -> str:
-    """Path of a picked file. Names climbing out of the input folder are refused, because a node
-    with VALIDATE_INPUTS skips ComfyUI's own 'value is in the list' check."""
+    """Path of a picked file: a file inside the folder its annotation names (input, output or temp),
+    symlinks resolved, or one of the pack's examples. Anything else, an absolute path, a '..' that
+    climbs out, a symlink that points out, gets the same 'not found' message as a missing file, so
+    that a /prompt request learns nothing about files outside ComfyUI's folders (a node with
+    VALIDATE_INPUTS skips ComfyUI's own 'value is in the list' check)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{input_name}: no file picked; upload {NOUNS[kind]} or pick one from ComfyUI's input folder.")
-    plain = name.split(" [")[0] if name.endswith("]") else name  # 'x.png [input]' annotations
-    if os.path.isabs(plain) or ".." in plain.replace("\\", "/").split("/"):
-        raise ValueError(f"{input_name} = {name!r}: pick a file inside ComfyUI's input folder (no absolute paths "
-                         "or '..').")
-    return example_media.resolve(plain, comfy.annotated_filepath(name))
+    plain, folder = split_annotation(name)
+    directory = folder_directory(folder)
+    candidate = os.path.join(directory, plain)
+    if "\x00" not in plain and inside(candidate, directory) and os.path.isfile(candidate):
+        return os.path.realpath(candidate)
+    example = example_media.path_of(name) if folder == "input" else None
+    if example is not None:
+        return example
+    raise ValueError(missing(name, input_name))
 
 
 def missing(name: str, input_name: str) -> str:
-    return f"{input_name}: file {name!r} not found in ComfyUI's input folder; upload it again or pick another."
+    folder = split_annotation(name)[1] if isinstance(name, str) else "input"
+    return (f"{input_name}: file {name!r} not found in ComfyUI's {folder} folder; upload it again or pick "
+            "another.")
 
 
 def existing_path(name: str, input_name: str, kind: str) -> str:
-    """path_of(), refused with `missing()` when there is no such file."""
-    path = path_of(name, input_name, kind)
-    if not os.path.isfile(path):
-        raise ValueError(missing(name, input_name))
-    return path
+    """path_of(): the file's path, or ValueError (`missing()`) when there is no such file there."""
+    return path_of(name, input_name, kind)
 
 
 def validation(name: str | None, input_name: str, kind: str) -> bool | str:

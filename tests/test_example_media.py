@@ -185,7 +185,7 @@ def test_audio_and_video_lists_and_checks(node, name, kind, input_dir):
     assert node.VALIDATE_INPUTS(**{kind: None}) is True  # fed by a link: checked at run time
     assert node.VALIDATE_INPUTS(**{kind: "gone.mp4"}) == \
         f"{kind}: file 'gone.mp4' not found in ComfyUI's input folder; upload it again or pick another."
-    assert "no absolute paths" in node.VALIDATE_INPUTS(**{kind: "../secret.mp4"})
+    assert "not found" in node.VALIDATE_INPUTS(**{kind: "../secret.mp4"})  # the same words as missing
     assert node.IS_CHANGED(**{kind: name}) == node.IS_CHANGED(**{kind: name}) != node.IS_CHANGED(**{kind: "x"})
     (input_dir / "clip.mp4").write_bytes(b"\0\0")
     before = node.IS_CHANGED(**{kind: "clip.mp4"})
