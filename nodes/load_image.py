@@ -45,7 +45,8 @@ class HunyuanCustomLoadImage:
                 "url": ("STRING", {
                     "default": "",
                     "tooltip": "Optional http(s) URL of the reference image. When not empty it is used "
-                               "instead of the picked file (no login or cookies are sent; at most 50 MB).",
+                               "instead of the picked file (no login or cookies are sent; at most 50 MB). Only public "
+                               "internet addresses: local ones need HYC_ALLOW_PRIVATE_URLS=1 where ComfyUI runs.",
                 }),
             },
         }
@@ -81,7 +82,7 @@ class HunyuanCustomLoadImage:
 
         comfy.throw_if_cancelled()
         if _is_url(url):
-            loaded = image_io.load_image_url(url.strip())
+            loaded = image_io.load_image_url(url.strip(), should_cancel=comfy.throw_if_cancelled)
         else:
             loaded = image_io.load_image_file(picked_files.existing_path(image, "image", "image"))
         return (loaded.image, loaded.mask)

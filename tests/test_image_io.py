@@ -264,7 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    monkeypatch.setenv("HYC_ALLOW_PRIVATE_URLS", "1")  # the test server is on 127.0.0.1 (test_web_fetch.py checks the refusal)
     _Handler.seen_headers = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True

@@ -98,7 +98,7 @@ class Smoke:
             time.sleep(0.1)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout_s} s")
 
-    def upload_png(self, name: str) -> str:
+    def upload_png(self, name: str, subfolder: str = "") -> str:
         from PIL import Image
 
         img = Image.new("RGBA", (40, 56), (0, 0, 0, 0))  # transparent background, a coloured subject
@@ -106,7 +106,7 @@ class Smoke:
         buf = io.BytesIO()
         img.save(buf, "PNG")
         resp = requests.post(self.url + "/upload/image", files={"image": (name, buf.getvalue(), "image/png")},
-                             data={"overwrite": "true"}, timeout=30)
+                             data={"overwrite": "true", "subfolder": subfolder}, timeout=30)
         resp.raise_for_status()
         return resp.json()["name"]
 
@@ -297,6 +297,45 @@ def node_errors(resp: requests.Response, node: str) -> list[tuple[str, bool]]:
     errors = resp.json().get("node_errors", {}).get(node, {}).get("errors", [])
     return [(e.get("extra_info", {}).get("input_name"), e.get("type") == "custom_validation_failed")
             for e in errors]
+
+
+def loader_graph(node: str, value: str, url: str | None = None) -> dict:
+    """One of our Load nodes feeding a core preview node (so /prompt has an output to validate)."""
+    kind = MEDIA_LOADERS[node]
+    inputs: dict = {kind: value}
+    if url is not None:
+        inputs["url"] = url
+    preview = {"class_type": "PreviewAudio", "inputs": {"audio": ["1", 0]}} if kind == "audio" else \
+        {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    return {"1": {"class_type": node, "inputs": inputs}, "2": preview}
+
+
+def check_path_guard(s: Smoke, work: Path) -> None:
+    """The Load nodes read only files inside ComfyUI's input/output/temp folders (and the pack's
+    examples): a folder named 'x [y]' (which an upload's subfolder field makes) must not let a name
+    such as 'x [y]/../../secret.png [input]' climb out, and a refused name must get the very words a
+    missing one gets, so /prompt tells nothing about files outside the folders."""
+    s.upload_png("inside.png", subfolder="x [y]")
+    (work / "secret.png").write_bytes((work / "input" / "x [y]" / "inside.png").read_bytes())
+    assert (work / "input" / "x [y]").is_dir()
+    for node, kind in MEDIA_LOADERS.items():
+        answers = {}
+        for label, name in (("trick", "x [y]/../../secret.png [input]"), ("missing", "x [y]/../../absent.png [input]"),
+                            ("absolute", str(work / "secret.png")), ("backslashes", "x [y]\\..\\..\\secret.png")):
+            r = s.post_prompt(loader_graph(node, name))
+            details = error_details(r, "1")
+            answers[label] = details[0].replace(name, "NAME") if len(details) == 1 else r.text[:600]
+        same = len(set(answers.values())) == 1
+        s.check(f"{node}: names climbing out of input/ refused at /prompt with the missing file's words",
+                same and "not found" in answers["trick"] and str(work) not in answers["trick"], answers)
+    r = s.post_prompt(loader_graph("HunyuanCustomLoadImage", "x [y]/inside.png [input]"))
+    s.check("a picture in an input sub-folder named 'x [y]' still passes /prompt", r.status_code == 200, r.text[:600])
+    for url in ("http://127.0.0.1:1/a.png", "http://127.1/a.png", "http://2130706433/a.png",
+                "http://[::ffff:127.0.0.1]/a.png", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/a.png"):
+        r = s.post_prompt(loader_graph("HunyuanCustomLoadImage", "x [y]/inside.png [input]", url=url))
+        details = error_details(r, "1")
+        s.check(f"reference URL {url} refused at /prompt, naming HYC_ALLOW_PRIVATE_URLS",
+                len(details) == 1 and "HYC_ALLOW_PRIVATE_URLS" in details[0], r.text[:600])
 
 
 def check_remote_validation(s: Smoke, image: str) -> None:
@@ -533,6 +572,7 @@ def main() -> int:
         models = check_model_combos(s)
         image = s.upload_png("hyc_smoke_ref.png")
         check_remote_validation(s, image)
+        check_path_guard(s, work)
         if not args.skip_local:
             check_local(s, image, models, work / "output")
         check_remote(s, image, fake, work / "output", proc.pid)

@@ -6,8 +6,8 @@ MASK:  float32 [1, H, W] = 1 - alpha (ComfyUI's LoadImage convention); zeros wit
 
 Safety: the content is really decoded (the file extension is not trusted), the pixel count is
 checked from the header before any pixel is decoded (decompression bombs), files and downloads
-are capped in bytes, URLs must be http(s), and no credentials or cookies are ever sent.
-`requests` is imported only when a URL is loaded.
+are capped in bytes, URLs must be http(s) and reach only public addresses (web_fetch.py), and no
+credentials or cookies are ever sent. urllib3 is imported only when a URL is loaded.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from __future__ import annotations
 import io
 import os
 import re
-import time
 import warnings
-from typing import NamedTuple, Union
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from typing import Callable, NamedTuple, Union
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import web_fetch
+
 MAX_PIXELS = 64_000_000  # 64 megapixels: far above any video size, far below a decompression bomb
 MAX_BYTES = 50 * 1024 * 1024  # 50 MB per file or download
 URL_TIMEOUT = (5.0, 30.0)  # seconds: (connect, read between two packets)
 URL_TOTAL_SECONDS = 120.0  # a server trickling bytes must still finish in this time
-_CHUNK = 64 * 1024
 
 PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray]
 
@@ -175,106 +175,36 @@ def looks_like_url(text: str) -> bool:
 def check_url(url: str) -> str:
     """The URL, stripped, if it is an http(s) URL we may fetch; ImageLoadError otherwise.
 
-    Called before any request: file://, ftp://, data: and every other scheme are refused, and so
-    are URLs carrying a user name or password (they would be sent as an Authorization header)."""
-    text = url.strip()
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("http", "https"):
-        shown = parts.scheme or "none"
-        raise ImageLoadError(f"{_shorten(text)}: only http:// and https:// URLs can be loaded (scheme: {shown}); "
-                             "for local files use the image picker instead.")
-    if not parts.hostname:
-        raise ImageLoadError(f"{_shorten(text)}: the URL has no host name.")
-    if parts.username is not None or parts.password is not None:
-        raise ImageLoadError(f"{_safe(text)}: URLs with a user name or password are not supported "
-                             "(no credentials are sent); use a public link.")
-    return text
-
-
-def _safe(url: str) -> str:
-    """The URL without user info (never echo a password into an error message or log)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return _shorten(urlunsplit((parts.scheme, host, parts.path, parts.query, "")))
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _deny_credentials(request):
-    """requests auth hook: make sure no Authorization header leaves (also blocks ~/.netrc)."""
-    request.headers.pop("Authorization", None)
-    request.headers.pop("Cookie", None)
-    return request
+    Called before any request (and at queue time): file://, ftp://, data: and every other scheme
+    are refused, and so are URLs carrying a user name or password (they would be sent as an
+    Authorization header) and hosts written as a non-public address (web_fetch.check_url_syntax).
+    Names are resolved and checked when the URL is fetched."""
+    try:
+        return web_fetch.check_url_syntax(url)
+    except web_fetch.FetchError as exc:
+        raise ImageLoadError(str(exc)) from None
 
 
 def load_image_url(url: str, timeout: tuple[float, float] = URL_TIMEOUT, max_bytes: int = MAX_BYTES,
-                   max_pixels: int = MAX_PIXELS, total_seconds: float = URL_TOTAL_SECONDS) -> LoadedImage:
-    """Download (streamed, capped at max_bytes) and decode an image from an http(s) URL."""
+                   max_pixels: int = MAX_PIXELS, total_seconds: float = URL_TOTAL_SECONDS,
+                   should_cancel: Callable[[], None] | None = None,
+                   resolver: web_fetch.Resolver | None = None) -> LoadedImage:
+    """Download (capped at max_bytes, public addresses only, see web_fetch) and decode an image
+    from an http(s) URL. `should_cancel` raises to stop (ComfyUI's Cancel)."""
     url = check_url(url)
-    data = download(url, timeout=timeout, max_bytes=max_bytes, total_seconds=total_seconds)
-    return decode_image(data, _safe(url), max_pixels=max_pixels)
+    data = download(url, timeout=timeout, max_bytes=max_bytes, total_seconds=total_seconds,
+                    should_cancel=should_cancel, resolver=resolver)
+    return decode_image(data, web_fetch.safe_url(url), max_pixels=max_pixels)
 
 
 def download(url: str, timeout: tuple[float, float] = URL_TIMEOUT, max_bytes: int = MAX_BYTES,
-             total_seconds: float = URL_TOTAL_SECONDS, max_redirects: int = 5) -> bytes:
-    """GET an http(s) URL into memory, refusing more than max_bytes. No auth, no cookies.
-
-    Redirects are followed here, not by requests, so that every hop is checked with check_url
-    and no cookie set by one hop is sent to the next."""
-    import requests
-
-    url = check_url(url)
-    shown = _safe(url)
-    session = requests.Session()
-    session.trust_env = False  # no ~/.netrc credentials (proxies from the environment are passed below)
-    headers = {"User-Agent": "ComfyUI-HunyuanCustom", "Accept": "image/*,*/*;q=0.5"}
-    start = time.monotonic()
+             total_seconds: float = URL_TOTAL_SECONDS, should_cancel: Callable[[], None] | None = None,
+             resolver: web_fetch.Resolver | None = None) -> bytes:
+    """GET an http(s) URL into memory with web_fetch.fetch: no auth, no cookies, every redirect hop
+    checked, `timeout` = (connect, longest pause between two packets) in seconds."""
     try:
-        with session:
-            for _ in range(max_redirects + 1):
-                response = session.get(url, headers=headers, timeout=timeout, stream=True, allow_redirects=False,
-                                       auth=_deny_credentials, proxies=requests.utils.get_environ_proxies(url))
-                session.cookies.clear()
-                if response.is_redirect:
-                    location = response.headers.get("Location", "")
-                    response.close()
-                    url = check_url(urljoin(url, location))
-                    continue
-                with response:
-                    return _read_capped(response, shown, max_bytes, start, total_seconds)
-            raise ImageLoadError(f"{shown}: too many redirects (more than {max_redirects}).")
-    except ImageLoadError:
-        raise
-    except requests.exceptions.Timeout:
-        raise ImageLoadError(f"{shown}: timed out (no answer within {timeout[0]:g} s to connect / "
-                             f"{timeout[1]:g} s to read); try again or check the address.") from None
-    except requests.exceptions.RequestException as exc:
-        reason = "timed out" if "timed out" in str(exc).lower() else f"could not download ({type(exc).__name__})"
-        raise ImageLoadError(f"{shown}: {reason}; check the address and your connection.") from None
-
-
-def _read_capped(response, shown: str, max_bytes: int, start: float, total_seconds: float) -> bytes:
-    if response.status_code == 404:
-        raise ImageLoadError(f"{shown}: not found (HTTP 404); check the address.")
-    if response.status_code >= 400:
-        raise ImageLoadError(f"{shown}: the server answered HTTP {response.status_code} "
-                             f"{response.reason or ''}".rstrip() + "; check the address or try later.")
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ImageLoadError(f"{shown}: the file is too large ({_mb(int(declared))}, the limit is "
-                             f"{_mb(max_bytes)}); use a smaller image.")
-    chunks, total = [], 0
-    for chunk in response.iter_content(_CHUNK):
-        total += len(chunk)
-        if total > max_bytes:  # stop reading as soon as the cap is passed
-            raise ImageLoadError(f"{shown}: the download is too large (over {_mb(max_bytes)}); "
-                                 "use a smaller image.")
-        if time.monotonic() - start > total_seconds:
-            raise ImageLoadError(f"{shown}: the download took longer than {total_seconds:g} s; "
-                                 "try again or save the image and load it as a file.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        return web_fetch.fetch(url, max_bytes=max_bytes, total_seconds=total_seconds, connect_seconds=timeout[0],
+                               stall_seconds=timeout[1], should_cancel=should_cancel, resolver=resolver,
+                               headers={"Accept": "image/*,*/*;q=0.5"})
+    except web_fetch.FetchError as exc:
+        raise ImageLoadError(str(exc)) from None
