@@ -70,6 +70,8 @@ class Faults:
     # output CDN
     output_expired: bool = False
     download_failures: list = field(default_factory=list)
+    output_redirects: list = field(default_factory=list)  # Location headers for the first output GETs
+    output_trickle_s: float = 0.0  # > 0: send the output one byte per this many seconds
 
 
 @dataclass
@@ -401,6 +403,24 @@ def _make_handler(fake: FakeWaveSpeed, server_name: str):
                                            b"<Message>Request has expired</Message></Error>", "application/xml")
                 if f.download_failures:
                     return self._fault(f.download_failures.pop(0))
+                if f.output_redirects:
+                    self.send_response(302)
+                    self.send_header("Location", f.output_redirects.pop(0))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                if f.output_trickle_s:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(fake.video)))
+                    self.end_headers()
+                    try:
+                        for i in range(min(len(fake.video), 100)):
+                            self.wfile.write(fake.video[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(f.output_trickle_s)
+                    except OSError:
+                        pass
+                    return None
                 task_id = route[len("/outputs/"):].removesuffix(".mp4")
                 if task_id not in fake.tasks:
                     return self._send(404, b"", "text/plain")

@@ -429,6 +429,51 @@ def test_cancel_stops_polling_within_a_second_and_leaves_no_thread(fake, tmp_pat
     assert set(threading.enumerate()) - threads_before == set()
 
 
+def test_cancel_stops_a_trickling_output_download_at_once(fake, tmp_path):
+    fake.faults.output_trickle_s = 0.3
+    cancel_at = []
+
+    class Stop(Exception):
+        pass
+
+    def should_cancel():
+        if fake.calls("cdn", "GET", "/outputs/") and not cancel_at:
+            cancel_at.append(time.monotonic() + 0.5)  # half a second into the download
+        if cancel_at and time.monotonic() >= cancel_at[0]:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        run_job(PARAMS, reference(), tmp_path / "out.mp4", settings=fast(fake, read_timeout_s=30.0),
+                should_cancel=should_cancel)
+    assert time.monotonic() - cancel_at[0] < 0.5
+    assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_the_output_download_has_an_overall_cap_whatever_the_pace(fake, tmp_path, caplog):
+    fake.faults.output_trickle_s = 0.3
+    start = time.monotonic()
+    run = go(fake, tmp_path, expect_error=True, download_timeout_s=0.5, read_timeout_s=30.0, max_retries=1)
+    assert time.monotonic() - start < 5 and "longer than 0.5 s" in str(run.error)
+    assert_clean(fake, run, caplog)
+
+
+def test_the_output_download_is_capped_in_size(fake, tmp_path, caplog):
+    run = go(fake, tmp_path, expect_error=True, max_download_bytes=1000)
+    assert run.error.reason == "bad_output" and "too large" in str(run.error)
+    assert list(tmp_path.iterdir()) == []
+    assert_clean(fake, run, caplog)
+
+
+def test_output_redirects_stay_on_wavespeeds_hosts(fake, tmp_path, caplog):
+    fake.faults.output_redirects = ["http://other.example/stolen.mp4"]
+    run = go(fake, tmp_path, expect_error=True)
+    assert run.error.reason == "bad_output" and "another host (other.example)" in str(run.error)
+    assert_clean(fake, run, caplog)
+    fake.faults.output_redirects = [f"{fake.base_url}/outputs/elsewhere.mp4"]  # the API's own host is fine
+    run = go(fake, tmp_path, expect_error=True)
+    assert run.error is None or run.error.reason != "bad_output"
+
+
 def test_poll_interval_grows_to_at_least_five_seconds_by_default(monkeypatch):
     s = Settings()
     intervals = [s.poll_interval(i) for i in range(10)]

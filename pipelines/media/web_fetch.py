@@ -35,17 +35,27 @@ ALLOW_PRIVATE_ENV = "HYC_ALLOW_PRIVATE_URLS"
 REDIRECTS = (301, 302, 303, 307, 308)
 WAIT_STEP_S = 0.1  # how often the deadline and Cancel are looked at while a read is blocked
 CHUNK = 64 * 1024
+ERROR_BODY_BYTES = 4096  # how much of an error answer is read, for its words
 
 Resolver = Callable[[str, int], Iterable[str]]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class FetchError(ValueError):
-    """A URL that may not be fetched, or a download that failed; the message is for people."""
+    """A URL that may not be fetched, or a download that failed; the message is for people.
+    `retry` says whether trying again may help (network trouble, not a refusal or a cap)."""
+
+    def __init__(self, message: str, retry: bool = False):
+        super().__init__(message)
+        self.retry = retry
 
 
-class FetchCancelled(Exception):
-    """Internal: raised inside the wait loop when the caller's Cancel check said stop."""
+class HTTPStatusError(FetchError):
+    """The server answered with an error status; `body` holds the start of its answer (4 KiB)."""
+
+    def __init__(self, message: str, status: int, headers: dict, body: bytes):
+        super().__init__(message, retry=status == 429 or status >= 500)
+        self.status, self.headers, self.body = status, headers, body
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -221,16 +231,15 @@ def fetch(url: str, *, max_bytes: int, total_seconds: float, connect_seconds: fl
           stall_seconds: float = 30.0, should_cancel: Callable[[], None] | None = None,
           resolver: Resolver | None = None, redirect_host_ok: Callable[[str], bool] | None = None,
           check_addresses: bool = True, write: Callable[[bytes], None] | None = None,
-          headers: dict[str, str] | None = None, max_redirects: int = 5,
-          on_response: Callable[[int, dict], None] | None = None) -> bytes:
+          headers: dict[str, str] | None = None, max_redirects: int = 5) -> bytes:
     """GET `url` into memory (or through `write`, then b"" is returned).
 
     `should_cancel` raises to stop (ComfyUI's Cancel); it is called at least every 0.1 s. The
     download ends with FetchError past `total_seconds` overall, after `stall_seconds` without a
     byte, or past `max_bytes`. `check_addresses=False` skips the public-address rule (for hosts
     the server's owner configured, e.g. the WaveSpeed API's outputs); `redirect_host_ok` limits
-    which hosts a redirect may lead to. `on_response(status, headers)` may raise to refuse an
-    answer (e.g. a 404 in the caller's words); by default any status >= 400 is a FetchError."""
+    which hosts a redirect may lead to. An error status (>= 400) raises HTTPStatusError, which
+    carries the start of the server's answer for the caller's own words."""
     deadline = time.monotonic() + total_seconds
     url = check_url_syntax(url) if check_addresses else url.strip()
     for _ in range(max_redirects + 1):
@@ -238,7 +247,7 @@ def fetch(url: str, *, max_bytes: int, total_seconds: float, connect_seconds: fl
         address = checked_addresses(url, resolver)[0] if check_addresses else \
             (str(literal_address(urlsplit(url).hostname or "") or "") or urlsplit(url).hostname or "")
         body, location = _get(url, address, shown, deadline, total_seconds, connect_seconds, stall_seconds,
-                              should_cancel, max_bytes, write, headers, on_response)
+                              should_cancel, max_bytes, write, headers)
         if location is None:
             return body
         url = urljoin(url, location)
@@ -252,7 +261,7 @@ def fetch(url: str, *, max_bytes: int, total_seconds: float, connect_seconds: fl
 
 
 def _get(url, address, shown, deadline, total_seconds, connect_seconds, stall_seconds, should_cancel, max_bytes,
-         write, headers, on_response):
+         write, headers):
     """One request: (body, None), or (b"", location) for a redirect."""
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -292,6 +301,7 @@ def _get(url, address, shown, deadline, total_seconds, connect_seconds, stall_se
     worker.start()
     chunks: list[bytes] = []
     total = 0
+    failed: tuple | None = None  # (status, headers) of an error answer, whose start is read for its words
     try:
         while True:
             if should_cancel is not None:
@@ -306,18 +316,26 @@ def _get(url, address, shown, deadline, total_seconds, connect_seconds, stall_se
             if kind == "error":
                 raise _network_error(value, shown, connect_seconds, stall_seconds)
             if kind == "head":
-                status, response_headers = value.status, dict(value.headers)
+                status = value.status
                 if status in REDIRECTS:
                     return b"", value.headers.get("Location") or ""
-                if on_response is not None:
-                    on_response(status, response_headers)
-                elif status >= 400:
-                    raise FetchError(f"{shown}: the server answered HTTP {status}"
-                                     f"{' (not found)' if status == 404 else ''}; check the address or try later.")
+                if status >= 400:
+                    failed = (status, dict(value.headers))
+                    continue
                 declared = str(value.headers.get("Content-Length", ""))
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise FetchError(f"{shown}: the file is too large ({_mb(int(declared))}, the limit is "
                                      f"{_mb(max_bytes)}).")
+                continue
+            if failed is not None:
+                if kind == "data":
+                    chunks.append(value)
+                    total += len(value)
+                if kind == "end" or total >= ERROR_BODY_BYTES:
+                    status, answer = failed
+                    raise HTTPStatusError(f"{shown}: the server answered HTTP {status}"
+                                          f"{' (not found)' if status == 404 else ''}; check the address or try later.",
+                                          status, answer, b"".join(chunks)[:ERROR_BODY_BYTES])
                 continue
             if kind == "end":
                 return b"".join(chunks), None
@@ -347,13 +365,15 @@ def _network_error(exc: BaseException, shown: str, connect_seconds: float, stall
     if isinstance(exc, ue.ConnectTimeoutError) or (isinstance(exc, ue.MaxRetryError)
                                                     and isinstance(exc.reason, ue.ConnectTimeoutError)):
         return FetchError(f"{shown}: timed out (no connection within {connect_seconds:g} s); try again or check "
-                          "the address.")
+                          "the address.", retry=True)
     if isinstance(exc, (ue.ReadTimeoutError, socket.timeout)) or (isinstance(exc, ue.MaxRetryError)
                                                                     and isinstance(exc.reason, ue.ReadTimeoutError)):
-        return FetchError(f"{shown}: timed out (the server sent nothing for {stall_seconds:g} s); try again later.")
+        return FetchError(f"{shown}: timed out (the server sent nothing for {stall_seconds:g} s); try again later.",
+                          retry=True)
     reason = exc.reason if isinstance(exc, ue.MaxRetryError) else exc
     if isinstance(reason, ue.SSLError):
         return FetchError(f"{shown}: the secure (TLS) connection failed (certificate or protocol); check the address.")
     if isinstance(reason, (ue.NewConnectionError, ConnectionRefusedError)):
-        return FetchError(f"{shown}: could not connect; check the address and your connection.")
-    return FetchError(f"{shown}: could not download ({type(reason).__name__}); check the address and your connection.")
+        return FetchError(f"{shown}: could not connect; check the address and your connection.", retry=True)
+    return FetchError(f"{shown}: could not download ({type(reason).__name__}); check the address and your "
+                      "connection.", retry=True)

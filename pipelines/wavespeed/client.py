@@ -8,7 +8,8 @@ Plain `requests`, no ComfyUI. The contract is in docs/wavespeed-api.md. Policies
 - The API key goes ONLY to requests whose scheme+host+port equal the API base's. Upload PUT URLs
   and output CDNs never see it; it is never logged and never part of an error message.
 - Waiting sleeps in slices of <= 0.2 s and calls `should_cancel` (which raises to stop) between
-  them, so Cancel stops within about a second. No background threads.
+  them, so Cancel stops within about a second. The output download (media/web_fetch.py) checks
+  Cancel and its own caps every 0.1 s, whatever the CDN's pace; its reader thread ends with it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import torch
 
 from .. import schema
 from . import config as wavespeed_config
+from ..media import web_fetch
 from .transport import (fmt_elapsed, network_problem, never_connected, origin, parse_retry_after, strip_auth,
-                             summarise_body)
+                        summarise_body, summarise_text)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ class Settings:
     poll_slow_s: float = 5.0  # polls grow to this (WaveSpeed asks for >= 5 s between video polls)
     poll_growth: float = 1.5
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0  # uploads and downloads (per chunk when downloading)
+    read_timeout_s: float = 60.0  # uploads; downloads: the longest pause between two packets
+    download_timeout_s: float = 600.0  # the output download as a whole (Cancel is seen within 0.1 s)
+    max_download_bytes: int = 500 << 20  # a 720p, 5 s mp4 is ~10 MB; far more is not a video of ours
     poll_read_timeout_s: float = 5.0  # polls answer fast; short so a stalled poll is retried and Cancel is seen within 5 s
     submit_read_timeout_s: float = 120.0
     backoff_base_s: float = 1.0
@@ -589,6 +593,12 @@ class WaveSpeedClient:
             self.sleep(min(self.settings.poll_interval(index), deadline - now), tick=status)
             index += 1
 
+    def _output_host_ok(self, url: str) -> Callable[[str], bool]:
+        """Where a redirect of the output download may lead: the output's own host, the API's host,
+        or WaveSpeed's domain (wavespeed.ai and its sub-domains), never anywhere else."""
+        allowed = {(urlsplit(url).hostname or "").lower(), (urlsplit(self.base_url).hostname or "").lower()}
+        return lambda host: host in allowed or host == "wavespeed.ai" or host.endswith(".wavespeed.ai")
+
     def check_result(self, data: dict) -> list[str]:
         """Turn a terminal `data` into output URLs, or a clear error."""
         status = str(data.get("status") or "").lower()
@@ -637,32 +647,40 @@ class WaveSpeedClient:
         self.status("downloading the video")
 
         def fetch() -> None:
-            try:
-                with self._plain_request("GET", url, stream=True) as resp:
-                    if resp.status_code in (403, 404, 410):
+            written = 0
+            with open(partial, "wb") as f:
+
+                def write(chunk: bytes) -> None:
+                    nonlocal written
+                    f.write(chunk)
+                    written += len(chunk)
+
+                try:
+                    web_fetch.fetch(url, max_bytes=self.settings.max_download_bytes,
+                                    total_seconds=self.settings.download_timeout_s,
+                                    connect_seconds=self.settings.connect_timeout_s,
+                                    stall_seconds=self.settings.read_timeout_s, should_cancel=self.check_cancel,
+                                    check_addresses=False, redirect_host_ok=self._output_host_ok(url), write=write,
+                                    headers={"Accept": "video/*,*/*;q=0.5"})
+                except web_fetch.HTTPStatusError as exc:
+                    server_message = summarise_text(exc.body.decode("utf-8", "replace"))
+                    if exc.status in (403, 404, 410):
                         raise self._error(
                             f"The output video is no longer available at {host} (the link expired or was removed)",
                             "WaveSpeed keeps outputs for 7 days; run the node again to make a new one",
-                            reason="expired_output", http_status=resp.status_code,
-                            server_message=summarise_body(resp))
-                    _raise_if_transient(resp)
-                    if not 200 <= resp.status_code < 300:
-                        raise self._error(f"The output host {host} refused the download", reason="download_failed",
-                                          http_status=resp.status_code, server_message=summarise_body(resp))
-                    expected = resp.headers.get("Content-Length")
-                    written = 0
-                    with open(partial, "wb") as f:
-                        for chunk in resp.iter_content(chunk_size=1 << 16):
-                            self.check_cancel()
-                            f.write(chunk)
-                            written += len(chunk)
-                    encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
-                    if expected and expected.isdigit() and not encoded and int(expected) != written:
-                        raise _Transient(f"the download stopped after {written} of {expected} bytes", network=True)
-                    if written == 0:
-                        raise _Transient("the download was empty", resp.status_code)
-            except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                            reason="expired_output", http_status=exc.status, server_message=server_message) from None
+                    if exc.status == 429 or exc.status >= 500:
+                        raise _Transient(f"HTTP {exc.status}", exc.status,
+                                         parse_retry_after(exc.headers.get("Retry-After")), server_message) from None
+                    raise self._error(f"The output host {host} refused the download", reason="download_failed",
+                                      http_status=exc.status, server_message=server_message) from None
+                except web_fetch.FetchError as exc:
+                    if exc.retry:
+                        raise _Transient(str(exc).split(": ", 1)[-1], network=True) from None
+                    raise self._error(f"WaveSpeed's output could not be downloaded: {exc}", reason="bad_output") \
+                        from None
+            if written == 0:
+                raise _Transient("the download was empty")
 
         try:
             self._retrying(what, fetch, host=host, capped=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import html
+import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -48,11 +49,16 @@ def summarise_body(resp: requests.Response, limit: int = 300) -> str | None:
         text = resp.text
     except Exception:
         return None
+    return summarise_text(text, limit)
+
+
+def summarise_text(text: str, limit: int = 300) -> str | None:
+    """summarise_body() for an answer already read as text."""
     if not text:
         return None
     try:
-        body = resp.json()
-    except ValueError:
+        body = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: a deeply nested answer
         body = None
     if isinstance(body, dict):
         for key in ("message", "error", "msg", "detail"):
