@@ -8,6 +8,7 @@ by absolute name: inside ComfyUI `comfy`, `folder_paths` and `server` are its ow
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import tempfile
 from typing import Any
@@ -50,11 +51,23 @@ class Progress:
             self._bar.update_absolute(int(value), self.total, preview)
 
     def text(self, message: str) -> None:
-        server = _comfy_module("server")
-        instance = getattr(getattr(server, "PromptServer", None), "instance", None)
-        send = getattr(instance, "send_progress_text", None)
-        if send is not None and self.node_id is not None:
-            send(message, self.node_id)
+        show_text(message, self.node_id)
+
+
+def show_text(message: str, node_id: str | None) -> None:
+    """A status line under the node (nothing outside ComfyUI or without the node's id)."""
+    server = _comfy_module("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    send = getattr(instance, "send_progress_text", None)
+    if send is not None and node_id is not None:
+        send(message, str(node_id))
+
+
+def note(message: str, node_id: str | None = None) -> None:
+    """Something the user should know about a result (e.g. a clip cut to a limit): in ComfyUI's
+    log and under the node."""
+    logging.getLogger("hunyuan_custom").warning("HunyuanCustom: %s", message)
+    show_text(message, node_id)
 
 
 def folder_paths_of(folder: str) -> list[str]:

@@ -7,6 +7,7 @@ singing-avatar template opens and runs as it is) and decodes with the pack's ffm
 from __future__ import annotations
 
 from . import comfy, picked_files
+from ..pipelines.media.limits import DEFAULT_MAX_SECONDS
 
 
 class HunyuanCustomLoadAudio:
@@ -30,26 +31,37 @@ class HunyuanCustomLoadAudio:
                     "tooltip": "A sound file (wav, mp3, flac, m4a...) or a video from ComfyUI's input folder, "
                                "or upload one. hunyuan_custom_examples/ holds the pack's example song.",
                 }),
+                "max_seconds": ("INT", {
+                    "default": DEFAULT_MAX_SECONDS, "min": 0, "max": 86400, "step": 1,
+                    "tooltip": "Load at most this many seconds from the start (600 = 10 minutes, about 212 MB "
+                               "for stereo at 44.1 kHz: every minute costs sample_rate*channels*240 bytes). "
+                               "A longer file is cut, with a note; 0 = no limit but the 2 GB the decoded sound "
+                               "may take.",
+                }),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     @classmethod
-    def IS_CHANGED(cls, audio: str) -> str:
+    def IS_CHANGED(cls, audio: str, **_limits) -> str:
         return picked_files.fingerprint(audio, "audio", "audio")
 
     @classmethod
     def VALIDATE_INPUTS(cls, audio: str | None = None) -> bool | str:
         return picked_files.validation(audio, "audio", "audio")
 
-    def load(self, audio: str) -> tuple:
-        from ..pipelines.media.audio_io import AudioInputError, load_audio_file
+    def load(self, audio: str, max_seconds: int = DEFAULT_MAX_SECONDS, unique_id: str | None = None) -> tuple:
+        from ..pipelines.media.audio_io import AudioInputError, read_audio_file
 
         comfy.throw_if_cancelled()
         path = picked_files.existing_path(audio, "audio", "audio")
         try:
-            return (load_audio_file(path, what=f"audio {audio!r}").to_comfy(),)
+            clip, cut = read_audio_file(path, what=f"audio {audio!r}", max_seconds=int(max_seconds) or None)
         except AudioInputError as exc:
             raise ValueError(str(exc)) from None
+        if cut:
+            comfy.note(cut, unique_id)
+        return (clip.to_comfy(),)
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanCustomLoadAudio": HunyuanCustomLoadAudio}

@@ -3,12 +3,14 @@ pack's example videos.
 
 Core Load Video + Get Video Components give the same from the input folder alone; ours also lists the
 pack's examples (so the replace-the-subject template opens and runs as it is), decodes with the pack's
-ffmpeg (no PyAV), and can stop after a number of frames so a long clip does not fill the memory.
+ffmpeg (no PyAV), and stops at a frame count and a memory limit (both widgets) so that a small file
+of many or huge frames cannot fill the memory.
 """
 
 from __future__ import annotations
 
 from . import comfy, picked_files
+from ..pipelines.media.limits import DEFAULT_MAX_FRAMES, DEFAULT_MEMORY_GB
 
 
 class HunyuanCustomLoadVideo:
@@ -37,34 +39,52 @@ class HunyuanCustomLoadVideo:
                                "holds the pack's example video and its mask.",
                 }),
                 "frame_load_cap": ("INT", {
-                    "default": 0, "min": 0, "max": 100000, "step": 1,
-                    "tooltip": "Load at most this many frames from the start; 0 loads them all. The Sampler "
-                               "uses at most num_frames (129 at 720p), and every loaded frame costs "
-                               "width*height*12 bytes (11 MB at 1280*720): a cap keeps a long clip from "
-                               "filling the memory.",
+                    "default": DEFAULT_MAX_FRAMES, "min": 0, "max": 100000, "step": 1,
+                    "tooltip": "Load at most this many frames from the start (129 = upstream's default video "
+                               "length; raise it for long videos, e.g. 1501 = 60 s at 25 fps); 0 loads all that "
+                               "fit in memory_limit_gb. The sound is cut to the frames kept.",
+                }),
+                "memory_limit_gb": ("FLOAT", {
+                    "default": DEFAULT_MEMORY_GB, "min": 0.0, "max": 1024.0, "step": 0.5,
+                    "tooltip": "The most memory the loaded frames may take: each costs width*height*12 bytes "
+                               "(11 MB at 1280x720, 25 MB at 1920x1080), so 4 GB holds 129 frames of 1080p or 360 "
+                               "of 720p. Frames past it are left out with a note; 0 = no limit (a long or large "
+                               "video can then take all the machine's memory).",
                 }),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     @classmethod
-    def IS_CHANGED(cls, video: str, frame_load_cap: int = 0) -> str:
+    def IS_CHANGED(cls, video: str, **_limits) -> str:
         return picked_files.fingerprint(video, "video", "video")
 
     @classmethod
     def VALIDATE_INPUTS(cls, video: str | None = None) -> bool | str:
         return picked_files.validation(video, "video", "video")
 
-    def load(self, video: str, frame_load_cap: int = 0) -> tuple:
+    def load(self, video: str, frame_load_cap: int = DEFAULT_MAX_FRAMES, memory_limit_gb: float = DEFAULT_MEMORY_GB,
+             unique_id: str | None = None) -> tuple:
         from ..pipelines.media import video_io
 
         path = picked_files.existing_path(video, "video", "video")
+        max_bytes = int(float(memory_limit_gb) * 2**30) or None
         try:
-            frames, fps = video_io.read_video(path, should_cancel=comfy.throw_if_cancelled,
-                                              max_frames=int(frame_load_cap) or None)
-            audio = video_io.read_audio(path)
+            decoded = video_io.decode_video(path, should_cancel=comfy.throw_if_cancelled,
+                                            max_frames=int(frame_load_cap) or None, max_bytes=max_bytes)
+            count = decoded.frames.shape[0]
+            # the sound of the frames kept only (a one-hour track would otherwise be decoded whole)
+            seconds = count / decoded.fps if decoded.fps > 0 else None
+            audio = video_io.read_audio(path, max_seconds=seconds or 3600.0)
         except video_io.VideoError as exc:
-            raise ValueError(f"video {video!r}: {exc}") from None
-        return (frames, audio, float(fps))
+            raise ValueError(f"video {video!r}: {str(exc).replace(path, video)}") from None
+        if decoded.cut == "frame_load_cap":
+            comfy.note(f"video {video!r}: loaded the first {count} frames (frame_load_cap); raise frame_load_cap, "
+                       "or set it to 0, to load more.", unique_id)
+        elif decoded.cut == "memory":
+            comfy.note(f"video {video!r}: loaded the first {count} frames, which fill memory_limit_gb = "
+                       f"{float(memory_limit_gb):g}; raise memory_limit_gb to load more.", unique_id)
+        return (decoded.frames, audio, float(decoded.fps))
 
 
 NODE_CLASS_MAPPINGS = {"HunyuanCustomLoadVideo": HunyuanCustomLoadVideo}

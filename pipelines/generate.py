@@ -158,8 +158,9 @@ def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
             raise GenerationError(f"llava_vision: {exc}") from None
     try:
         config = json.loads((Path(llava_path) / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GenerationError(f"text_encoder: cannot read {Path(llava_path) / 'config.json'}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise GenerationError(f"text_encoder: cannot read {Path(llava_path) / 'config.json'}: "
+                              f"{'nested too deeply' if isinstance(exc, RecursionError) else exc}") from None
     return int((config.get("vision_config") or {}).get("image_size", 336))
 
 

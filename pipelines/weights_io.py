@@ -9,6 +9,7 @@ they caught before, while the messages are the same whichever loader met the fil
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 import warnings
@@ -201,3 +202,42 @@ def remembered_problem(what: str, paths: Iterable[str | Path | None], check: Any
         except (WeightsFileError, ValueError, OSError) as exc:
             _CHECKED[key] = str(exc)
     return _CHECKED[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json files: read within bounds
+
+CONFIG_MAX_BYTES = 4 << 20  # a model's config.json is a few KB
+
+
+def read_json_file(path: Path, error: type[Exception] = WeightsFileError) -> Any:
+    """A JSON file such as a model's config.json, refused in plain words when it is larger than
+    4 MB, not JSON, or nested so deep that the parser gives up (RecursionError)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > CONFIG_MAX_BYTES:
+            raise error(f"{path}: {size:,} bytes is far larger than any model's config file "
+                        f"(at most {CONFIG_MAX_BYTES:,}); replace it with the model's own.")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise error(f"{path}: not valid JSON ({reason}); fix it or replace it with the model's own.") from None
+
+
+def check_config_bounds(config: Mapping[str, Any], bounds: Mapping[str, int], where: str,
+                        error: type[Exception] = WeightsFileError) -> None:
+    """Refuse a configuration whose sizes (`bounds`: key -> largest value; a list's items each, and
+    at most 16 of them) are beyond any real model, BEFORE anything is built from it: a 1 KB
+    config.json could otherwise ask for thousands of blocks or gigabytes of weights."""
+    for key, limit in bounds.items():
+        value = config.get(key)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(values) > 16:
+            raise error(f"{where}: {key} lists {len(values)} values; no model of this kind has more than 16.")
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if item > limit or item < 0:
+                raise error(f"{where}: {key} = {value} is beyond any model of this kind (at most {limit}); "
+                            "the config.json does not belong to this model. Replace it with the model's own.")

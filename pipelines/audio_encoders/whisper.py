@@ -12,7 +12,6 @@ The encoder is transformers' WhisperEncoder, the module WhisperModel.encoder is.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,14 @@ from typing import Any
 
 import torch
 
-from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, WeightsFileError, container_kind, load_torch_file,
-                          open_safetensors, tensor_state_dict, unknown_container_message)
+from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, WeightsFileError, check_config_bounds,
+                          container_kind, load_torch_file, open_safetensors, read_json_file, tensor_state_dict,
+                          unknown_container_message)
+
+# The largest encoder a config.json may ask for (whisper-large: 32 layers of width 1280): a few times
+# that, so a 1 KB config cannot make the loader build gigabytes.
+CONFIG_BOUNDS = {"d_model": 8192, "encoder_layers": 128, "encoder_attention_heads": 128, "encoder_ffn_dim": 32768,
+                 "num_mel_bins": 512, "max_source_positions": 16384}
 
 # Where the encoder's tensors sit: WhisperForConditionalGeneration (openai/whisper-tiny's files,
 # ComfyUI's audio encoders), WhisperModel.save_pretrained, and a bare WhisperEncoder.
@@ -123,12 +128,11 @@ def inspect_whisper(path: str | os.PathLike) -> WhisperSource:
 
 
 def _inspect_folder(folder: Path) -> WhisperSource:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise WhisperFilesError(f"audio_encoder: {folder} has no readable config.json ({exc}); it takes "
-                                f"{WHISPER_HINT}.") from None
-    if config.get("model_type") != "whisper":
+    if not (folder / "config.json").is_file():
+        raise WhisperFilesError(f"audio_encoder: {folder} has no config.json; it takes {WHISPER_HINT}.")
+    config = read_json_file(folder / "config.json", WhisperFilesError)
+    if not isinstance(config, dict) or config.get("model_type") != "whisper":
+        config = config if isinstance(config, dict) else {}
         raise WhisperFilesError(f"audio_encoder: {folder} holds a {config.get('model_type') or 'unknown'!r} model "
                                 f"(config.json model_type), not Whisper; it takes {WHISPER_HINT}.")
     # The weight files are found by their tensors, safetensors first (what from_pretrained prefers).
@@ -145,14 +149,13 @@ def _inspect_folder(folder: Path) -> WhisperSource:
         raise WhisperFilesError(f"audio_encoder: {folder} has a Whisper config.json but no file with its encoder "
                                 "weights (model.safetensors or pytorch_model.bin); download the folder again.")
     path, prefix = found[0]  # several complete copies (e.g. safetensors and .bin) hold the same weights
+    check_config_bounds(config, CONFIG_BOUNDS, f"audio_encoder: {folder / 'config.json'}", WhisperFilesError)
     features: dict[str, Any] = {"feature_size": config.get("num_mel_bins", 80)}
     preprocessor = folder / "preprocessor_config.json"
     if preprocessor.is_file():
-        try:
-            features = json.loads(preprocessor.read_text())
-        except (OSError, ValueError) as exc:
-            raise WhisperFilesError(f"audio_encoder: {preprocessor} cannot be read ({exc}); "
-                                    "download it again.") from None
+        features = read_json_file(preprocessor, WhisperFilesError)
+        if not isinstance(features, dict):
+            raise WhisperFilesError(f"audio_encoder: {preprocessor} is not a JSON object; download it again.")
     return WhisperSource(folder, (path,), prefix, config, features)
 
 
@@ -191,20 +194,33 @@ def load_whisper(source: WhisperSource | str | os.PathLike, device: Any = "cpu")
 
     if not isinstance(source, WhisperSource):
         source = inspect_whisper(source)
+    check_config_bounds(source.config, CONFIG_BOUNDS, f"audio_encoder: {source.path}", WhisperFilesError)
     config = WhisperConfig.from_dict(dict(source.config))
-    encoder = WhisperEncoder(config)
+    with torch.device("meta"):  # shapes only: nothing is allocated before they match the files' headers
+        encoder = WhisperEncoder(config)
     # Keep only what the encoder has (the decoder, projections and the like are not used); every
-    # encoder tensor must be there with its shape.
+    # encoder tensor must be there with its shape, checked from the headers before any is read.
     expected = encoder.state_dict()
-    state = {k: v for k, v in _encoder_tensors(source).items() if k in expected}
-    problems = [f"{k} is missing" for k in expected if k not in state]
-    problems += [f"{k} has shape {list(v.shape)}, config.json implies {list(expected[k].shape)}"
-                 for k, v in state.items() if v.shape != expected[k].shape]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for weight_file in source.weight_files:
+        shapes.update({k[len(source.prefix):]: v for k, v in (_keys_and_shapes(weight_file) or {}).items()
+                       if k.startswith(source.prefix)})
+    problems = [f"{k} is missing" for k in expected if k not in shapes]
+    problems += [f"{k} has shape {list(shapes[k])}, config.json implies {list(expected[k].shape)}"
+                 for k in expected if k in shapes and tuple(shapes[k]) != tuple(expected[k].shape)]
+    if not problems:
+        state = {k: v for k, v in _encoder_tensors(source).items() if k in expected}
+        problems = [f"{k} has shape {list(v.shape)}, config.json implies {list(expected[k].shape)}"
+                    for k, v in state.items() if v.shape != expected[k].shape]
     if problems:
         raise WhisperFilesError(f"audio_encoder: {source.path} does not hold a complete Whisper encoder: "
                                 + "; ".join(problems[:4]) + (" ..." if len(problems) > 4 else "")
                                 + ". Download it again.")
-    encoder.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    encoder.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=True)
+    leftovers = [n for n, t in list(encoder.named_parameters()) + list(encoder.named_buffers()) if t.is_meta]
+    if leftovers:
+        raise WhisperFilesError(f"audio_encoder: {source.path} leaves {leftovers[:3]} without weights; "
+                                "download it again.")
     encoder.to(device=torch.device(device), dtype=torch.float32).eval().requires_grad_(False)
     extractor = WhisperFeatureExtractor.from_dict(dict(source.feature_config))  # as from_pretrained builds it
     return Whisper(extractor, encoder, source)

@@ -169,10 +169,10 @@ def read_config_beside(path: Path) -> tuple[dict | None, Path | None]:
     candidate = folder / "config.json"
     if not candidate.is_file():
         return None, None
-    try:
-        return json.loads(candidate.read_text()), candidate
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{candidate}: not valid JSON ({exc}); fix or remove it.") from None
+    config = weights_io.read_json_file(candidate, CheckpointError)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{candidate}: not a JSON object; fix or remove it.")
+    return config, candidate
 
 
 def config_kind(config: dict) -> str:
@@ -320,7 +320,7 @@ def _open_folder(path: Path) -> TransformerCheckpoint:
     if index:
         try:
             weight_map = json.loads(index[0].read_text())["weight_map"]
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise CheckpointError(f"{index[0]}: not a valid safetensors index ({exc}).") from None
         files = [path / name for name in dict.fromkeys(weight_map.values())]
         missing = [f for f in files if not f.is_file()]

@@ -79,8 +79,26 @@ def _keys_module():
     return transformer_keys
 
 
+# The largest sizes a config.json may ask for (the released model: 20 + 40 blocks, 24 heads of 128):
+# a few times what any HunyuanVideo-family model has, so a stray or hostile config is refused before
+# even the empty model is built (2000 blocks took 19 s to build on the meta device).
+CONFIG_BOUNDS = {
+    "num_layers": 80, "num_single_layers": 160, "num_refiner_layers": 16, "num_attention_heads": 128,
+    "attention_head_dim": 512, "in_channels": 256, "out_channels": 256, "patch_size": 16, "patch_size_t": 16,
+    "mlp_ratio": 16, "text_embed_dim": 16384, "pooled_projection_dim": 16384, "rope_axes_dim": 1024,
+    "audio_seq_len": 1024, "audio_blocks": 64, "audio_channels": 8192, "audio_intermediate_dim": 65536,
+    "audio_context_tokens": 1024,
+}
+
+
 def model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]:
-    """(constructor kwargs, where they came from) for this checkpoint."""
+    """(constructor kwargs, where they came from) for this checkpoint, within CONFIG_BOUNDS."""
+    config, where = _model_config_for(ckpt)
+    weights_io.check_config_bounds(config, CONFIG_BOUNDS, where, CheckpointError)
+    return config, where
+
+
+def _model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]:
     keys = _keys_module()
     if ckpt.config is None:
         # Which of the three released variants it is shows in its keys; every size is checked later.

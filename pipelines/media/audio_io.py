@@ -8,17 +8,21 @@ which is librosa's default `soxr_hq`. A different resampler would not reproduce 
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
 import struct
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from .limits import MAX_AUDIO_BYTES
 
 WHISPER_RATE = 16000
 SOXR_QUALITY = "HQ"  # librosa.load's default res_type "soxr_hq"
@@ -112,11 +116,25 @@ def clip_from_comfy(audio: Any, what: str = "audio") -> AudioClip:
     return checked_clip(samples, audio["sample_rate"], what)
 
 
-def load_audio_file(path: str | os.PathLike, what: str | None = None) -> AudioClip:
-    """Decode the first audio stream of any file ffmpeg reads (wav, mp3, flac, m4a, a video...).
+def load_audio_file(path: str | os.PathLike, what: str | None = None, max_seconds: float | None = None,
+                    max_bytes: int = MAX_AUDIO_BYTES) -> AudioClip:
+    """read_audio_file()'s clip; a cut is logged."""
+    clip, cut = read_audio_file(path, what, max_seconds=max_seconds, max_bytes=max_bytes)
+    if cut:
+        logging.getLogger(__name__).warning("%s", cut)
+    return clip
 
-    ffmpeg writes float32 PCM to stdout in a WAV container: the container's header is the one place
-    that reliably says the sample rate and channel count it kept (its stderr wording varies)."""
+
+def read_audio_file(path: str | os.PathLike, what: str | None = None, max_seconds: float | None = None,
+                    max_bytes: int = MAX_AUDIO_BYTES) -> tuple[AudioClip, str | None]:
+    """Decode the first audio stream of any file ffmpeg reads (wav, mp3, flac, m4a, a video...), at
+    most `max_seconds` and `max_bytes` of float32 samples: (clip, None), or (clip, a note saying
+    what was cut) when the file holds more.
+
+    ffmpeg writes float32 PCM to a pipe in a WAV container: the container's header is the one place
+    that reliably says the sample rate and channel count it kept (its stderr wording varies), and it
+    comes first, so the byte budget is known before the samples arrive. They are read into one
+    buffer and ffmpeg is stopped when it is full."""
     import imageio_ffmpeg
 
     path = Path(path)
@@ -125,20 +143,80 @@ def load_audio_file(path: str | os.PathLike, what: str | None = None) -> AudioCl
         raise AudioInputError(f"{what}: no such file; give the path of an audio file (wav, mp3, flac, m4a...).")
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0",
            "-f", "wav", "-c:a", "pcm_f32le", "-bitexact", "-"]
-    run = subprocess.run(cmd, capture_output=True)
-    if run.returncode != 0:
-        detail = run.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = detail[-1] if detail else f"ffmpeg exit code {run.returncode}"
-        if "matches no streams" in detail:
-            raise AudioInputError(f"{what}: holds no audio stream.")
-        raise AudioInputError(f"{what}: cannot be decoded as audio ({detail}).")
-    channels, rate, data = _parse_float_wav(run.stdout, what)
-    samples = np.frombuffer(data[: len(data) // (4 * channels) * 4 * channels], dtype="<f4")
-    return checked_clip(samples.reshape(-1, channels).T.astype(np.float32), rate, what)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        try:
+            channels, rate, data, cut = _read_capped(proc.stdout, what, max_seconds, max_bytes)
+        except AudioInputError:
+            proc.kill()
+            proc.wait()
+            errors.seek(0)
+            _raise_ffmpeg_error(errors.read(), proc.returncode, what)
+            raise
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+        if not cut and proc.returncode != 0:
+            errors.seek(0)
+            _raise_ffmpeg_error(errors.read(), proc.returncode, what)
+    samples = data[: data.size // (4 * channels) * 4 * channels].view("<f4")
+    clip = checked_clip(samples.reshape(-1, channels).T, rate, what)
+    note = None
+    if cut:
+        seconds = clip.seconds
+        note = (f"{what}: loaded the first {seconds:g} s; raise max_seconds to load more."
+                if cut == "seconds" else
+                f"{what}: loaded the first {seconds:g} s, which fill the {max_bytes / 2**30:g} GB the decoded sound "
+                "may take; convert the file to fewer channels or a lower sample rate to load more.")
+    return clip, note
+
+
+def _raise_ffmpeg_error(stderr: bytes, returncode: int | None, what: str) -> None:
+    detail = stderr.decode("utf-8", "replace").strip().splitlines()
+    if not detail and not returncode:
+        return
+    detail = detail[-1] if detail else f"ffmpeg exit code {returncode}"
+    if "matches no streams" in detail:
+        raise AudioInputError(f"{what}: holds no audio stream.")
+    raise AudioInputError(f"{what}: cannot be decoded as audio ({detail}).")
+
+
+def _read_capped(stream, what: str, max_seconds: float | None, max_bytes: int) -> tuple[int, int, np.ndarray, str | None]:
+    """(channels, rate, PCM bytes, why cut or None) from ffmpeg's streamed float WAV."""
+    head = stream.read(4096)
+    try:
+        channels, rate, first = _parse_float_wav(head, what)
+    except AudioInputError:
+        if len(head) < 4096:
+            raise
+        raise AudioInputError(f"{what}: ffmpeg returned no audio data.") from None
+    if not 0 < channels <= MAX_CHANNELS or rate <= 0:
+        raise AudioInputError(f"{what}: has {channels} channels at {rate} Hz; expected mono or stereo "
+                              f"(at most {MAX_CHANNELS} channels).")
+    frame = 4 * channels
+    budget, why = max_bytes // frame * frame, "memory"
+    if max_seconds:
+        wanted = int(math.ceil(float(max_seconds) * rate)) * frame
+        if wanted <= budget:
+            budget, why = wanted, "seconds"
+    buffer = np.empty(budget, dtype=np.uint8)  # untouched pages cost nothing until written
+    filled = min(len(first), budget)
+    buffer[:filled] = np.frombuffer(first, dtype=np.uint8, count=filled)
+    view = memoryview(buffer)
+    while filled < budget:
+        got = stream.readinto(view[filled:])
+        if not got:
+            return channels, rate, buffer[:filled], None
+        filled += got
+    more = len(first) > budget or bool(stream.read(1))
+    return channels, rate, buffer[:filled], why if more else None
 
 
 def _parse_float_wav(blob: bytes, what: str) -> tuple[int, int, bytes]:
-    """(channels, sample rate, PCM bytes) of the float WAV ffmpeg streamed (its sizes are unknown: 0xFFFFFFFF)."""
+    """(channels, sample rate, PCM bytes so far) of the start of the float WAV ffmpeg streams (its
+    sizes are unknown: 0xFFFFFFFF)."""
     if blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
         raise AudioInputError(f"{what}: ffmpeg returned no audio data.")
     pos, channels, rate = 12, None, None

@@ -24,11 +24,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import web_fetch
+from .limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, URL_TOTAL_SECONDS
 
-MAX_PIXELS = 64_000_000  # 64 megapixels: far above any video size, far below a decompression bomb
-MAX_BYTES = 50 * 1024 * 1024  # 50 MB per file or download
-URL_TIMEOUT = (5.0, 30.0)  # seconds: (connect, read between two packets)
-URL_TOTAL_SECONDS = 120.0  # a server trickling bytes must still finish in this time
+MAX_PIXELS = MAX_IMAGE_PIXELS  # far above any video size, far below a decompression bomb (limits.py)
+MAX_BYTES = MAX_IMAGE_BYTES
+URL_TIMEOUT = (5.0, 30.0)  # seconds: (connect, longest pause between two packets)
 
 PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray]
 
@@ -92,37 +92,50 @@ def _plain(exc: BaseException) -> str:
 
 
 def _exif_upright(img: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag (phones store photos sideways plus a tag)."""
+    """Apply the EXIF orientation tag (phones store photos sideways plus a tag). Without a tag the
+    image itself is returned: exif_transpose would return a full copy."""
     try:
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation in (None, 1):
+            return img
         return ImageOps.exif_transpose(img) or img
     except Exception:  # a broken EXIF block must not make a good image unusable
         return img
 
 
+def _scaled(pixels: np.ndarray) -> torch.Tensor:
+    """8-bit pixels / 255 as one new float32 tensor, written directly (PIL's arrays are read-only)."""
+    out = torch.empty(pixels.shape, dtype=torch.float32)
+    np.divide(pixels, np.float32(255.0), out=out.numpy(), dtype=np.float32)
+    return out
+
+
 def _to_tensors(img: Image.Image) -> LoadedImage:
+    """float32 tensors, converted in place (no float64, no second full-size float copy): the peak is
+    under 30 bytes a pixel (8-bit pixels twice, float RGB, alpha and mask), 1.4 GB at 50 megapixels."""
     mode = img.mode
-    alpha = None
     if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit (or 32-bit) grey: keep the precision instead of PIL's clipping 8-bit convert.
-        grey = np.asarray(img, dtype=np.float64)
-        scale = 1.0 if mode == "F" else 65535.0
-        rgb = np.repeat(np.clip(grey / scale, 0.0, 1.0)[:, :, None], 3, axis=2)
-    else:
-        has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-        if has_alpha:
-            rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
-            rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
-        else:
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
-    height, width = rgb.shape[:2]
-    if alpha is None:
-        mask = torch.zeros((1, height, width), dtype=torch.float32)
-    else:
-        # Composite onto white: a cut-out subject on white is what upstream was trained with.
-        rgb = rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])
-        mask = torch.from_numpy((1.0 - alpha).astype(np.float32)).unsqueeze(0)
-    image = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).unsqueeze(0)
-    return LoadedImage(image=image, mask=mask, has_alpha=alpha is not None)
+        grey = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())
+        grey.div_(1.0 if mode == "F" else 65535.0).clamp_(0.0, 1.0)
+        height, width = grey.shape
+        image = grey.unsqueeze(-1).expand(height, width, 3).contiguous().unsqueeze(0)
+        return LoadedImage(image=image, mask=torch.zeros((1, height, width), dtype=torch.float32), has_alpha=False)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    target = "RGBA" if has_alpha else "RGB"
+    pixels = np.asarray(img if img.mode == target else img.convert(target))  # convert() would copy anyway
+    height, width = pixels.shape[:2]
+    image = _scaled(pixels[:, :, :3])
+    if not has_alpha:
+        return LoadedImage(image=image.unsqueeze(0), mask=torch.zeros((1, height, width), dtype=torch.float32),
+                           has_alpha=False)
+    alpha = _scaled(pixels[:, :, 3])
+    del pixels
+    mask = torch.sub(1.0, alpha)
+    # Composite onto white: a cut-out subject on white is what upstream was trained with.
+    image.mul_(alpha.unsqueeze(-1)).add_(mask.unsqueeze(-1))
+    del alpha
+    return LoadedImage(image=image.unsqueeze(0), mask=mask.unsqueeze(0), has_alpha=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import torch
+
+from .limits import MAX_FRAME_PIXELS
 
 
 class VideoError(RuntimeError):
@@ -169,12 +171,87 @@ def _open(path: str | os.PathLike) -> Iterator:
         raise VideoError(f"could not open video {path}: {exc}") from exc
 
 
+class DecodedVideo(NamedTuple):
+    frames: torch.Tensor  # [F, H, W, 3], float32 0..1 or uint8
+    fps: float
+    cut: str | None  # why frames were left out ("frame_load_cap", "memory"), None when all were read
+
+
+def frame_bytes(width: int, height: int, dtype: torch.dtype = torch.float32) -> int:
+    return width * height * 3 * (1 if dtype == torch.uint8 else 4)
+
+
+def decode_video(path: str | os.PathLike, *, should_cancel: Callable[[], None] | None = None,
+                 max_frames: int | None = None, max_bytes: int | None = None,
+                 dtype: torch.dtype = torch.float32, max_frame_pixels: int | None = MAX_FRAME_PIXELS) -> DecodedVideo:
+    """Decode at most `max_frames` frames, and no more than fit in `max_bytes`, straight into one
+    preallocated tensor (no list of frames, no stacked copy, no float64): the memory is the output
+    plus one frame. The frame size comes from ffmpeg's header (imageio-ffmpeg's first answer) and is
+    checked before any frame is decoded; `cut` says when frames were left out."""
+    gen = _open(path)
+    try:
+        try:
+            meta = gen.__next__()
+        except (RuntimeError, OSError, StopIteration, KeyError, IndexError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
+            raise VideoError(f"{path} is not a readable video ({first})") from None
+        width, height = (int(v) for v in meta["size"])
+        if width <= 0 or height <= 0:
+            raise VideoError(f"{path} has no usable frame size ({width}x{height})")
+        if max_frame_pixels and width * height > max_frame_pixels:
+            raise VideoError(f"{path}: its frames are {width}x{height} ({width * height / 1e6:.1f} megapixels), over "
+                             f"the {max_frame_pixels / 1e6:.1f} megapixels a frame may have here; scale the video "
+                             "down first (e.g. ffmpeg -i in.mp4 -vf scale=1280:-2 out.mp4)")
+        per_frame = frame_bytes(width, height, dtype)
+        limit = max_frames if max_frames else None
+        if max_bytes:
+            fit = max_bytes // per_frame
+            if fit < 1:
+                raise VideoError(f"{path}: one {width}x{height} frame takes {per_frame / 2**30:.2f} GB, over the "
+                                 f"{max_bytes / 2**30:.2f} GB memory limit; raise the limit or scale the video down")
+            limit = fit if limit is None else min(limit, fit)
+        fps = float(meta.get("fps") or 0.0)
+        duration = float(meta.get("duration") or 0.0)
+        expected = int(duration * fps) + 2 if duration > 0 and fps > 0 else 64
+        capacity = max(1, min(limit, expected) if limit else expected)
+        out = torch.empty((capacity, height, width, 3), dtype=dtype)
+        count, cut = 0, None
+        for raw in gen:
+            if limit is not None and count >= limit:
+                cut = "frame_load_cap" if max_frames and count >= max_frames else "memory"
+                break
+            if should_cancel is not None:
+                should_cancel()
+            if count == capacity:  # the header under-stated the length: grow (rare)
+                capacity = min(capacity * 2, limit) if limit else capacity * 2
+                grown = torch.empty((capacity, height, width, 3), dtype=dtype)
+                grown[:count].copy_(out[:count])
+                out = grown
+            frame = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+            if dtype == torch.uint8:
+                out[count].numpy()[...] = frame
+            else:  # straight into the output, in float32 (the same numbers as uint8 -> float32 / 255)
+                np.divide(frame, np.float32(255.0), out=out[count].numpy(), dtype=np.float32)
+            count += 1
+    except (RuntimeError, OSError, KeyError) as exc:
+        if isinstance(exc, VideoError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise VideoError(f"{path} is not a readable video ({first})") from exc
+    finally:
+        gen.close()
+    if count == 0:
+        raise VideoError(f"{path} holds no video frames")
+    return DecodedVideo(out[:count], fps, cut)
+
+
 def read_video(
-    path: str | os.PathLike, should_cancel: Callable[[], None] | None = None, max_frames: int | None = None
+    path: str | os.PathLike, should_cancel: Callable[[], None] | None = None, max_frames: int | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Decode a video file into ([F,H,W,3] float32 0..1, fps)."""
-    video, fps = read_video_uint8(path, should_cancel, max_frames)
-    return video.to(torch.float32) / 255.0, fps
+    decoded = decode_video(path, should_cancel=should_cancel, max_frames=max_frames, max_bytes=max_bytes)
+    return decoded.frames, decoded.fps
 
 
 def read_video_uint8(
@@ -182,30 +259,16 @@ def read_video_uint8(
 ) -> tuple[torch.Tensor, float]:
     """Decode a video file (or a single image, as one frame) into ([F,H,W,3] uint8, fps): a quarter
     of the float frames' memory, for long sources."""
-    gen = _open(path)
-    frames: list[np.ndarray] = []
-    try:
-        meta = gen.__next__()
-        width, height = meta["size"]
-        for raw in gen:
-            if should_cancel is not None:
-                should_cancel()
-            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    except (RuntimeError, OSError, StopIteration, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
-        raise VideoError(f"{path} is not a readable video ({first})") from exc
-    finally:
-        gen.close()
-    if not frames:
-        raise VideoError(f"{path} holds no video frames")
-    return torch.from_numpy(np.stack(frames)), float(meta.get("fps") or 0.0)
+    decoded = decode_video(path, should_cancel=should_cancel, max_frames=max_frames, dtype=torch.uint8,
+                           max_frame_pixels=None)
+    return decoded.frames, decoded.fps
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int = 2) -> dict | None:
+def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int = 2,
+               max_seconds: float | None = None) -> dict | None:
     """The first audio stream of a media file as a ComfyUI AUDIO ({"waveform": [1, C, N] float32,
-    "sample_rate": int}), decoded by ffmpeg at `sample_rate` / `channels`; None when it has none."""
+    "sample_rate": int}), decoded by ffmpeg at `sample_rate` / `channels`; None when it has none.
+    `max_seconds` stops ffmpeg there (e.g. the length of the frames kept)."""
     import subprocess
 
     import imageio_ffmpeg
@@ -213,9 +276,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int 
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"file not found: {path}")
+    limit = ["-t", f"{max(float(max_seconds), 0.001):.6f}"] if max_seconds else []
     run = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0?", "-vn",
-         "-ac", str(channels), "-ar", str(sample_rate), "-f", "f32le", "-"],
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0?", "-vn",
+         *limit, "-ac", str(channels), "-ar", str(sample_rate), "-f", "f32le", "-"],
         capture_output=True,
     )
     if run.returncode != 0 and b"does not contain any stream" in run.stderr:

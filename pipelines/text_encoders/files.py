@@ -94,6 +94,9 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+
+
 def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
     """Tensor names, dtypes and shapes of a safetensors file, from its header only (no tensor is read)."""
     path = Path(path)
@@ -106,12 +109,18 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
+            if length > MAX_HEADER_BYTES:
+                raise ValueError(f"a header of {length:,} bytes, over the {MAX_HEADER_BYTES:,} safetensors allows")
             header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error) as exc:
-        raise TextEncoderFilesError(f"{path}: the safetensors header cannot be read ({exc}); the file looks truncated "
-                                    "or corrupt. Download it again.") from None
-    return {name: TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]))
-            for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)}
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        return {name: TensorInfo(str(entry["dtype"]), tuple(int(s) for s in entry["shape"]))
+                for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)}
+    except (OSError, ValueError, struct.error, RecursionError, KeyError, TypeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else \
+            f"a tensor entry without {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise TextEncoderFilesError(f"{path}: the safetensors header cannot be read ({reason}); the file looks "
+                                    "truncated or corrupt. Download it again.") from None
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -125,7 +134,7 @@ def folder_weight_files(folder: Path) -> tuple[list[Path], bool] | None:
         if (folder / index).is_file():
             try:
                 shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 raise TextEncoderFilesError(f"{folder / index} is unreadable ({exc}); download the folder again.") from None
             return [folder / shard for shard in shards], is_safetensors
         single = folder / index.replace(".index.json", "")
@@ -199,7 +208,7 @@ def _wrong_kind(role: str, item: EncoderPath, wanted: str, hint: str) -> TextEnc
 def _folder_model_type(folder: Path) -> str:
     try:
         return str(json.loads((folder / "config.json").read_text()).get("model_type", ""))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return ""  # the folder check that follows words the problem
 
 
@@ -207,7 +216,7 @@ def _what_folder(folder: Path) -> str:
     """The folder as its config.json describes it, for an error message."""
     try:
         config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "it has no readable config.json"
     if not isinstance(config, dict):
         return "its config.json is not a transformers config"

@@ -159,7 +159,7 @@ def check_shapes(found: Mapping[str, tuple[int, ...]], config: VAEConfig, label:
 def _is_vae_config(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
         return None
@@ -171,7 +171,7 @@ def _weights_in_folder(folder: Path) -> list[Path]:
     for index in sorted(folder.glob("*.index.json")):
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise VAELoadError(f"cannot read shard index {index}: {exc}") from exc
         shards = [folder / name for name in sorted(set(weight_map.values()))]
         absent = [str(p) for p in shards if not p.is_file()]

@@ -15,7 +15,6 @@ encode/decode do NOT apply the scaling factor (as upstream): multiply latents by
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -24,6 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..weights_io import check_config_bounds, read_json_file
 from .tiling import OVERLAP, TileCallback, TileSizes, run_tiled
 
 
@@ -108,6 +108,10 @@ class VAEConfig:
 
 
 FULL_SIZE_CONFIG = VAEConfig()
+# The largest sizes a config.json may ask for (the released VAE: 4 blocks up to 512 channels, 2 layers
+# each, 16 latent channels): a few times more, so a stray config is refused before anything is built.
+CONFIG_BOUNDS = {"block_out_channels": 4096, "layers_per_block": 16, "latent_channels": 256, "in_channels": 16,
+                 "out_channels": 16, "norm_num_groups": 512, "sample_size": 8192, "sample_tsize": 2048}
 
 
 def tile_frames_step(time_compression_ratio: int = 4) -> int:
@@ -165,6 +169,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "VAE config",
                              f"({UPSTREAM_CLASS} or diffusers {DIFFUSERS_CLASS})")
     if not ("block_out_channels" in data and "latent_channels" in data):
         raise VAEConfigError(f"{source} has no block_out_channels/latent_channels: not a VAE config")
+    check_config_bounds(data, CONFIG_BOUNDS, source, VAEConfigError)
     _check_block_types(data.get("down_block_types"), {UPSTREAM_DOWN_BLOCK, DIFFUSERS_DOWN_BLOCK}, "down_block_types", source)
     _check_block_types(data.get("up_block_types"), {UPSTREAM_UP_BLOCK, DIFFUSERS_UP_BLOCK}, "up_block_types", source)
     if data.get("disable_causal_conv"):
@@ -204,10 +209,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "VAE config",
 
 def read_config(path: str | os.PathLike, causal_default: bool | None = None) -> VAEConfig:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VAEConfigError(f"cannot read VAE config {path}: {exc}") from exc
+    data = read_json_file(path, VAEConfigError)
     if not isinstance(data, dict):
         raise VAEConfigError(f"VAE config {path} is not a JSON object")
     return config_from_dict(data, source=str(path), causal_default=causal_default)

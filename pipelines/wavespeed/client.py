@@ -759,10 +759,12 @@ def run_job(
         urls = client.check_result(data)
         path = client.download(urls[0], target)
         client.status("decoding the video")
+        from ..media.limits import DEFAULT_MEMORY_GB
         from ..media.video_io import VideoError, read_video
 
         try:
-            frames, fps = read_video(path, should_cancel=should_cancel)
+            # bounded like Load Video's default (a 720p, 129-frame result takes 1.4 GB of the 4 GB)
+            frames, fps = read_video(path, should_cancel=should_cancel, max_bytes=int(DEFAULT_MEMORY_GB * 2**30))
         except VideoError as exc:
             raise client._error(f"WaveSpeed's output could not be decoded as a video ({exc})",
                                 f"The file was kept at {path}", reason="bad_output") from None
