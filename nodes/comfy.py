@@ -60,7 +60,7 @@ def show_text(message: str, node_id: str | None) -> None:
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     send = getattr(instance, "send_progress_text", None)
     if send is not None and node_id is not None:
-        send(message, str(node_id))
+        send(for_client(message), str(node_id))
 
 
 def note(message: str, node_id: str | None = None) -> None:
@@ -216,3 +216,34 @@ def metadata_disabled() -> bool:
     """ComfyUI's --disable-metadata flag (core savers then write no prompt/workflow)."""
     cli = _comfy_module("comfy.cli_args")
     return bool(getattr(getattr(cli, "args", None), "disable_metadata", False))
+
+
+def for_client(text: str) -> str:
+    """`text` with absolute server paths replaced by the ComfyUI folder they are in ('input/x.png',
+    'diffusion_models/model.safetensors', '~/.config/...'): what a node says reaches whoever queued the
+    prompt over HTTP, who has no business learning the server's directory layout."""
+    import re
+
+    labels: dict[str, str] = {}
+    fp = _comfy_module("folder_paths")
+    if fp is not None:
+        for name, (paths, _extensions) in getattr(fp, "folder_names_and_paths", {}).items():
+            for path in paths:
+                labels.setdefault(path, name)
+        base = getattr(fp, "base_path", None)
+        if base:
+            labels.setdefault(base, "ComfyUI")
+    elif os.environ.get("HYC_MODELS_DIR"):
+        labels[os.environ["HYC_MODELS_DIR"]] = "models"
+    for path, label in ((os.path.expanduser("~"), "~"),
+                        (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "HunyuanCustom"),
+                        (input_directory(), "input"), (output_directory(), "output"), (temp_directory(), "temp")):
+        labels[path] = label  # the folders a user picks from win over a same-named other
+    pairs: dict[str, str] = {}
+    for path, label in labels.items():
+        for spelling in {path, os.path.abspath(path), os.path.realpath(path)}:
+            if len(spelling) > 1:
+                pairs.setdefault(spelling.rstrip("/\\"), label)
+    for path in sorted(pairs, key=len, reverse=True):
+        text = re.sub(re.escape(path) + r"(?![\w.-])", lambda _m, label=pairs[path]: label, text)
+    return text

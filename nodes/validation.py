@@ -20,5 +20,8 @@ class NodeInputProblem(ValueError):
 
 
 def refuse(problems: list[str]) -> NoReturn:
-    """Refuse the prompt with every problem of this node in one message."""
-    raise NodeInputProblem(" ".join(p if p.endswith(".") else p + "." for p in problems))
+    """Refuse the prompt with every problem of this node in one message (server paths shown
+    relative to ComfyUI's folders: the message goes to whoever queued the prompt)."""
+    from .comfy import for_client
+
+    raise NodeInputProblem(for_client(" ".join(p if p.endswith(".") else p + "." for p in problems)))
