@@ -31,6 +31,8 @@ class HunyuanCustomLoadAudio:
                     "tooltip": "A sound file (wav, mp3, flac, m4a...) or a video from ComfyUI's input folder, "
                                "or upload one. hunyuan_custom_examples/ holds the pack's example song.",
                 }),
+            },
+            "optional": {  # optional: API prompts written before it was added still validate
                 "max_seconds": ("INT", {
                     "default": DEFAULT_MAX_SECONDS, "min": 0, "max": 86400, "step": 1,
                     "tooltip": "Load at most this many seconds from the start (600 = 10 minutes, about 212 MB "

@@ -44,6 +44,8 @@ class HunyuanCustomLoadVideo:
                                "length; raise it for long videos, e.g. 1501 = 60 s at 25 fps); 0 loads all that "
                                "fit in memory_limit_gb. The sound is cut to the frames kept.",
                 }),
+            },
+            "optional": {  # optional: API prompts written before it was added still validate
                 "memory_limit_gb": ("FLOAT", {
                     "default": DEFAULT_MEMORY_GB, "min": 0.0, "max": 1024.0, "step": 0.5,
                     "tooltip": "The most memory the loaded frames may take: each costs width*height*12 bytes "

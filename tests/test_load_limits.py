@@ -160,9 +160,10 @@ def test_the_limits_are_widgets_that_raise_or_lower_them(hostile, monkeypatch):
 
 
 def test_the_defaults_are_what_the_widgets_show():
-    video = HunyuanCustomLoadVideo.INPUT_TYPES()["required"]
+    types = HunyuanCustomLoadVideo.INPUT_TYPES()
+    video = {**types["required"], **types["optional"]}
     assert video["frame_load_cap"][1]["default"] == limits.DEFAULT_MAX_FRAMES == 129
     assert video["memory_limit_gb"][1]["default"] == limits.DEFAULT_MEMORY_GB
     assert video["frame_load_cap"][1]["max"] >= 1501  # a 60 s video at 25 fps, when raised
-    audio = HunyuanCustomLoadAudio.INPUT_TYPES()["required"]
+    audio = HunyuanCustomLoadAudio.INPUT_TYPES()["optional"]
     assert audio["max_seconds"][1]["default"] == limits.DEFAULT_MAX_SECONDS == 600

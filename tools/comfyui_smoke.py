@@ -301,13 +301,14 @@ def node_errors(resp: requests.Response, node: str) -> list[tuple[str, bool]]:
 
 def loader_graph(node: str, value: str, url: str | None = None) -> dict:
     """One of our Load nodes feeding a core preview node (so /prompt has an output to validate)."""
-    kind = MEDIA_LOADERS[node]
-    inputs: dict = {kind: value}
+    inputs: dict = {MEDIA_LOADERS[node]: value}
     if url is not None:
         inputs["url"] = url
-    preview = {"class_type": "PreviewAudio", "inputs": {"audio": ["1", 0]}} if kind == "audio" else \
-        {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
-    return {"1": {"class_type": node, "inputs": inputs}, "2": preview}
+    if node == "HunyuanCustomLoadVideo":
+        inputs["frame_load_cap"] = TINY_FRAMES
+    # core PreviewAny takes any type (core PreviewAudio needs torchaudio, which a CPU setup may lack)
+    return {"1": {"class_type": node, "inputs": inputs},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
 
 
 def check_path_guard(s: Smoke, work: Path) -> None:
@@ -324,7 +325,8 @@ def check_path_guard(s: Smoke, work: Path) -> None:
                             ("absolute", str(work / "secret.png")), ("backslashes", "x [y]\\..\\..\\secret.png")):
             r = s.post_prompt(loader_graph(node, name))
             details = error_details(r, "1")
-            answers[label] = details[0].replace(name, "NAME") if len(details) == 1 else r.text[:600]
+            shown = repr(name)[1:-1]  # the message quotes the name with repr()
+            answers[label] = details[0].replace(shown, "NAME") if len(details) == 1 else r.text[:600]
         same = len(set(answers.values())) == 1
         s.check(f"{node}: names climbing out of input/ refused at /prompt with the missing file's words",
                 same and "not found" in answers["trick"] and str(work) not in answers["trick"], answers)
