@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .comfy import for_client
+
 
 def with_result_lines(outputs: tuple, lines: list[str], ui: dict[str, Any] | None = None) -> dict[str, Any]:
     """A node's return value: its outputs plus result lines (empty lines dropped) beside any other
     UI output (e.g. a saved video's `images`)."""
     answer_ui = dict(ui or {})
-    answer_ui["text"] = [str(line) for line in lines if line]
+    answer_ui["text"] = [for_client(str(line)) for line in lines if line]  # the browser sees them
     return {"ui": answer_ui, "result": tuple(outputs)}
