@@ -247,3 +247,21 @@ def test_a_pt_lora_loads_like_its_safetensors_twin(base, tmp_path):
     want = _run(model)
     lora_runtime.apply_loras(model, [LoraChoice(str(pt), 1.0)])
     torch.testing.assert_close(_run(model), want, rtol=0, atol=0)
+
+
+def test_compiled_blocks_follow_every_lora_change(base, tmp_path):
+    from hunyuan_custom.pipelines.diffusion_models import compile_blocks
+
+    sd, config, ckpt, _root = base
+    lora = make_lora(sd, seed=13)
+    path = write_lora(lora, tmp_path / "c.safetensors", "musubi", HIDDEN)
+    model = load_transformer(ckpt, dtype="fp32")
+    compile_blocks.compile_blocks(model, backend="eager")  # dynamo traces and guards as with inductor
+    plain = _run(model)  # traced without any LoRA hook
+    said: list[str] = []
+    for strength in (0.8, -0.4):
+        lora_runtime.apply_loras(model, [LoraChoice(str(path), strength)], said.append)
+        torch.testing.assert_close(_run(model), _reference(sd, config, tmp_path, [(lora, strength)]), rtol=1e-4, atol=1e-5)
+    assert any("compile again" in line for line in said)
+    lora_runtime.apply_loras(model, [])
+    torch.testing.assert_close(_run(model), plain, rtol=0, atol=0)

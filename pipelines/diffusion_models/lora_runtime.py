@@ -12,7 +12,10 @@ Strategy, and why (the choice the README's LoRA section repeats):
     Linear; its float8 weight is never dequantized, merged or requantized), group offload (the hooks sit
     on Linears inside the streamed blocks; the LoRA tensors are not module parameters, so diffusers'
     hooks never move them: they go to the compute device once, when sampling starts, and back when the
-    GPU is given back) and compiled blocks (dynamo traces the hook with the block).
+    GPU is given back) and compiled blocks: dynamo traces the hooks into the block's graph, but does not
+    guard on hooks (torch._dynamo.config.skip_nnmodule_hook_guards), so a graph traced before a LoRA
+    change would silently keep the old LoRAs. A change on a compiled model therefore resets torch's
+    compiled code (torch.compiler.reset): the blocks compile again during the next first step.
 Costs: CPU RAM about twice the LoRA file (its pairs kept in float32), VRAM the LoRA in the compute dtype
 (a rank-32 LoRA over every layer of the 13B model: ~0.3 GB in bf16), and per step two thin matmuls per
 trained layer (rank 32 on a 3072-wide layer: ~2 % of that layer's work). Merging into the weights would
@@ -141,6 +144,15 @@ def _deltas(model: nn.Module, choice: LoraChoice, say: Callable[[str], None],
     return f"{lora.path.name} ({lora.format}, {layers} layers, strength {choice.strength:g})"
 
 
+def _recompile(model: nn.Module, say: Callable[[str], None]) -> None:
+    """Compiled blocks traced with other (or no) LoRA hooks must be traced again (see the module docstring)."""
+    from .compile_blocks import blocks_compiled
+
+    if blocks_compiled(model):
+        torch.compiler.reset()
+        say("compile: the LoRAs changed, so the blocks compile again during the first step")
+
+
 def apply_loras(model: nn.Module, choices: Sequence[LoraChoice], say: Callable[[str], None] = lambda _t: None) -> bool:
     """Make `model` run with exactly these LoRAs (none: the base model). Does nothing when the same files
     at the same strengths are on already; otherwise the old branches come off and new ones go on (no
@@ -157,6 +169,7 @@ def apply_loras(model: nn.Module, choices: Sequence[LoraChoice], say: Callable[[
     if not choices:
         if had:
             say("LoRAs taken off: the transformer runs with its own weights (kept in memory, not reloaded)")
+            _recompile(model, say)
         return had
     state = _State(key)
     for module_name, pairs in deltas.items():
@@ -164,6 +177,7 @@ def apply_loras(model: nn.Module, choices: Sequence[LoraChoice], say: Callable[[
         state.branches[module_name] = branch
         state.handles.append(model.get_submodule(module_name).register_forward_hook(branch))
     setattr(model, _STATE, state)
+    _recompile(model, say)
     mib = sum(b.nbytes for b in state.branches.values()) * 2 / 2**20  # in bf16/fp16 on the device
     message = (f"LoRA: {'; '.join(lines)}: runtime branches on {len(state.branches)} layers, base weights "
                f"untouched{' (the transformer was not reloaded)' if had else ''}; ~{mib:.0f} MiB in 16-bit")
