@@ -16,8 +16,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hunyuan_custom.pipelines.diffusion_models import keys
-
 FORMATS = ("peft", "comfy", "musubi", "diffusers")
 # Upstream Linears a test LoRA trains: every kind of split and rename (fused qkv, linear1, swapped final
 # modulation, refiner qkv, plain renames).
@@ -68,6 +66,8 @@ def write_lora(lora: dict, path: Path, fmt: str, hidden: int, dtype: torch.dtype
             tensors[f"{name}.lora_up.weight"] = up
             tensors[f"{name}.alpha"] = torch.tensor(float(alpha if alpha is not None else down.shape[0]))
         elif fmt == "diffusers":
+            from hunyuan_custom.pipelines.diffusion_models import keys  # (tools/comfyui_smoke.py writes musubi only)
+
             assert alpha is None or alpha == down.shape[0], "diffusers files carry no alpha: make alpha = rank"
             mapping = keys.map_upstream_key(module + ".weight", (up.shape[0], down.shape[1]), hidden)
             for target, rows in mapping.apply(up).items():
