@@ -23,7 +23,7 @@ def _path(lora_name: str) -> str:
     try:
         return comfy.resolve_model_path(FOLDER, lora_name)
     except FileNotFoundError as exc:
-        raise ValueError(f"lora_name: {exc}") from None
+        raise ValueError(str(exc)) from None
 
 
 def _problem(lora_name: str) -> str | None:
@@ -35,8 +35,7 @@ def _problem(lora_name: str) -> str | None:
         path = _path(lora_name)
     except ValueError as exc:
         return str(exc)
-    problem = weights_io.remembered_problem("lora", [path], lambda: check_lora(path))
-    return f"lora_name: {problem}" if problem else None
+    return weights_io.remembered_problem("lora", [path], lambda: check_lora(path))
 
 
 class HunyuanCustomLoRA:
@@ -69,6 +68,7 @@ class HunyuanCustomLoRA:
     def VALIDATE_INPUTS(cls, lora_name=None):
         # Only lora_name: ComfyUI then skips its own combo check for it (our check covers that) but still
         # checks strength's range. The header is read here, so a wrong file is heard of in the queue dialog.
+        # The message goes out as it is: ComfyUI puts "lora_name - " before it.
         if lora_name is None:
             return True
         return _problem(lora_name) or True
@@ -80,7 +80,7 @@ class HunyuanCustomLoRA:
             raise TypeError(f"the 'model' input must come from HunyuanCustom Model Loader (got {type(model).__name__})")
         problem = _problem(lora_name)
         if problem:
-            raise ValueError(problem)
+            raise ValueError(f"lora_name: {problem}")
         return (model.with_loras([LoraChoice(_path(lora_name), float(strength))]),)
 
 

@@ -122,8 +122,7 @@ def test_fp8_keep_runs_the_lora_beside_the_float8_weights(base, tmp_path):
 def test_group_offload_with_a_lora(base, tmp_path):
     sd, config, ckpt, _root = base
     lora = make_lora(sd, seed=5)
-    path = write_lora(lora, tmp_path / "g.safetensors", "peft", HIDDEN) if False else \
-        write_lora(lora, tmp_path / "g.safetensors", "musubi", HIDDEN)
+    path = write_lora(lora, tmp_path / "g.safetensors", "musubi", HIDDEN)
     model = load_transformer(ckpt, dtype="fp32")
     try:
         model.enable_group_offload(torch.device("cpu"), offload_device=torch.device("cpu"),
@@ -259,9 +258,8 @@ def test_compiled_blocks_follow_every_lora_change(base, tmp_path):
     compile_blocks.compile_blocks(model, backend="eager")  # dynamo traces and guards as with inductor
     plain = _run(model)  # traced without any LoRA hook
     said: list[str] = []
-    for strength in (0.8, -0.4):
-        lora_runtime.apply_loras(model, [LoraChoice(str(path), strength)], said.append)
-        torch.testing.assert_close(_run(model), _reference(sd, config, tmp_path, [(lora, strength)]), rtol=1e-4, atol=1e-5)
+    lora_runtime.apply_loras(model, [LoraChoice(str(path), -0.6)], said.append)  # hooks added after tracing
+    torch.testing.assert_close(_run(model), _reference(sd, config, tmp_path, [(lora, -0.6)]), rtol=1e-4, atol=1e-5)
     assert any("compile again" in line for line in said)
     lora_runtime.apply_loras(model, [])
     torch.testing.assert_close(_run(model), plain, rtol=0, atol=0)

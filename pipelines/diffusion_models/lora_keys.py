@@ -71,7 +71,7 @@ def recognise(name: str) -> tuple[str, str] | None:
 # (what the file is, a regex over its stripped module names, what its keys look like): first hit wins.
 _OTHER_MODELS = (
     ("a HunyuanVideo 1.5 LoRA", re.compile(r"img_attn_[qkv]$|img_attn_[qkv][._]|txt_attn_[qkv]$|byt5_in|"
-                                           r"vision_in|cond_type_embed"), "double_blocks.N.img_attn_q (separate q/k/v)"),
+                                           r"vision_in|cond_type_embed|context_embedder_2|image_embedder"), "double_blocks.N.img_attn_q (separate q/k/v)"),
     ("a Wan 2.1/2.2 LoRA", re.compile(r"(^|[._])blocks[._]\d+[._](self_attn|cross_attn|ffn)"),
      "blocks.N.self_attn.q, blocks.N.cross_attn..., blocks.N.ffn..."),
     ("a Flux LoRA", re.compile(r"img_attn[._]qkv$|img_attn\.proj|img_mlp[._][02]$|img_mod[._]lin$|modulation[._]lin$"),
@@ -153,8 +153,9 @@ def targets(model: nn.Module, name: str, down: torch.Tensor, up: torch.Tensor) -
         if not isinstance(layer, nn.Linear):
             return None
         if (layer.out_features, layer.in_features) != (int(rows.shape[0]), int(down.shape[1])):
+            hint = " (2048 wide, as HunyuanVideo 1.5)" if 2048 in (int(up.shape[0]), int(down.shape[1])) else ""
             raise ShapeMismatch(
-                f"{name} trains a {int(up.shape[0])}x{int(down.shape[1])} weight, but {module_name} here is "
+                f"{name} trains a {int(up.shape[0])}x{int(down.shape[1])} weight{hint}, but {module_name} here is "
                 f"{layer.out_features}x{layer.in_features}")
         out.append(Target(module_name, rows))
     return out

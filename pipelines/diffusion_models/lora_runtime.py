@@ -179,8 +179,9 @@ def apply_loras(model: nn.Module, choices: Sequence[LoraChoice], say: Callable[[
     setattr(model, _STATE, state)
     _recompile(model, say)
     mib = sum(b.nbytes for b in state.branches.values()) * 2 / 2**20  # in bf16/fp16 on the device
+    size = f"~{mib:.0f} MiB" if mib >= 1 else "under 1 MiB"
     message = (f"LoRA: {'; '.join(lines)}: runtime branches on {len(state.branches)} layers, base weights "
-               f"untouched{' (the transformer was not reloaded)' if had else ''}; ~{mib:.0f} MiB in 16-bit")
+               f"untouched{' (the transformer was not reloaded)' if had else ''}; {size} in 16-bit")
     say(message)
     log.info("HunyuanCustom: %s", message)
     return True
