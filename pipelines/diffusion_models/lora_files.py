@@ -111,7 +111,7 @@ def _format(modules: list[str], roles: set[str]) -> str:
     return "PEFT (original/diffusion-pipe)" if "lora_A" in roles else "ComfyUI lora_up/lora_down"
 
 
-def inspect(path: str | Path) -> tuple[str, dict[str, dict[str, str]], list[str], dict[str, str], dict | None]:
+def inspect_lora(path: str | Path) -> tuple[str, dict[str, dict[str, str]], list[str], dict[str, str], dict | None]:
     """Everything judged from a file's keys, before any tensor is read: (format, module -> role -> key,
     unrecognised module names, metadata, tensors of a .pt file or None). Raises LoraError for a file that
     is not a usable HunyuanVideo LoRA."""
@@ -160,14 +160,14 @@ def check_lora(path: str | Path) -> str | None:
     """The header-only check (queue time, before a model loads): raises LoraError for a file that is not a
     usable HunyuanVideo LoRA; returns the partial-match warning, if any."""
     path = Path(path).expanduser()
-    _format_name, modules, unrecognised, _metadata, _tensors = inspect(path)
+    _format_name, modules, unrecognised, _metadata, _tensors = inspect_lora(path)
     return partial_warning(path, len(modules), unrecognised)
 
 
 def read_lora(path: str | Path) -> LoraFile:
-    """The LoRA's pairs (tensors on the CPU, as stored), after inspect()'s checks."""
+    """The LoRA's pairs (tensors on the CPU, as stored), after inspect_lora()'s checks."""
     path = Path(path).expanduser()
-    fmt, modules, unrecognised, metadata, tensors = inspect(path)
+    fmt, modules, unrecognised, metadata, tensors = inspect_lora(path)
     if tensors is None:
         from safetensors.torch import load_file
 
