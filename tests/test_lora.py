@@ -178,6 +178,9 @@ def _pair(prefix: str, rows: int = 8, cols: int = 8, down=".lora_down.weight", u
       **_pair("double_blocks.0.img_mlp.0", down=".lora_A.weight", up=".lora_B.weight")}, "Flux"),
     ({**_pair("lora_unet_double_blocks_0_img_attn_q"), **_pair("lora_unet_double_blocks_0_img_attn_k"),
       **_pair("lora_unet_double_blocks_0_img_attn_v")}, "HunyuanVideo 1.5"),
+    ({**_pair("lora_unet_double_blocks_0_img_attn_q"), **_pair("lora_unet_double_blocks_0_img_attn_proj"),
+      **_pair("lora_unet_double_blocks_0_img_mlp_fc1"), **_pair("lora_unet_double_blocks_0_img_mod_linear"),
+      **_pair("lora_unet_double_blocks_0_txt_mlp_fc2")}, "HunyuanVideo 1.5"),  # mostly shared names
     ({"lora_unet_double_blocks_0_img_attn_qkv.hada_w1_a": torch.zeros(2, 8)}, "LoHa"),
     ({"lora_unet_single_blocks_0_linear1.lokr_w1": torch.zeros(2, 2)}, "LoKr"),
     ({"double_blocks.0.img_attn_qkv.weight": torch.zeros(8, 8)}, "no LoRA weights"),

@@ -144,8 +144,10 @@ def inspect_lora(path: str | Path) -> tuple[str, dict[str, dict[str, str]], list
     if other:
         raise LoraError(f"{path.name} is {other} (its metadata says so); HunyuanCustom takes HunyuanVideo "
                         "(13B) LoRAs.")
-    if len(unrecognised) > (1 - MOSTLY) * len(modules):
-        looks = lora_keys.other_model(unrecognised)
+    looks = lora_keys.other_model(unrecognised) if unrecognised else None
+    # HunyuanVideo 1.5 shares most module names (img_attn_proj, img_mlp.fc1...) but has separate q/k/v:
+    # any of those settles it, however many of its other names look right.
+    if len(unrecognised) > (1 - MOSTLY) * len(modules) or (looks and looks[0] == lora_keys.HV15):
         shown = ", ".join(sorted(unrecognised)[:3])
         fits = len(modules) - len(unrecognised)
         what = (f"{path.name} looks like {looks[0]}: its keys are {looks[1]}" if looks else

@@ -68,9 +68,10 @@ def recognise(name: str) -> tuple[str, str] | None:
 
 # ---------------------------------------------------------------------------- what else it may be
 
+HV15 = "a HunyuanVideo 1.5 LoRA"
 # (what the file is, a regex over its stripped module names, what its keys look like): first hit wins.
 _OTHER_MODELS = (
-    ("a HunyuanVideo 1.5 LoRA", re.compile(r"img_attn_[qkv]$|img_attn_[qkv][._]|txt_attn_[qkv]$|byt5_in|"
+    (HV15, re.compile(r"img_attn_[qkv]$|img_attn_[qkv][._]|txt_attn_[qkv]$|byt5_in|"
                                            r"vision_in|cond_type_embed|context_embedder_2|image_embedder"), "double_blocks.N.img_attn_q (separate q/k/v)"),
     ("a Wan 2.1/2.2 LoRA", re.compile(r"(^|[._])blocks[._]\d+[._](self_attn|cross_attn|ffn)"),
      "blocks.N.self_attn.q, blocks.N.cross_attn..., blocks.N.ffn..."),
@@ -85,7 +86,7 @@ _OTHER_MODELS = (
 # keys happen to share HunyuanVideo's names (a Flux LoRA on the double blocks' img_attn_qkv only).
 _METADATA_KEYS = ("modelspec.architecture", "ss_base_model_version", "ss_architecture")
 _METADATA_MODELS = (
-    ("a HunyuanVideo 1.5 LoRA", re.compile(r"hunyuan[-_ ]?video[-_ ]?1[._-]?5|hunyuan_video_1_5|hv15|hunyuanvideo15", re.I)),
+    (HV15, re.compile(r"hunyuan[-_ ]?video[-_ ]?1[._-]?5|hunyuan_video_1_5|hv15|hunyuanvideo15", re.I)),
     ("a Flux LoRA", re.compile(r"flux", re.I)),
     ("a Wan LoRA", re.compile(r"(^|[^a-z])wan", re.I)),
     ("an SD 1.5/SDXL LoRA", re.compile(r"sdxl|sd_v1|sd_v2|stable-diffusion", re.I)),
