@@ -12,7 +12,7 @@ from importlib import import_module
 from . import comfy
 
 _NODE_MODULES: tuple[str, ...] = ("load_image", "load_audio", "load_video", "prompt", "audio", "edit",
-                                  "model_loader", "sampler", "wavespeed", "save_video")
+                                  "model_loader", "lora", "sampler", "wavespeed", "save_video")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--compile", action="store_true",
                        help="torch.compile the transformer's blocks: faster steps after a first step that compiles "
                             "(a minute or more); needs Triton on a GPU (a C++ compiler on the CPU)")
+    local.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
+                       help="a HunyuanVideo LoRA (musubi-tuner/kohya, diffusion-pipe, diffusers or ComfyUI "
+                            ".safetensors) at STRENGTH (-2..2, default 1); repeat for several")
     edit = gen.add_argument_group("editing (local, with the editing checkpoint hunyuancustom_editing_720P)")
     edit.add_argument("--video", help="source video: the reference subject is put into it where --mask is white")
     edit.add_argument("--mask", help="mask video (or one image for every frame): white where the new subject goes")
@@ -157,7 +160,7 @@ _REMOTE_IGNORES = (
     (("--subject",), "WaveSpeed's request has no subject word; name the subject in --prompt instead"),
     (("--transformer", "--vae", "--text-encoder", "--text-encoder-2", "--llava-vision", "--llava-tokenizer",
       "--clip-tokenizer", "--audio-encoder", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache",
-      "--cache", "--cache-threshold", "--cache-start", "--cache-end", "--compile"),
+      "--cache", "--cache-threshold", "--cache-start", "--cache-end", "--compile", "--lora"),
      "they are options of the local backend"),
 )
 _LOCAL_IGNORES = ((("--disable-safety-checker",), "it is an option of the remote backend (WaveSpeed)"),)
@@ -265,6 +268,33 @@ def _edit_condition(args: argparse.Namespace):
     return condition
 
 
+LORA_STRENGTH = (-2.0, 2.0)  # as the LoRA node's widget
+
+
+def _loras(values: list[str] | None) -> list:
+    """--lora FILE[:STRENGTH] values, each file's header checked (format, refusals) before anything loads.
+    A trailing ':number' is the strength; any other colon belongs to the path (C:\\loras\\x.safetensors)."""
+    from .diffusion_models.lora_files import LoraChoice, LoraError, check_lora
+
+    choices = []
+    for value in values or []:
+        path, strength = value, 1.0
+        head, sep, tail = value.rpartition(":")
+        if sep and head and "/" not in tail and "\\" not in tail:
+            try:
+                path, strength = head, float(tail)
+            except ValueError:
+                pass
+        if not LORA_STRENGTH[0] <= strength <= LORA_STRENGTH[1]:
+            raise CliError(f"--lora {value}: strength {strength:g} is outside {LORA_STRENGTH[0]:g}..{LORA_STRENGTH[1]:g}")
+        try:
+            check_lora(path)  # a partial match is told once, when it is applied to the loaded transformer
+        except LoraError as exc:
+            raise CliError(f"--lora {value}: {exc}") from None
+        choices.append(LoraChoice(path, strength))
+    return choices
+
+
 def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     import torch
 
@@ -276,6 +306,7 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
                if not value]
     if missing:
         raise CliError("the local backend needs " + ", ".join(missing))
+    loras = _loras(args.lora)
     if job.mode == "audio" and not args.audio_encoder:
         raise CliError("--audio needs --audio-encoder: Whisper, the whisper-tiny folder (openai/whisper-tiny from "
                        "Hugging Face, as upstream downloads it) or its model.safetensors")
@@ -304,7 +335,7 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
             _status(f"{stage}: {done}/{total}")
         last["stage"] = stage
 
-    result = generator.generate(job, status=_status, progress=progress)
+    result = generator.generate(job, status=_status, progress=progress, loras=loras)
     _write_mp4(output, result)
     _status(f"seed {result.seed}")
 

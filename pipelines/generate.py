@@ -15,13 +15,16 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from . import schema
 from .conditioning.base import StageContext, checkpoint_mismatch
 from .job import Job
+
+if TYPE_CHECKING:
+    from .diffusion_models.lora_files import LoraChoice
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +237,16 @@ class LocalGenerator:
             self._transformer.to(self.device)
         return self._transformer
 
+    def _apply_loras(self, model: torch.nn.Module, loras: tuple, status: StatusCallback) -> None:
+        from .diffusion_models.lora_files import LoraError
+        from .diffusion_models.lora_runtime import apply_loras, place_loras
+
+        try:
+            apply_loras(model, loras, status)
+        except LoraError as exc:
+            raise GenerationError(f"lora: {exc}") from None
+        place_loras(model, self.device, self.options.torch_dtype)
+
     def _compile(self, model: torch.nn.Module, status: StatusCallback) -> None:
         from .diffusion_models.compile_blocks import compile_blocks, compile_unavailable_reason
 
@@ -304,6 +317,10 @@ class LocalGenerator:
 
     def release(self) -> None:
         """Give the GPU back after a run, an error or a Cancel (weights stay in CPU RAM)."""
+        if self._transformer is not None:
+            from .diffusion_models.lora_runtime import drop_device_copies
+
+            drop_device_copies(self._transformer)  # the LoRA branches' tensors (the branches stay on)
         if self.device.type != "cpu":
             if self._transformer is not None and not self._grouped:
                 self._transformer.to("cpu")
@@ -316,6 +333,23 @@ class LocalGenerator:
         self._transformer = None
         self._grouped = False
         self._vae = None
+
+    def with_loras(self, loras: "tuple[LoraChoice, ...] | list[LoraChoice]") -> "WithLoras":
+        """This generator (its loaded models shared) running with `loras` on top."""
+        return WithLoras(self, tuple(loras))
+
+    @staticmethod
+    def check_loras(loras: "tuple[LoraChoice, ...] | list[LoraChoice]", status: StatusCallback | None = None) -> None:
+        """Each LoRA file from its header (format, refusals), before anything loads; a partial match is said."""
+        from .diffusion_models.lora_files import LoraError, check_lora
+
+        for lora in loras:
+            try:
+                warning = check_lora(lora.path)
+            except LoraError as exc:
+                raise GenerationError(f"lora: {exc}") from None
+            if warning and status:
+                status(warning)
 
     # -- generation -----------------------------------------------------------------------------
     def check_job(self, job: Job) -> None:
@@ -346,24 +380,28 @@ class LocalGenerator:
         status: StatusCallback | None = None,
         progress: ProgressCallback | None = None,
         check_cancel: Callable[[], None] | None = None,
+        loras: "tuple[LoraChoice, ...] | list[LoraChoice]" = (),
     ) -> GenerationResult:
         """Generate one video. The job was validated when it was made (Job.from_params); here the
-        conditions plan it and the checkpoint is checked against them, before anything loads."""
+        conditions plan it and the checkpoint is checked against them, before anything loads.
+        `loras` run on top of the transformer as it was loaded (diffusion_models/lora_runtime.py):
+        another list or strength next time changes no weight and reads no checkpoint again."""
         say = status or (lambda _text: None)
         cancel = check_cancel or (lambda: None)
         self.check_job(job)
+        self.check_loras(loras)
         job, notes = job.planned()
         for note in notes:
             say(note)
             log.info("HunyuanCustom: %s", note)
         with self._lock:
             try:
-                return self._generate(job, say, progress, cancel)
+                return self._generate(job, say, progress, cancel, tuple(loras))
             finally:
                 self.release()
 
     def _generate(self, job: Job, say: StatusCallback, progress: ProgressCallback | None,
-                  cancel: Callable[[], None]) -> GenerationResult:
+                  cancel: Callable[[], None], loras: tuple = ()) -> GenerationResult:
         from .conditioning.reference import llava_pixel_values, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
         from .text_encoders.cache import encode_text_conditioning
@@ -399,6 +437,7 @@ class LocalGenerator:
 
         model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
                                  compile=job.compile, cache=job.cache.name)
+        self._apply_loras(model, loras, say)
         say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
@@ -439,3 +478,22 @@ class LocalGenerator:
                      None)
         return GenerationResult(frames=frames, fps=float(schema.FPS), seed=job.seed, latents=latents.cpu(),
                                 audio=audio)
+
+
+class WithLoras:
+    """A LocalGenerator with LoRAs on top (the HYC_MODEL a LoRA node outputs): the same loaded models, so
+    another LoRA list or strength never loads the transformer again. Everything else is the generator's."""
+
+    def __init__(self, base: LocalGenerator, loras: tuple) -> None:
+        self.base, self.loras = base, tuple(loras)
+
+    def with_loras(self, loras) -> "WithLoras":
+        return WithLoras(self.base, self.loras + tuple(loras))
+
+    def generate(self, job: Job, **kwargs: Any) -> GenerationResult:
+        return self.base.generate(job, loras=self.loras + tuple(kwargs.pop("loras", ())), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("base", "loras"):  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)

@@ -237,13 +237,20 @@ def _remote_720p_values() -> dict[str, Any]:
             "enable_safety_checker": True}
 
 
+LORA_NOTE = ("LoRA: put HunyuanVideo LoRAs in models/loras and add a HunyuanCustom LoRA node between the "
+             "model loader and the sampler (loader -> LoRA -> sampler); chain LoRA nodes for several. Changing a "
+             "LoRA or its strength does not reload the model. T2V LoRAs were trained without the reference "
+             "image: results on HunyuanCustom vary.")
+
+
 def local_720p(info: dict) -> dict:
     g = Graph(info)
     note = g.add("Note", (40, 40), text=(
         "HunyuanCustom, local 720p with upstream's defaults: 1280*720, 129 frames at 25 fps (about 5 s), "
         "30 steps, flow shift 13, guidance 7.5, upstream's negative prompt.\n\n" + MODELS_NOTE + "\n\n"
         + IMAGE_NOTE.format(name=MAN) + " " + SUBJECT_NOTE_LOCAL
-        + " The preview shows the image as the model gets it (e.g. when loaded from the url).\n\n" + SEED_NOTE))
+        + " The preview shows the image as the model gets it (e.g. when loaded from the url).\n\n" + SEED_NOTE
+        + "\n\n" + LORA_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     preview = g.add("PreviewImage", (40, 900), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)

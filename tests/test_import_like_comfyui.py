@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_NODES = {"HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
                   "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit",
-                  "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo"}
+                  "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo", "HunyuanCustomLoRA"}
 
 IMPORT_SCRIPT = textwrap.dedent(
     """

@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the test helpers: tiny model set, fak
 PACK_FOLDER = "ComfyUI-HunyuanCustom"  # its name under custom_nodes/ (also in /extensions/<name>/ URLs)
 OUR_NODES = ("HunyuanCustomLoadImage", "HunyuanCustomPrompt", "HunyuanCustomModelLoader", "HunyuanCustomSampler",
              "HunyuanCustomWaveSpeed", "HunyuanCustomSaveVideo", "HunyuanCustomAudio", "HunyuanCustomEdit",
-             "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo")
+             "HunyuanCustomLoadAudio", "HunyuanCustomLoadVideo", "HunyuanCustomLoRA")
 MEDIA_LOADERS = {"HunyuanCustomLoadImage": "image", "HunyuanCustomLoadAudio": "audio",
                  "HunyuanCustomLoadVideo": "video"}  # node -> its file input
 WAVESPEED_KEY = "ws-smoke-key-0123456789abcdef"
@@ -280,6 +280,50 @@ def check_local(s: Smoke, image: str, models: dict, output_dir: Path) -> None:
     graph["2"]["inputs"]["prompt"] = ""
     r = s.post_prompt(graph)
     s.check("empty prompt refused at /prompt, once, under 'prompt'", node_errors(r, "2") == [("prompt", True)],
+            r.text[:800])
+
+
+SMOKE_LORA, WAN_LORA = "hyc_smoke_style.safetensors", "wan_by_mistake.safetensors"
+
+
+def write_loras(folder: Path) -> None:
+    """A musubi-format LoRA built on the tiny transformer's real keys, and a Wan LoRA (refused by name)."""
+    import torch
+    from _lora_files import make_lora, write_lora
+    from _tiny_model_set import FIXTURES
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = load_file(str(FIXTURES / "transformer_ref2v" / "weights.safetensors"))
+    write_lora(make_lora(sd), folder / SMOKE_LORA, "musubi", int(sd["img_in.proj.weight"].shape[0]))
+    save_file({"lora_unet_blocks_0_self_attn_q.lora_down.weight": torch.zeros(2, 8),
+               "lora_unet_blocks_0_self_attn_q.lora_up.weight": torch.zeros(8, 2)}, str(folder / WAN_LORA))
+
+
+def lora_graph(image: str, models: dict, lora: str = SMOKE_LORA) -> dict:
+    """The local graph with two LoRA nodes chained between the loader and the sampler."""
+    graph = local_graph(image, models)
+    graph["8"] = {"class_type": "HunyuanCustomLoRA", "inputs": {"model": ["3", 0], "lora_name": lora, "strength": 0.8}}
+    graph["9"] = {"class_type": "HunyuanCustomLoRA", "inputs": {"model": ["8", 0], "lora_name": SMOKE_LORA,
+                                                                 "strength": -0.3}}
+    graph["4"]["inputs"]["model"] = ["9", 0]
+    return graph
+
+
+def check_loras(s: Smoke, image: str, models: dict) -> None:
+    info = s.get("/object_info/HunyuanCustomLoRA").json()["HunyuanCustomLoRA"]["input"]["required"]
+    s.check(f"LoRA node lists {SMOKE_LORA} from models/loras", SMOKE_LORA in info["lora_name"][0], info["lora_name"][0])
+    r = s.post_prompt(lora_graph(image, models))
+    s.check("two chained LoRA nodes accepted at /prompt", r.status_code == 200, r.text[:500])
+    if r.status_code == 200:
+        check_history_ok(s, "local graph with two chained LoRAs ran", s.wait(r.json()["prompt_id"]))
+    r = s.post_prompt(lora_graph(image, models, WAN_LORA))
+    s.check("a Wan LoRA refused at /prompt, once, under 'lora_name', named as such",
+            node_errors(r, "8") == [("lora_name", True)] and "Wan 2.1" in r.text, r.text[:800])
+    graph = lora_graph(image, models)
+    graph["8"]["inputs"]["lora_name"] = "../../secret.safetensors"
+    r = s.post_prompt(graph)
+    s.check("a LoRA name outside models/loras refused at /prompt", r.status_code == 400 and "lora_name" in r.text,
             r.text[:800])
 
 
@@ -556,7 +600,8 @@ def main() -> int:
         "hyc_smoke:\n"
         f"    base_path: {work / 'models'}\n"
         "    diffusion_models: diffusion_models\n    vae: vae\n    text_encoders: text_encoders\n"
-        "    audio_encoders: audio_encoders\n")
+        "    audio_encoders: audio_encoders\n    loras: loras\n")
+    write_loras(work / "models" / "loras")
     print(f"work folder: {work}", flush=True)
 
     fake = fw.FakeWaveSpeed(WAVESPEED_KEY, tiny_video_bytes(work)).start()
@@ -577,6 +622,7 @@ def main() -> int:
         check_path_guard(s, work)
         if not args.skip_local:
             check_local(s, image, models, work / "output")
+            check_loras(s, image, models)
         check_remote(s, image, fake, work / "output", proc.pid)
         workflows = Path(args.workflows)
         if workflows.is_dir() and not args.skip_local:

@@ -361,3 +361,39 @@ def convert_upstream_state_dict(sd: Mapping[str, torch.Tensor], hidden_size: int
     for key, mapping in plan_conversion(shapes, hidden_size).items():
         out.update(mapping.apply(sd[key]))
     return out
+
+
+# ---------------------------------------------------------------------------- LoRA targets
+
+# Upstream modules that are not Linears (norms, the patch embeds' Conv3d): LoRA files do not train them.
+_NOT_LINEAR = {"img_attn_q_norm", "img_attn_k_norm", "txt_attn_q_norm", "txt_attn_k_norm", "q_norm", "k_norm",
+               "norm1", "norm2", "img_in.proj", "bg_in.proj"}
+# The audio checkpoint's modules keep upstream's names in our model (audio_modules.py).
+_AUDIO_LINEARS = ("audio_proj.proj1", "audio_proj.proj2", "audio_proj.proj3",
+                  "audio_models.{i}.to_q", "audio_models.{i}.to_kv", "audio_models.{i}.to_out")
+
+
+def upstream_linear_templates() -> tuple[str, ...]:
+    """Every upstream Linear module name, with `{i}` for the block index (LoRA key recognition)."""
+    double = [f"double_blocks.{{i}}.{inner}" for inner in (*_DOUBLE_QKV, *_DOUBLE_RENAMES) if inner not in _NOT_LINEAR]
+    single = ["single_blocks.{i}.linear1"] + [f"single_blocks.{{i}}.{inner}" for inner in _SINGLE_RENAMES
+                                              if inner not in _NOT_LINEAR]
+    refiner = [f"txt_in.individual_token_refiner.blocks.{{i}}.{inner}"
+               for inner in ("self_attn_qkv", *_REFINER_BLOCK_RENAMES) if inner not in _NOT_LINEAR]
+    top = [name for name in _TOP_RENAMES if name not in _NOT_LINEAR] + ["final_layer.adaLN_modulation.1"]
+    return tuple(double + single + refiner + top) + _AUDIO_LINEARS
+
+
+def our_linear_templates() -> tuple[str, ...]:
+    """Our (diffusers) Linear module names made from upstream_linear_templates, `{i}` for the block index."""
+    names: dict[str, None] = {}
+    for template in upstream_linear_templates():
+        rows = 5 if template.endswith("linear1") else 6  # any row count the splits accept (hidden size 1)
+        for target in map_upstream_key(template.format(i=0) + ".weight", (rows, 1), 1).targets:
+            module = target.rpartition(".")[0]
+            names[_BLOCK_INDEX.sub(r"\1.{i}.", module, count=1)] = None
+    return tuple(names)
+
+
+_BLOCK_INDEX = re.compile(r"^(transformer_blocks|single_transformer_blocks|"
+                          r"context_embedder\.token_refiner\.refiner_blocks|audio_models)\.0\.")
