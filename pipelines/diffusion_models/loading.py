@@ -245,6 +245,25 @@ def _checked(path: str | Path) -> tuple[TransformerCheckpoint, _Plan, dict[str, 
     return ckpt, plan, config, config_source
 
 
+_AUDIO_WINDOWS: dict[tuple, tuple[int, int, int] | None] = {}
+
+
+def audio_window_shape(path: str | Path) -> tuple[int, int, int] | None:
+    """(rows, Whisper states, Whisper width) of the audio windows this checkpoint's audio projection
+    takes: (10, 5, 384) for the released audio checkpoint, i.e. whisper-tiny's 4 layers + embeddings
+    of 384 channels; from its header and config only, remembered by size and mtime. None when the
+    checkpoint has no audio input."""
+    path = Path(path).expanduser()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _AUDIO_WINDOWS:
+        config, _ = model_config_for(open_checkpoint(path))
+        full = _keys_module().FULL_SIZE_CONFIG
+        _AUDIO_WINDOWS[key] = tuple(int(config.get(name, full[name])) for name in (
+            "audio_seq_len", "audio_blocks", "audio_channels")) if config.get("audio_condition") else None
+    return _AUDIO_WINDOWS[key]
+
+
 def check_transformer(path: str | Path) -> None:
     """Everything load_transformer checks before it reads a weight, from headers only: the container
     and its integrity (safetensors header against the file size, the zip directory of a .pt), that it
