@@ -85,7 +85,7 @@ def model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]:
     if ckpt.config is None:
         # Which of the three released variants it is shows in its keys; every size is checked later.
         variant = variant_of(ckpt)
-        where = f"FULL_SIZE_CONFIG ({variant}; no config.json beside the checkpoint)"
+        where = f"the released HunyuanCustom {variant} model's sizes (no config.json beside the checkpoint)"
         return keys.full_size_config(variant), where
     kind = config_kind(ckpt.config)
     where = str(ckpt.config_path)
