@@ -219,7 +219,7 @@ def _edit_error(args: argparse.Namespace, exc: Exception) -> CliError:
         value = getattr(args, name if name != "box" else "mask_box", None)
         shown = f" {value}" if name in ("video", "mask", "pose") else ""
         return CliError(f"{_EDIT_FLAGS[name]}{shown}:{rest}")
-    return CliError(text)
+    return CliError(_flag_names(text))  # e.g. 'audio_encoder: ...' -> '--audio-encoder: ...'
 
 
 def _edit_condition(args: argparse.Namespace):
@@ -233,13 +233,19 @@ def _edit_condition(args: argparse.Namespace):
     if not (args.video and args.mask):
         raise CliError("editing needs both --video FILE and --mask FILE" if args.video or args.mask else
                        "--expand, --mask-box and --pose only apply with --video FILE --mask FILE")
+    def read(flag: str, path: str):
+        try:
+            return read_video_uint8(path)
+        except VideoError as exc:  # e.g. "video file not found: m.mp4": say which flag named it
+            raise CliError(f"{flag}: {exc}") from None
+
+    video, _fps = read("--video", args.video)
+    mask, _ = read("--mask", args.mask)
+    pose = read("--pose", args.pose)[0] if args.pose else None
     try:
-        video, _fps = read_video_uint8(args.video)
-        mask, _ = read_video_uint8(args.mask)
-        pose = read_video_uint8(args.pose)[0] if args.pose else None
         audio = read_audio(args.video)
     except VideoError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"--video: {exc}") from None
     try:
         condition = EditCondition(video, mask, expand=schema.FIELDS["expand"].default if args.expand is None else args.expand,
                                   box=args.mask_box, pose=pose, audio=audio)
@@ -378,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
         spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
+        if args.audio and (args.video or args.mask):  # before reading either (the spec would say it in node names)
+            raise CliError("--audio cannot be combined with --video/--mask: the audio-driven mode and editing each "
+                           "need their own checkpoint; keep one of them")
         if args.video or args.mask or args.pose or args.mask_box or args.expand is not None:
             spec = spec.with_condition(_edit_condition(args))
         spec = _with_audio(args, spec)

@@ -236,13 +236,18 @@ def test_cli_rounds_an_odd_size_down_to_16s_with_a_notice_and_takes_a_pose(model
 
 @pytest.mark.parametrize("case, words", [
     ("empty", "--mask {empty}: it is empty in every frame"),
-    ("no-frames", "{sound} is not a readable video"),
+    ("no-frames", "--video: {sound} has no video stream (it holds only sound)"),
     ("mask-only", "editing needs both --video FILE and --mask FILE"),
+    ("no-mask-file", "--mask: video file not found: {source}.missing"),
+    ("no-pose-file", "--pose: video file not found: {source}.missing"),
 ])
 def test_cli_bad_edit_inputs_one_line_exit_2(models, ref_png, clips, tmp_path, case, words):
+    missing = str(clips["source"]) + ".missing"
     args = {"empty": ["--video", str(clips["source"]), "--mask", str(clips["empty"])],
             "no-frames": ["--video", str(clips["sound"]), "--mask", str(clips["mask"])],
-            "mask-only": ["--mask", str(clips["mask"])]}[case]
+            "mask-only": ["--mask", str(clips["mask"])],
+            "no-mask-file": ["--video", str(clips["source"]), "--mask", missing],
+            "no-pose-file": ["--video", str(clips["source"]), "--mask", str(clips["mask"]), "--pose", missing]}[case]
     out = tmp_path / "bad.mp4"
     line = error_line(_cli(models, ref_png, out, *args))
     assert words.format(**{k: str(v) for k, v in clips.items()}) in line

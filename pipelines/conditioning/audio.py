@@ -117,7 +117,7 @@ class AudioCondition(Condition):
         _, states, channels = shape
         if (whisper.states, whisper.channels) != (states, channels):
             raise ConditionError(
-                f"the Whisper {whisper.path} ({whisper.states - 1} layers of {whisper.channels} channels) does not fit "
+                f"audio_encoder: the Whisper {whisper.path} ({whisper.states - 1} layers of {whisper.channels} channels) does not fit "
                 f"the audio checkpoint, which takes a Whisper of {states - 1} layers of {channels} channels"
                 + (" (whisper-tiny)" if (states, channels) == (5, 384) else "")
                 + "; the released checkpoint takes whisper-tiny (4 layers of 384 channels): pick whisper-tiny")

@@ -253,6 +253,8 @@ def read_video_uint8(
             if max_frames is not None and len(frames) >= max_frames:
                 break
     except (RuntimeError, OSError, StopIteration, KeyError) as exc:
+        if _stream_kinds(path) == {"Audio"}:
+            raise VideoError(f"{path} has no video stream (it holds only sound); give a video file") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
         raise VideoError(f"{path} is not a readable video ({first})") from exc
     finally:
@@ -260,6 +262,18 @@ def read_video_uint8(
     if not frames:
         raise VideoError(f"{path} holds no video frames")
     return torch.from_numpy(np.stack(frames)), float(meta.get("fps") or 0.0)
+
+
+def _stream_kinds(path: str | os.PathLike) -> set[str]:
+    """The kinds of stream ffmpeg finds in a file ({"Video", "Audio"}, ...; empty when it reads none):
+    asked only after a read failed, to say why."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True, errors="replace")  # no output file: ffmpeg lists the streams and exits 1
+    return set(re.findall(r"^\s*Stream #\d+:\d+\S*: (\w+):", run.stderr, re.MULTILINE))
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int = 2) -> dict | None:
