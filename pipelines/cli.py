@@ -348,9 +348,17 @@ def _remote_setup(spec) -> tuple[str, Any]:
 
 
 def _run_remote(params: dict[str, Any], spec, output: Path, api_key: str, settings: Any) -> None:
+    import logging
+
     from .wavespeed.client import run_job
 
-    result = run_job(params, spec.reference, output, on_status=_status, settings=settings, api_key=api_key)
+    # The client also logs each retry (for ComfyUI's console); here the status lines already say it.
+    client_log = logging.getLogger(run_job.__module__)
+    was_disabled, client_log.disabled = client_log.disabled, True
+    try:
+        result = run_job(params, spec.reference, output, on_status=_status, settings=settings, api_key=api_key)
+    finally:
+        client_log.disabled = was_disabled
     if result.seed is not None:
         _status(f"seed {result.seed} (as reported by WaveSpeed)")
 

@@ -126,3 +126,32 @@ def test_help_shows_every_sampler_default_from_the_schema_and_explains_fp8_mode(
         assert f"default {schema.FIELDS[name].default}" in text, name
     assert "--fp8-mode {dequantize,keep} for fp8 checkpoints only: keep = store the weights in fp8" in text
     assert "dequantize (default)" in text and "auto (default)" in text
+
+
+def test_a_refused_connection_fails_fast_and_says_each_retry_once(tmp_path, ref_png, monkeypatch):
+    """Nothing listens at WAVESPEED_BASE_URL (a typo, no network): one quick retry, then one error line;
+    not a minute of backoff and every retry printed twice."""
+    import socket
+    import time
+
+    from _cli_run import run_cli
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+    monkeypatch.setenv("WAVESPEED_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
+    out = tmp_path / "out.mp4"
+    started = time.monotonic()
+    run = run_cli(["generate", "--backend", "remote", "--image", ref_png, "--prompt", "a block dances",
+                   "--output", out])
+    took = time.monotonic() - started
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1, run.stderr
+    assert lines[-1].startswith(f"error: Could not reach 127.0.0.1:{port} while uploading the reference image: "
+                                "the connection was refused"), lines
+    retries = [line for line in lines if "retrying" in line]
+    assert len(retries) == 1 and len(lines) <= 4, lines  # uploading..., the retry, the error
+    assert took < 10, took
+    assert not out.exists()
