@@ -239,7 +239,7 @@ def _edit_condition(args: argparse.Namespace):
         except VideoError as exc:  # e.g. "video file not found: m.mp4": say which flag named it
             raise CliError(f"{flag}: {exc}") from None
 
-    video, _fps = read("--video", args.video)
+    video, fps = read("--video", args.video)
     mask, _ = read("--mask", args.mask)
     pose = read("--pose", args.pose)[0] if args.pose else None
     try:
@@ -251,6 +251,11 @@ def _edit_condition(args: argparse.Namespace):
                                   box=args.mask_box, pose=pose, audio=audio)
     except ConditionError as exc:
         raise _edit_error(args, exc) from None
+    if fps and abs(fps - schema.FPS) > 0.01:  # upstream edits frame for frame; the output is always 25 fps
+        _status(f"note: the source is {fps:g} fps; the edit keeps every frame at {schema.FPS:g} fps, so it plays "
+                f"{max(fps, schema.FPS) / min(fps, schema.FPS):.3g}x {'slower' if fps > schema.FPS else 'faster'} "
+                "than the source "
+                "(its sound is cut, not stretched)")
     width, height = condition.source_size
     if args.size is None:
         rounded = (width // 16 * 16, height // 16 * 16)
@@ -387,10 +392,15 @@ def main(argv: list[str] | None = None) -> int:
         from .conditioning.prompt_spec import PromptSpec
         from .media.image_io import ImageLoadError, load_image_file
 
+        from .conditioning.reference import reference_size_problem
+
         try:
             reference = load_image_file(args.image).image
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
+        problem = reference_size_problem(int(reference.shape[2]), int(reference.shape[1]))
+        if problem:
+            raise CliError(f"--image {args.image}: {problem}")
         spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
         if args.audio and (args.video or args.mask):  # before reading either (the spec would say it in node names)
             raise CliError("--audio cannot be combined with --video/--mask: the audio-driven mode and editing each "

@@ -155,3 +155,16 @@ def test_a_refused_connection_fails_fast_and_says_each_retry_once(tmp_path, ref_
     assert len(retries) == 1 and len(lines) <= 4, lines  # uploading..., the retry, the error
     assert took < 10, took
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 200)])
+def test_a_tiny_reference_picture_is_refused_with_its_flag(fake, capsys, tmp_path, size):
+    from PIL import Image
+
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", size, (200, 10, 10)).save(tiny)
+    code, lines = remote(capsys, tiny, tmp_path / "out.mp4")
+    line = assert_one_error_line(lines)
+    assert code == 2 and line.startswith(f"error: --image {tiny}: the picture is {size[0]}x{size[1]} pixels; "
+                                         "a reference needs at least 32 pixels on each side"), line
+    assert fake.calls("api") == []  # refused before anything was sent
