@@ -39,12 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="reference image + prompt -> mp4",
                          description="Generate a video of the reference subject. Local needs the four model paths; "
                                      "remote needs WAVESPEED_API_KEY (or the config file).")
-    gen.add_argument("--backend", choices=(schema.LOCAL, schema.REMOTE), default=schema.LOCAL)
+    gen.add_argument("--backend", choices=(schema.LOCAL, schema.REMOTE), default=schema.LOCAL,
+                     help=f"local: on this machine (default {schema.LOCAL}); remote: WaveSpeed's hosted model")
     gen.add_argument("--image", required=True, help="reference image (a cut-out subject on white works best)")
     gen.add_argument("--prompt", required=True)
-    gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default)
+    gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default,
+                     help="what to avoid (default: empty, nothing to avoid)")
     # Options only one backend uses default to None, so that the other can name the ones it ignores.
-    gen.add_argument("--subject", default=None, help="(local) the word for the reference subject in "
+    gen.add_argument("--subject", default=None, help="(local) the word(s) for the reference subject in "
                      f"'The {{subject}} looks like <image>'; default {_default('subject')}")
     gen.add_argument("--size", default=None, help=f"W*H (default {_default('size')}; with --video the source's "
                      "size, rounded down to multiples of 16)")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
     gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
     gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
-    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
+    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default,
+                     help=f"-1 = random (reported; default {schema.FIELDS['seed'].default})")
     gen.add_argument("--disable-safety-checker", action="store_true", help="(remote) do not ask WaveSpeed to check")
     local = gen.add_argument_group("local backend")
     local.add_argument("--transformer", help="transformer checkpoint (upstream .pt, ComfyUI .safetensors, diffusers folder)")
@@ -379,6 +382,16 @@ def _failure_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (`python -m hunyuan_custom`, the `hunyuan-custom` script): Ctrl-C at any point,
+    the first second of imports (torch, diffusers) included, ends with one line and exit code 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: cancelled; no output was written", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .conditioning.base import ConditionError
 

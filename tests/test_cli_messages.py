@@ -126,6 +126,8 @@ def test_help_shows_every_sampler_default_from_the_schema_and_explains_fp8_mode(
         assert f"default {schema.FIELDS[name].default}" in text, name
     assert "--fp8-mode {dequantize,keep} for fp8 checkpoints only: keep = store the weights in fp8" in text
     assert "dequantize (default)" in text and "auto (default)" in text
+    assert "(default local)" in text and "(reported; default -1)" in text
+    assert "--negative-prompt NEGATIVE_PROMPT what to avoid (default: empty" in text
 
 
 def test_a_refused_connection_fails_fast_and_says_each_retry_once(tmp_path, ref_png, monkeypatch):
@@ -168,3 +170,29 @@ def test_a_tiny_reference_picture_is_refused_with_its_flag(fake, capsys, tmp_pat
     assert code == 2 and line.startswith(f"error: --image {tiny}: the picture is {size[0]}x{size[1]} pixels; "
                                          "a reference needs at least 32 pixels on each side"), line
     assert fake.calls("api") == []  # refused before anything was sent
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
+    """Ctrl-C in the first second, while the CLI imports torch: one line and exit code 130, no
+    traceback. (The interrupt is raised by an import hook when `torch` is imported, as Ctrl-C would.)"""
+    import os
+    import subprocess
+    import sys
+
+    from _cli_run import subprocess_pythonpath
+
+    script = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "import runpy\n"
+        "sys.argv = ['hunyuan_custom', 'generate', '--image', 'x.png', '--prompt', 'a cat', '--output', 'o.mp4']\n"
+        "runpy.run_module('hunyuan_custom', run_name='__main__', alter_sys=True)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env={**os.environ, "PYTHONPATH": subprocess_pythonpath(tmp_path)})
+    assert run.returncode == 130, run.stderr
+    assert run.stderr.strip().splitlines() == ["error: cancelled; no output was written"], run.stderr

@@ -106,6 +106,7 @@ def test_cli_full_disk_exits_1_with_one_line_and_no_file(models, ref_png, tmp_pa
     assert last.startswith("error: could not write video") and "File too large" in last, err
     assert "Traceback" not in err and err.count("error:") == 1
     assert list(out.parent.iterdir()) == []
+    assert "sampling 1 step, seed 7," in err  # not "1 steps"
 
 
 def test_same_seed_same_video_other_seed_other_video(models):
