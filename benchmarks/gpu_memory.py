@@ -468,28 +468,37 @@ def main(argv: list[str] | None = None) -> list[StageResult]:
           f"{args.offload}, fp8 {args.fp8}, attention {args.attention}, cache {cache_name(args)}, VAE tiles "
           f"{args.vae_tile_frames or 'upstream'}, on {device}" + (" (TINY shapes)" if args.tiny else ""), flush=True)
 
-    results: list[StageResult] = []
-    resident: nn.Module | None = None  # the transformer with offload none, on the device until the decode ends
-    for stage in stages:
-        if stage == "text":
-            result = run_text_stage(args, card, dtype)
-        elif stage == "transformer":
-            result, resident = run_transformer_stage(args, card, dtype, width, height, frames)
-        else:
-            if args.offload == "none" and resident is None:
-                resident = build_transformer(args, dtype)  # as after sampling with offload none
-                place_transformer(resident, args, device)
-            result = run_vae_stage(args, card, dtype, width, height, frames)
-            if resident is not None:
-                result.kept = "the transformer, kept with offload none; freed after the decode"
-        started = time.perf_counter()
-        result.estimate = estimate_stage(stage, args, dtype, width, height, frames,
-                                         lambda: shape_only_transformer_bytes(args, dtype))
-        print(f"{stage}: measured peak allocated {_gib(result.peak_allocated)}, reserved {_gib(result.peak_reserved)}; "
-              f"estimate {_gib(result.estimate.peak_total)} ({time.perf_counter() - started:.0f} s)", flush=True)
-        results.append(result)
-    del resident
-    card.free()
+    # Card.free collects garbage between stages so that no dead stage holds memory; only what the
+    # stages make can be garbage, so everything alive now (the imports, a caller's objects) is set
+    # aside (gc.freeze): each collection then takes milliseconds instead of about a second in a
+    # process full of modules, such as the test suite.
+    gc.freeze()
+    try:
+        results: list[StageResult] = []
+        resident: nn.Module | None = None  # the transformer with offload none, on the device until the decode ends
+        for stage in stages:
+            if stage == "text":
+                result = run_text_stage(args, card, dtype)
+            elif stage == "transformer":
+                result, resident = run_transformer_stage(args, card, dtype, width, height, frames)
+            else:
+                if args.offload == "none" and resident is None:
+                    resident = build_transformer(args, dtype)  # as after sampling with offload none
+                    place_transformer(resident, args, device)
+                result = run_vae_stage(args, card, dtype, width, height, frames)
+                if resident is not None:
+                    result.kept = "the transformer, kept with offload none; freed after the decode"
+            started = time.perf_counter()
+            result.estimate = estimate_stage(stage, args, dtype, width, height, frames,
+                                             lambda: shape_only_transformer_bytes(args, dtype))
+            print(f"{stage}: measured peak allocated {_gib(result.peak_allocated)}, reserved "
+                  f"{_gib(result.peak_reserved)}; estimate {_gib(result.estimate.peak_total)} "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            results.append(result)
+        del resident
+        card.free()
+    finally:
+        gc.unfreeze()
     print("\n".join(["", *format_table(results, card, args.budget_gib)]))
     return results
 

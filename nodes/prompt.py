@@ -74,7 +74,7 @@ def reference_image(images: list) -> Any:
     quantisation), or the side-by-side composite of several (pipelines.conditioning.reference)."""
     import torch
 
-    from ..pipelines.conditioning.reference import compose_references
+    from ..pipelines.conditioning.reference import compose_references, reference_size_problem
 
     if not images:
         raise ValueError("image: connect a reference image of the subject.")
@@ -82,6 +82,9 @@ def reference_image(images: list) -> Any:
         if not isinstance(img, torch.Tensor) or img.ndim != 4 or img.shape[0] < 1 or img.shape[-1] not in (3, 4):
             shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
             raise ValueError(f"{name}: expected a ComfyUI IMAGE [B,H,W,3], got {shape}.")
+        problem = reference_size_problem(int(img.shape[2]), int(img.shape[1]))
+        if problem:
+            raise ValueError(f"{name}: {problem}.")
     if len(images) == 1:
         first = images[0][:1, :, :, :3]
         return first.detach().to("cpu", torch.float32).clamp(0, 1).contiguous()

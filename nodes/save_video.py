@@ -95,11 +95,14 @@ class HunyuanCustomSaveVideo:
             if audio is not None:
                 audio_path = os.path.join(tmp, "audio.wav")
                 write_wav(audio, audio_path, max_seconds=count / float(fps))
-            path, target = _write_numbered(
-                filename_prefix, width, height,
-                lambda p: video_io.write_video(p, frames, fps=fps, crf=crf, metadata=metadata,
-                                               audio_path=audio_path, should_cancel=between_frames),
-            )
+            try:
+                path, target = _write_numbered(
+                    filename_prefix, width, height,
+                    lambda p: video_io.write_video(p, frames, fps=fps, crf=crf, metadata=metadata,
+                                                   audio_path=audio_path, should_cancel=between_frames),
+                )
+            except video_io.VideoError as exc:  # e.g. a full disk: say which node failed
+                raise video_io.VideoError(f"HunyuanCustom Save Video: {exc}") from exc
         progress.update(count)
         saved = {"filename": os.path.basename(path), "subfolder": target.subfolder, "type": "output"}
         shown = "/".join(part for part in (target.subfolder, os.path.basename(path)) if part)

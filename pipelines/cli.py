@@ -39,12 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="reference image + prompt -> mp4",
                          description="Generate a video of the reference subject. Local needs the four model paths; "
                                      "remote needs WAVESPEED_API_KEY (or the config file).")
-    gen.add_argument("--backend", choices=(schema.LOCAL, schema.REMOTE), default=schema.LOCAL)
+    gen.add_argument("--backend", choices=(schema.LOCAL, schema.REMOTE), default=schema.LOCAL,
+                     help=f"local: on this machine (default {schema.LOCAL}); remote: WaveSpeed's hosted model")
     gen.add_argument("--image", required=True, help="reference image (a cut-out subject on white works best)")
     gen.add_argument("--prompt", required=True)
-    gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default)
+    gen.add_argument("--negative-prompt", default=schema.FIELDS["negative_prompt"].default,
+                     help="what to avoid (default: empty, nothing to avoid)")
     # Options only one backend uses default to None, so that the other can name the ones it ignores.
-    gen.add_argument("--subject", default=None, help="(local) the word for the reference subject in "
+    gen.add_argument("--subject", default=None, help="(local) the word(s) for the reference subject in "
                      f"'The {{subject}} looks like <image>'; default {_default('subject')}")
     gen.add_argument("--size", default=None, help=f"W*H (default {_default('size')}; with --video the source's "
                      "size, rounded down to multiples of 16)")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
     gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
     gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
-    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default, help="-1 = random (reported)")
+    gen.add_argument("--seed", type=int, default=schema.FIELDS["seed"].default,
+                     help=f"-1 = random (reported; default {schema.FIELDS['seed'].default})")
     gen.add_argument("--disable-safety-checker", action="store_true", help="(remote) do not ask WaveSpeed to check")
     local = gen.add_argument_group("local backend")
     local.add_argument("--transformer", help="transformer checkpoint (upstream .pt, ComfyUI .safetensors, diffusers folder)")
@@ -222,7 +225,7 @@ def _edit_error(args: argparse.Namespace, exc: Exception) -> CliError:
         value = getattr(args, name if name != "box" else "mask_box", None)
         shown = f" {value}" if name in ("video", "mask", "pose") else ""
         return CliError(f"{_EDIT_FLAGS[name]}{shown}:{rest}")
-    return CliError(text)
+    return CliError(_flag_names(text))  # e.g. 'audio_encoder: ...' -> '--audio-encoder: ...'
 
 
 def _edit_condition(args: argparse.Namespace):
@@ -236,18 +239,29 @@ def _edit_condition(args: argparse.Namespace):
     if not (args.video and args.mask):
         raise CliError("editing needs both --video FILE and --mask FILE" if args.video or args.mask else
                        "--expand, --mask-box and --pose only apply with --video FILE --mask FILE")
+    def read(flag: str, path: str):
+        try:
+            return read_video_uint8(path)
+        except VideoError as exc:  # e.g. "video file not found: m.mp4": say which flag named it
+            raise CliError(f"{flag}: {exc}") from None
+
+    video, fps = read("--video", args.video)
+    mask, _ = read("--mask", args.mask)
+    pose = read("--pose", args.pose)[0] if args.pose else None
     try:
-        video, _fps = read_video_uint8(args.video)
-        mask, _ = read_video_uint8(args.mask)
-        pose = read_video_uint8(args.pose)[0] if args.pose else None
         audio = read_audio(args.video)
     except VideoError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"--video: {exc}") from None
     try:
         condition = EditCondition(video, mask, expand=schema.FIELDS["expand"].default if args.expand is None else args.expand,
                                   box=args.mask_box, pose=pose, audio=audio)
     except ConditionError as exc:
         raise _edit_error(args, exc) from None
+    if fps and abs(fps - schema.FPS) > 0.01:  # upstream edits frame for frame; the output is always 25 fps
+        _status(f"note: the source is {fps:g} fps; the edit keeps every frame at {schema.FPS:g} fps, so it plays "
+                f"{max(fps, schema.FPS) / min(fps, schema.FPS):.3g}x {'slower' if fps > schema.FPS else 'faster'} "
+                "than the source "
+                "(its sound is cut, not stretched)")
     width, height = condition.source_size
     if args.size is None:
         rounded = (width // 16 * 16, height // 16 * 16)
@@ -373,9 +387,17 @@ def _remote_setup(spec) -> tuple[str, Any]:
 
 
 def _run_remote(params: dict[str, Any], spec, output: Path, api_key: str, settings: Any) -> None:
+    import logging
+
     from .wavespeed.client import run_job
 
-    result = run_job(params, spec.reference, output, on_status=_status, settings=settings, api_key=api_key)
+    # The client also logs each retry (for ComfyUI's console); here the status lines already say it.
+    client_log = logging.getLogger(run_job.__module__)
+    was_disabled, client_log.disabled = client_log.disabled, True
+    try:
+        result = run_job(params, spec.reference, output, on_status=_status, settings=settings, api_key=api_key)
+    finally:
+        client_log.disabled = was_disabled
     if result.seed is not None:
         _status(f"seed {result.seed} (as reported by WaveSpeed)")
 
@@ -391,6 +413,16 @@ def _failure_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (`python -m hunyuan_custom`, the `hunyuan-custom` script): Ctrl-C at any point,
+    the first second of imports (torch, diffusers) included, ends with one line and exit code 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: cancelled; no output was written", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .conditioning.base import ConditionError
 
@@ -404,11 +436,19 @@ def main(argv: list[str] | None = None) -> int:
         from .conditioning.prompt_spec import PromptSpec
         from .media.image_io import ImageLoadError, load_image_file
 
+        from .conditioning.reference import reference_size_problem
+
         try:
             reference = load_image_file(args.image).image
         except ImageLoadError as exc:
             raise CliError(f"--image: {exc}") from None
+        problem = reference_size_problem(int(reference.shape[2]), int(reference.shape[1]))
+        if problem:
+            raise CliError(f"--image {args.image}: {problem}")
         spec = PromptSpec.create(texts["prompt"], texts["negative_prompt"], texts["subject"].strip(), reference)
+        if args.audio and (args.video or args.mask):  # before reading either (the spec would say it in node names)
+            raise CliError("--audio cannot be combined with --video/--mask: the audio-driven mode and editing each "
+                           "need their own checkpoint; keep one of them")
         if args.video or args.mask or args.pose or args.mask_box or args.expand is not None:
             spec = spec.with_condition(_edit_condition(args))
         spec = _with_audio(args, spec)

@@ -173,7 +173,8 @@ def describe_cache(job: Job) -> str:
 
     text = job.cache.describe()
     if job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
-        text += f" (acts only at 30 steps: none of these {job.steps} steps is cached)"
+        text += (" (acts only at 30 steps: the one step is not cached)" if job.steps == 1 else
+                 f" (acts only at 30 steps: none of these {job.steps} steps is cached)")
     return text
 
 
@@ -438,7 +439,7 @@ class LocalGenerator:
         model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
                                  compile=job.compile, cache=job.cache.name)
         self._apply_loras(model, loras, say)
-        say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
+        say(f"sampling {job.steps} step{'' if job.steps == 1 else 's'}, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
             latents=initial_noise(job.seed, shape), text=text, steps=job.steps, flow_shift=job.flow_shift,

@@ -190,8 +190,9 @@ FIELDS: dict[str, Field] = {
         Field("steps", "INT", 30, "Denoising steps. Upstream uses 30, where deepcache applies (its editing UI "
               "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
               mode_defaults={"editing": 50}),
-        Field("subject", "STRING", "object", "The word for the reference subject, used in the prompt "
-              "template 'The {subject} looks like <image>' (e.g. woman, dog, robot). Local sampler only: "
+        Field("subject", "STRING", "object", "The word or words for the reference subject (up to 64 characters), "
+              "used in the prompt template 'The {subject} looks like <image>' (e.g. woman, dog, red panda). Local "
+              "sampler only: "
               "WaveSpeed's request has no subject word, so name the subject in the prompt too."),
         Field("audio_strength", "FLOAT", 0.8, "Audio-driven mode: how strongly the audio moves the mouth and "
               "body (the audio cross-attention's weight). Upstream's scripts use 0.8 (its code's default is 1.0); "
@@ -262,7 +263,8 @@ def check_value(name: str, value: Any, backend: str = LOCAL) -> Any:
         if name == "prompt" and not value.strip():
             raise ParameterError(name, value, "a non-empty description of the video")
         if name == "subject" and (not value.strip() or len(value) > 64 or "\n" in value):
-            raise ParameterError(name, value, "one short word or phrase, e.g. 'woman' or 'dog'")
+            raise ParameterError(name, value, "a word or a few on one line (up to 64 characters), e.g. 'woman' or "
+                                 "'red panda'")
         return value
     if f.kind == "BOOLEAN":
         if not isinstance(value, bool):

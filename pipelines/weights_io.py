@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 import warnings
 import zipfile
@@ -108,14 +109,23 @@ class _TorchLoadPath(str):
         return False
 
 
-_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+_UNSUPPORTED_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)
+# torch's advice around the refusal: retry with weights_only=False, or allow-list the class. Both would
+# run what the file holds, so none of it is repeated.
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "weights_only",
+                 "safe_globals", "This file can still be loaded")
 
 
 def _unpickling_reason(exc: Exception) -> str:
-    """The line of torch's weights_only message that says what was refused (the rest is boilerplate)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reasons = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
-    return (reasons or lines or [type(exc).__name__])[0]
+    """What torch refused, without its advice: the Python object the file names (e.g. posix.system),
+    or its first line that is no advice."""
+    text = str(exc)
+    found = _UNSUPPORTED_GLOBAL.search(text)
+    if found:
+        return f"it names the Python object {found.group(1)}, which is not a tensor"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if not any(advice in line for advice in _TORCH_ADVICE)]
+    return (reasons or [type(exc).__name__])[0]
 
 
 def load_torch_file(path: Path, error: type[Exception] = WeightsFileError) -> Any:

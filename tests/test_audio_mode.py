@@ -170,6 +170,29 @@ def test_a_whisper_of_another_size_is_refused_from_the_headers(comfy_dirs, model
     assert str(other) in message and "2 layers" in message and "whisper-tiny" in message
 
 
+def test_a_whisper_of_the_same_depth_but_another_width_is_refused_from_the_headers(comfy_dirs, models, ref_png,
+                                                                                   tmp_path):
+    """Half the width, the same 4 layers: its windows divide the projection's input width evenly, so a
+    divisibility test let it through and the run failed after every model had loaded. The checkpoint
+    takes exactly its Whisper's states and width."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    tiny = WhisperConfig.from_pretrained(models.audio_encoder)
+    narrow = tmp_path / "whisper-narrow"
+    config = WhisperConfig(d_model=tiny.d_model // 2, encoder_layers=tiny.encoder_layers, encoder_attention_heads=1,
+                           encoder_ffn_dim=8, decoder_layers=1, decoder_attention_heads=1, decoder_ffn_dim=8,
+                           vocab_size=80, pad_token_id=1, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2,
+                           max_target_positions=16, num_mel_bins=80, max_source_positions=1500)
+    WhisperForConditionalGeneration(config).save_pretrained(narrow)
+    WhisperFeatureExtractor().save_pretrained(narrow)
+    message = _refused(loader(audio_encoder=str(narrow)), audio_prompt(), "does not fit the audio checkpoint")
+    assert f"4 layers of {tiny.d_model // 2} channels" in message and f"4 layers of {tiny.d_model} channels" in message
+    assert message.startswith("audio_encoder: ") and "whisper-tiny" in message and "audio windows must be" not in message
+    line = error_line(_cli(models, ref_png, tmp_path / "x.mp4", "--audio", write_wav(tmp_path / "v.wav", song(0.5)),
+                           "--audio-encoder", narrow))
+    assert line.startswith(f"error: --audio-encoder: the Whisper {narrow} (4 layers"), line
+
+
 def test_audio_checkpoint_without_an_audio_node(comfy_dirs):
     (spec,) = HunyuanCustomPrompt().build("A man sings.", "", "man", reference())
     _refused(loader(), spec, "HunyuanCustom Audio")
@@ -244,6 +267,8 @@ def test_cli_writes_an_mp4_with_the_audio_cut_to_the_video(models, ref_png, tmp_
     (("--audio", "{wav}", "--audio-strength", "1.5", "--audio-encoder", "{whisper}"), "audio_strength = 1.5"),
     (("--audio", "{wav}", "--audio-encoder", "{vae}"), "not a Whisper model"),
     (("--audio-strength", "0.5"), "--audio-strength needs --audio"),
+    (("--audio", "{wav}", "--audio-encoder", "{whisper}", "--video", "{wav}", "--mask", "{wav}"),
+     "--audio cannot be combined with --video/--mask"),
 ])
 def test_cli_bad_audio_input_one_line_no_output(models, ref_png, tmp_path, extra, message):
     paths = {"wav": write_wav(tmp_path / "voice.wav", song(0.5)), "tmp": tmp_path,

@@ -126,3 +126,73 @@ def test_help_shows_every_sampler_default_from_the_schema_and_explains_fp8_mode(
         assert f"default {schema.FIELDS[name].default}" in text, name
     assert "--fp8-mode {dequantize,keep} for fp8 checkpoints only: keep = store the weights in fp8" in text
     assert "dequantize (default)" in text and "auto (default)" in text
+    assert "(default local)" in text and "(reported; default -1)" in text
+    assert "--negative-prompt NEGATIVE_PROMPT what to avoid (default: empty" in text
+
+
+def test_a_refused_connection_fails_fast_and_says_each_retry_once(tmp_path, ref_png, monkeypatch):
+    """Nothing listens at WAVESPEED_BASE_URL (a typo, no network): one quick retry, then one error line;
+    not a minute of backoff and every retry printed twice."""
+    import socket
+    import time
+
+    from _cli_run import run_cli
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+    monkeypatch.setenv("WAVESPEED_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WAVESPEED_CONFIG_FILE", str(tmp_path / "no-config.json"))
+    out = tmp_path / "out.mp4"
+    started = time.monotonic()
+    run = run_cli(["generate", "--backend", "remote", "--image", ref_png, "--prompt", "a block dances",
+                   "--output", out])
+    took = time.monotonic() - started
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1, run.stderr
+    assert lines[-1].startswith(f"error: Could not reach 127.0.0.1:{port} while uploading the reference image: "
+                                "the connection was refused"), lines
+    retries = [line for line in lines if "retrying" in line]
+    assert len(retries) == 1 and len(lines) <= 4, lines  # uploading..., the retry, the error
+    assert took < 10, took
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 200)])
+def test_a_tiny_reference_picture_is_refused_with_its_flag(fake, capsys, tmp_path, size):
+    from PIL import Image
+
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", size, (200, 10, 10)).save(tiny)
+    code, lines = remote(capsys, tiny, tmp_path / "out.mp4")
+    line = assert_one_error_line(lines)
+    assert code == 2 and line.startswith(f"error: --image {tiny}: the picture is {size[0]}x{size[1]} pixels; "
+                                         "a reference needs at least 32 pixels on each side"), line
+    assert fake.calls("api") == []  # refused before anything was sent
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
+    """Ctrl-C in the first second, while the CLI imports torch: one line and exit code 130, no
+    traceback. (The interrupt is raised by an import hook when `torch` is imported, as Ctrl-C would.)"""
+    import os
+    import subprocess
+    import sys
+
+    from _cli_run import subprocess_pythonpath
+
+    script = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "import runpy\n"
+        "sys.argv = ['hunyuan_custom', 'generate', '--image', 'x.png', '--prompt', 'a cat', '--output', 'o.mp4']\n"
+        "runpy.run_module('hunyuan_custom', run_name='__main__', alter_sys=True)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env={**os.environ, "PYTHONPATH": subprocess_pythonpath(tmp_path)})
+    assert run.returncode == 130, run.stderr
+    assert run.stderr.strip().splitlines() == ["error: cancelled; no output was written"], run.stderr

@@ -51,7 +51,7 @@ def _audio(seconds: float = 1.5) -> dict:
 
 
 def _reference() -> torch.Tensor:
-    ref = torch.ones(1, 40, 30, 3)
+    ref = torch.ones(1, 40, 32, 3)
     ref[:, 8:32, 6:24] = torch.tensor([0.8, 0.2, 0.1])
     return ref
 
@@ -223,6 +223,19 @@ def test_cli_edits_at_the_sources_size_and_length_with_its_sound(models, ref_png
     assert _audio_stream(out)
 
 
+def test_cli_says_when_the_mask_is_the_limit_and_when_the_frame_rate_changes(models, ref_png, clips, tmp_path):
+    """A 5-frame mask cuts the edit to 5 frames, a 30 fps source plays at 25 fps: both said, not silent."""
+    source = video_io.write_video(tmp_path / "at30.mp4", _source(13), 30)
+    short_mask = video_io.write_video(tmp_path / "short_mask.mp4", _mask(5), 30)
+    out = tmp_path / "edit.mp4"
+    run = _cli(models, ref_png, out, "--video", source, "--mask", short_mask)
+    assert run.returncode == 0, run.stderr
+    assert video_io.video_info(out)["frames"] == 5
+    assert "source 64x48, 13 frames -> 64x48, 5 frames; the mask has only 5 frames, so the edit ends there" in run.stderr
+    assert ("note: the source is 30 fps; the edit keeps every frame at 25 fps, so it plays 1.2x slower than the "
+            "source") in run.stderr
+
+
 def test_cli_rounds_an_odd_size_down_to_16s_with_a_notice_and_takes_a_pose(models, ref_png, clips, tmp_path):
     out = tmp_path / "odd.mp4"
     run = _cli(models, ref_png, out, "--video", clips["odd"], "--mask", clips["odd_mask"], "--expand", "-2",
@@ -236,13 +249,18 @@ def test_cli_rounds_an_odd_size_down_to_16s_with_a_notice_and_takes_a_pose(model
 
 @pytest.mark.parametrize("case, words", [
     ("empty", "--mask {empty}: it is empty in every frame"),
-    ("no-frames", "{sound} is not a readable video"),
+    ("no-frames", "--video: {sound} has no video stream (it holds only sound)"),
     ("mask-only", "editing needs both --video FILE and --mask FILE"),
+    ("no-mask-file", "--mask: video file not found: {source}.missing"),
+    ("no-pose-file", "--pose: video file not found: {source}.missing"),
 ])
 def test_cli_bad_edit_inputs_one_line_exit_2(models, ref_png, clips, tmp_path, case, words):
+    missing = str(clips["source"]) + ".missing"
     args = {"empty": ["--video", str(clips["source"]), "--mask", str(clips["empty"])],
             "no-frames": ["--video", str(clips["sound"]), "--mask", str(clips["mask"])],
-            "mask-only": ["--mask", str(clips["mask"])]}[case]
+            "mask-only": ["--mask", str(clips["mask"])],
+            "no-mask-file": ["--video", str(clips["source"]), "--mask", missing],
+            "no-pose-file": ["--video", str(clips["source"]), "--mask", str(clips["mask"]), "--pose", missing]}[case]
     out = tmp_path / "bad.mp4"
     line = error_line(_cli(models, ref_png, out, *args))
     assert words.format(**{k: str(v) for k, v in clips.items()}) in line

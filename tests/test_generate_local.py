@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _full_disk import full_disk_ffmpeg
 from _cli_run import local_argv, run_cli, subprocess_pythonpath, write_reference_png
 from _tiny_model_set import build_tiny_model_set
 from hunyuan_custom.pipelines.media import video_io
@@ -89,6 +90,23 @@ def test_cli_never_overwrites(models, ref_png, tmp_path):
     code, err = _main(models, ref_png, out)
     assert code == 2 and "already exists" in err
     assert out.read_bytes() == b"precious"
+
+
+def test_cli_full_disk_exits_1_with_one_line_and_no_file(models, ref_png, tmp_path, monkeypatch):
+    """ffmpeg's 'Error writing trailer' after the whole run: a script that trusts the exit code
+    must see the failure, and no broken mp4 may stand at --output."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", full_disk_ffmpeg(tools, 1024))
+    out = tmp_path / "out" / "video.mp4"
+    out.parent.mkdir()
+    code, err = _main(models, ref_png, out, **{"--steps": "1"})
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: could not write video") and "File too large" in last, err
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert list(out.parent.iterdir()) == []
+    assert "sampling 1 step, seed 7," in err  # not "1 steps"
 
 
 def test_same_seed_same_video_other_seed_other_video(models):

@@ -165,3 +165,91 @@ def test_the_loader_refuses_a_wrong_file_at_queue_time_once(models, monkeypatch,
     assert str(info.value).startswith("transformer: ") and "looks like a VAE" in str(info.value)
     with pytest.raises(RuntimeError, match="looks like a VAE"):  # and when the node runs, before loading
         loader().load(**dict(names, transformer="a_vae_by_mistake.pt"), dtype="float32")
+
+
+# ------------------------------------------------------------------ the text encoders (LLaVA, CLIP)
+
+
+def _copy_folder(folder, tmp_path):
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def _corrupt_header(path):
+    """The first bytes of the JSON header overwritten (a disk error, a bad copy): still a safetensors
+    file by its first 9 bytes, but its header no longer parses."""
+    data = bytearray(path.read_bytes())
+    data[9:40] = b"#" * 31
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("which", ["text_encoder", "text_encoder_2"])
+@pytest.mark.parametrize("damage", ["cut", "header"])
+def test_a_cut_or_corrupt_text_encoder_download_is_refused_from_its_header(models, tmp_path, which, damage):
+    """A half-finished 16 GB LLaVA download is the likeliest broken file of all: it is found before
+    any stage loads, with the advice to download it again."""
+    _, tiny = models
+    folder = _copy_folder(getattr(tiny, which), tmp_path)
+    weights = folder / "model.safetensors"
+    truncated(weights, weights) if damage == "cut" else _corrupt_header(weights)
+    (problem,) = files(tiny, **{which: folder}).problems()
+    assert problem.startswith(f"{which}: {weights}: cannot read this file; it looks truncated or corrupt"), problem
+    assert "Download it again" in problem
+
+
+@pytest.mark.parametrize("which, drop, named", [
+    ("text_encoder", "tokenizer.json", "tokenizer.json or tokenizer.model"),
+    ("text_encoder", "model.safetensors", "model.safetensors or model.safetensors.index.json"),
+    ("text_encoder_2", "tokenizer.json", "tokenizer.json or vocab.json + merges.txt"),
+    ("text_encoder_2", "config.json", "config.json"),
+])
+def test_a_text_encoder_folder_missing_a_file_is_named_before_loading(models, tmp_path, which, drop, named):
+    _, tiny = models
+    folder = _copy_folder(getattr(tiny, which), tmp_path)
+    (folder / drop).unlink()
+    (problem,) = files(tiny, **{which: folder}).problems()
+    assert problem.startswith(f"{which}: ") and f"is incomplete, missing: {named}" in problem, problem
+    assert "Download" in problem
+
+
+def test_the_weights_file_inside_the_llava_folder_is_told_to_give_the_folder(models):
+    _, tiny = models
+    (problem,) = files(tiny, text_encoder=tiny.text_encoder / "model.safetensors").problems()
+    assert problem.startswith("text_encoder: ") and f"give the folder itself: {tiny.text_encoder}" in problem
+    assert "not a text encoder this pack knows" not in problem
+    message = cli._flag_names(problem)
+    assert message.startswith("--text-encoder: ")
+
+
+def test_the_cli_refuses_a_cut_llava_download_before_anything_loads(models, ref_png, tmp_path, capsys,
+                                                                    no_text_encoding):
+    _, tiny = models
+    folder = _copy_folder(tiny.text_encoder, tmp_path)
+    truncated(folder / "model.safetensors", folder / "model.safetensors")
+    out = tmp_path / "out.mp4"
+    code = cli.main(["generate", "--image", str(ref_png), "--prompt", "a block", "--size", "64*48",
+                     "--num-frames", "5", "--steps", "1", "--transformer", str(tiny.transformer),
+                     "--vae", str(tiny.vae), "--text-encoder", str(folder),
+                     "--text-encoder-2", str(tiny.text_encoder_2), "--device", "cpu", "--output", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: --text-encoder: ") and "Download it again" in lines[0]
+    assert not out.exists()
+
+
+def test_the_loader_refuses_a_cut_clip_download_at_queue_time(models, monkeypatch, tmp_path):
+    root, tiny = models
+    monkeypatch.setenv("HYC_MODELS_DIR", str(root))
+    cut = root / "text_encoders" / "clip-cut"
+    shutil.copytree(tiny.text_encoder_2, cut)
+    truncated(cut / "model.safetensors", cut / "model.safetensors")
+    loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
+    names = dict(transformer="hunyuancustom_720P/mp_rank_00_model_states.pt", vae="hyvae_v1_0801/",
+                 text_encoder="llava-llama-3-8b-v1_1/", text_encoder_2="clip-cut/")
+    try:
+        with pytest.raises(ValueError) as info:
+            loader.VALIDATE_INPUTS(**names)
+    finally:
+        shutil.rmtree(cut)  # the model set is the module's
+    assert str(info.value).startswith("text_encoder_2: ") and "Download it again" in str(info.value)

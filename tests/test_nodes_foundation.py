@@ -134,29 +134,37 @@ def test_load_refuses_non_http_url_without_touching_files(input_dir):
 
 
 def test_prompt_node_outputs_a_prompt_spec():
-    image = torch.rand(2, 6, 8, 3)  # a batch: only the first frame is used
+    image = torch.rand(2, 36, 48, 3)  # a batch: only the first frame is used
     (spec,) = HunyuanCustomPrompt().build("A man walks on the beach.", "blurry", "man", image)
     assert isinstance(spec, PromptSpec)
     assert (spec.prompt, spec.negative_prompt, spec.subject, spec.num_references) == \
         ("A man walks on the beach.", "blurry", "man", 1)
-    assert spec.reference.shape == (1, 6, 8, 3) and spec.reference.dtype == torch.float32
+    assert spec.reference.shape == (1, 36, 48, 3) and spec.reference.dtype == torch.float32
     assert torch.equal(spec.reference[0], image[0])  # a single reference is kept as it is
 
 
 def test_multi_subject_composite_shape_and_white_background():
-    tall = _comfy_image(40, 20, 0.0)  # black 20x40 (w x h)
-    wide = _comfy_image(10, 30, 0.5)  # grey 30x10
+    tall = _comfy_image(160, 80, 0.0)  # black 80x160 (w x h)
+    wide = _comfy_image(40, 120, 0.5)  # grey 120x40
     (spec,) = HunyuanCustomPrompt().build("two friends", "", "people", tall, image_2=wide)
     ref = spec.reference
-    # canvas height = tallest (40); cell width = widest once scaled to height 40 (30*4 = 120)
-    assert ref.shape == (1, 40, 240, 3) and spec.num_references == 2
-    left, right = ref[0, :, :120], ref[0, :, 120:]
-    # the tall image (scaled to 20x40) sits centred in its cell between white bars
-    assert (left[:, 50:70] == 0).all() and (left[:, :50] == 1).all() and (left[:, 70:] == 1).all()
+    # canvas height = tallest (160); cell width = widest once scaled to height 160 (120*4 = 480)
+    assert ref.shape == (1, 160, 960, 3) and spec.num_references == 2
+    left, right = ref[0, :, :480], ref[0, :, 480:]
+    # the tall image (80x160) sits centred in its cell between white bars
+    assert (left[:, 200:280] == 0).all() and (left[:, :200] == 1).all() and (left[:, 280:] == 1).all()
     # the widest image defines the cell, so it fills it exactly (0.5 -> uint8 128)
     assert torch.allclose(right, torch.tensor(128 / 255), atol=1e-6)
-    (three,) = HunyuanCustomPrompt().build("trio", "", "people", tall, wide, _comfy_image(40, 20, 1.0))
-    assert three.reference.shape == (1, 40, 360, 3) and three.num_references == 3
+    (three,) = HunyuanCustomPrompt().build("trio", "", "people", tall, wide, _comfy_image(160, 80, 1.0))
+    assert three.reference.shape == (1, 160, 1440, 3) and three.num_references == 3
+
+
+@pytest.mark.parametrize("which", ["image", "image_3"])
+def test_a_tiny_reference_picture_is_refused_naming_its_input(which):
+    good, dot = _comfy_image(64, 48, 0.5), _comfy_image(1, 1, 0.5)
+    images = {"image": good, "image_2": good, "image_3": good, which: dot}
+    with pytest.raises(ValueError, match=rf"^{which}: the picture is 1x1 pixels; a reference needs at least 32 "):
+        HunyuanCustomPrompt().build("ok", "", "man", **images)
 
 
 def test_empty_prompt_error_names_the_field():

@@ -1,7 +1,7 @@
 """A non-editable `pip install .` into a fresh venv carries every module and the data files the pack
 serves (workflows, their thumbnails and API twins, the web extension, the example subject pictures).
 Offline: the venv reuses this interpreter's packages (torch, setuptools, ...) and installs only the
-pack, without build isolation."""
+pack, without build isolation; this works whether the tests run in a venv or not."""
 
 from __future__ import annotations
 
@@ -41,12 +41,32 @@ sys.exit(f"pip install failed (exit {code})" if code else subprocess.run([python
 """
 
 
+def _site_packages(env: Path) -> Path:
+    if sys.platform == "win32":
+        return env / "Lib" / "site-packages"
+    return env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def _see_this_interpreters_packages(env: Path) -> None:
+    """Give the new venv the package folders this interpreter sees (torch, setuptools, ...), after its own.
+
+    Why not `system_site_packages=True`: a venv made from inside a venv is built on the BASE
+    interpreter, so it would see the base's packages and not the outer venv's, where a user who set
+    up the pack in a venv has them. Plain folder lines in a .pth are only added to sys.path (the
+    .pth files inside them are not run), so an editable install of this checkout there stays out
+    and the pack comes from the new venv's own site-packages."""
+    folders = [p for p in dict.fromkeys(sys.path) if p and Path(p).name in ("site-packages", "dist-packages")
+               and Path(p).is_dir()]
+    (_site_packages(env) / "_outer_packages.pth").write_text("".join(f"{p}\n" for p in folders), encoding="utf-8")
+
+
 def _start_install(folder: Path) -> dict:
     source = folder / "src"
     shutil.copytree(ROOT, source, ignore=lambda _d, names: [n for n in names if n in NOT_SHIPPED
                                                             or n.endswith(".egg-info")])
     env = folder / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env)
+    venv.EnvBuilder(with_pip=False).create(env)
+    _see_this_interpreters_packages(env)
     python = env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
     return {"args": [sys.executable, "-c", INSTALL_AND_CHECK, str(python), str(source), CHECK], "cwd": folder}
 

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import torch
 
+from _full_disk import full_disk_ffmpeg
 from hunyuan_custom.nodes.save_video import HunyuanCustomSaveVideo, file_size, video_metadata
 from hunyuan_custom.pipelines.media import save_paths
 from hunyuan_custom.pipelines.media import video_io
@@ -203,3 +204,13 @@ def test_saved_videos_get_the_usual_permissions_for_the_umask(output_dir, tmp_pa
     umask(0o077)
     private = video_io.write_video(tmp_path / "private.mp4", _frames(), fps=25)
     assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
+
+
+def test_a_full_disk_is_a_node_error_and_saves_nothing(output_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", full_disk_ffmpeg(tmp_path, 1024))
+    with pytest.raises(video_io.VideoError) as caught:
+        _save()
+    message = str(caught.value)
+    assert message.startswith("HunyuanCustom Save Video: could not write video"), message
+    assert "File too large" in message and "nothing was saved" in message
+    assert [p for p in output_dir.rglob("*") if p.is_file()] == []

@@ -308,6 +308,24 @@ def test_model_files_check_words_single_file_problems(pair):
                             llava_tokenizer=str(pair.llama_tokenizer), clip_tokenizer=str(pair.clip_tokenizer)).check()
 
 
+@pytest.mark.parametrize("which, role", [("llama_file", "text_encoder"), ("vision_file", "llava_vision"),
+                                         ("clip_file", "text_encoder_2")])
+def test_a_cut_single_file_is_refused_from_its_header_before_loading(pair, tmp_path, which, role):
+    """ComfyUI's llava_llama3_fp16 (16 GB) cut short by a download: its header still reads, but it no
+    longer covers the file; found before anything loads, with the advice to download it again."""
+    source = getattr(pair, which)
+    cut = tmp_path / source.name
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size - 1000])
+    paths = {"llama_file": pair.llama_file, "vision_file": pair.vision_file, "clip_file": pair.clip_file, which: cut}
+    files = generate.ModelFiles(str(pair.llama_file), str(pair.llama_file), str(paths["llama_file"]),
+                                str(paths["clip_file"]), llava_vision=str(paths["vision_file"]),
+                                llava_tokenizer=str(pair.llama_tokenizer), clip_tokenizer=str(pair.clip_tokenizer))
+    problem = files.problems()[-1]  # after the transformer's and the VAE's (a Llama file is neither)
+    assert problem.startswith(f"{'text_encoder' if role == 'llava_vision' else role}: {cut}: cannot read this file; "
+                              "it looks truncated or corrupt"), problem
+    assert "Download it again" in problem
+
+
 # ---------------------------------------------------------------------------------------------- node and CLI
 
 

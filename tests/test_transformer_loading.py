@@ -378,7 +378,8 @@ def test_without_config_json_the_full_size_config_is_checked(variants, tmp_path)
     with pytest.raises(CheckpointError) as err:
         load_transformer(path)
     message = str(err.value)
-    assert "FULL_SIZE_CONFIG" in message
+    assert "the released HunyuanCustom ref2v model's sizes (no config.json beside the checkpoint)" in message
+    assert "FULL_SIZE_CONFIG" not in message  # a name inside the code, not for users
     assert f"tensor img_in.proj.weight (model tensor x_embedder.proj.weight): checkpoint shape {shape}" in message
     assert "model expects [3072, 16, 1, 2, 2]" in message
     assert f"hidden_size={shape[0]}" in message  # what the file really is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _full_disk import full_disk_ffmpeg
 from hunyuan_custom.pipelines.media import video_io
 
 
@@ -57,3 +58,42 @@ def test_odd_size_and_bad_files_are_named(tmp_path):
         video_io.read_video(bad)
     with pytest.raises(video_io.VideoError, match="not found"):
         video_io.read_video(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("metadata", [None, {"workflow": "x" * 50_000}], ids=["video", "metadata"])
+def test_a_full_disk_is_an_error_and_leaves_no_file(tmp_path, monkeypatch, metadata):
+    """ffmpeg says 'Error writing trailer: ...' and exits non-zero: that is a failure, never a
+    broken mp4 in place of the output (the first limit stops the encode, the second the tags)."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", full_disk_ffmpeg(tools, 1024 if metadata is None else 8192))
+    out = tmp_path / "out"
+    with pytest.raises(video_io.VideoError) as caught:
+        video_io.write_video(out / "a.mp4", _frames(), fps=25, metadata=metadata)
+    message = str(caught.value)
+    assert "a.mp4" in message and "File too large" in message and "nothing was saved" in message, message
+    assert "free some space" in message
+    assert list(out.iterdir()) == []  # neither the output nor a temporary file
+
+
+def test_an_ffmpeg_that_quits_early_is_an_error_with_its_reason(tmp_path, monkeypatch):
+    """A broken pipe while sending frames is no success either: ffmpeg's own last line says why."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho \"Unknown encoder 'libx264'\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    out = tmp_path / "out"
+    with pytest.raises(video_io.VideoError, match="Unknown encoder 'libx264'"):
+        video_io.write_video(out / "a.mp4", _frames(n=40, h=256, w=256), fps=25)
+    assert list(out.iterdir()) == []
+
+
+def test_a_file_short_of_frames_is_not_saved(tmp_path, monkeypatch):
+    """The last guard: the written file must hold every frame sent (e.g. an encoder that stopped early
+    but exited 0)."""
+    import imageio_ffmpeg
+
+    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", lambda path: (3, 0.12))
+    with pytest.raises(video_io.VideoError, match="holds 3 of 9 frames"):
+        video_io.write_video(tmp_path / "a.mp4", _frames(), fps=25)
+    assert list(tmp_path.iterdir()) == []

@@ -101,8 +101,23 @@ def test_both_loaders_refuse_a_pickle_holding_code_with_the_same_message(contain
     assert isinstance(transformer_error.value, weights_io.WeightsFileError)
     assert isinstance(vae_error.value, weights_io.WeightsFileError)
     if container != "plain_pickle":  # torch's reason, not its boilerplate, is passed on
-        assert "Details: Trying to load unsupported GLOBAL" in message and "system" in message
+        assert "Details: it names the Python object posix.system" in message, message
+    assert "weights_only` set to `False" not in message and "weights_only=False" not in message
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]  # torch's noise, not for users
+
+
+def test_a_refused_class_is_named_without_torchs_advice_to_run_it(tmp_path):
+    """For a class, torch suggests weights_only=False or allow-listing it: advice that would run what
+    the file holds. The refusal names the class and repeats neither."""
+    import argparse
+
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": dict(TENSORS), "args": argparse.Namespace(lr=1)}, path)
+    with pytest.raises(weights_io.WeightsFileError) as error:
+        weights_io.load_torch_file(path)
+    message = str(error.value)
+    assert "Details: it names the Python object argparse.Namespace, which is not a tensor" in message, message
+    assert "weights_only` set to `False" not in message and "safe_globals" not in message
 
 
 @pytest.mark.parametrize("write", ["torch_zip", "legacy_pickle", "safetensors"])

@@ -102,21 +102,25 @@ class AudioCondition(Condition):
 
     @staticmethod
     def _check_whisper_fits(whisper: Any, transformer: Any) -> None:
-        """The audio checkpoint takes windows of every Whisper state: its input width is a whole
-        number of (states x channels). Another Whisper size (base, small...) would fail only after the
-        transformer has loaded; the headers tell it now."""
-        from ..diffusion_models.checkpoints import CheckpointError, audio_input_width
+        """The audio checkpoint takes windows of exactly its Whisper's states (layers + 1) and width:
+        whisper-tiny's 5 x 384 for the released one. Another Whisper (base, small, or one of the same
+        depth but another width) would fail only after every model has loaded; the headers tell it now."""
+        from ..diffusion_models.checkpoints import CheckpointError
+        from ..diffusion_models.loading import audio_window_shape
 
         try:
-            width = audio_input_width(transformer) if transformer else None
-        except (CheckpointError, OSError):
+            shape = audio_window_shape(transformer) if transformer else None
+        except (CheckpointError, OSError, ValueError):
             return  # the transformer's own check reports a broken file
-        per_window = whisper.states * whisper.channels
-        if width and width % per_window:
+        if shape is None:
+            return
+        _, states, channels = shape
+        if (whisper.states, whisper.channels) != (states, channels):
             raise ConditionError(
-                f"the Whisper {whisper.path} ({whisper.states - 1} layers of {whisper.channels} channels) does not fit "
-                f"the audio checkpoint, whose audio input ({width} wide) takes windows of another Whisper size; "
-                "the released checkpoint takes whisper-tiny (4 layers of 384 channels): pick whisper-tiny")
+                f"audio_encoder: the Whisper {whisper.path} ({whisper.states - 1} layers of {whisper.channels} channels) does not fit "
+                f"the audio checkpoint, which takes a Whisper of {states - 1} layers of {channels} channels"
+                + (" (whisper-tiny)" if (states, channels) == (5, 384) else "")
+                + "; the released checkpoint takes whisper-tiny (4 layers of 384 channels): pick whisper-tiny")
 
     def plan(self, job: Any) -> tuple[Any, str | None]:
         frames = int(job.num_frames)

@@ -121,6 +121,10 @@ class EditCondition(Condition):
             dropped = used - out
             note += (f" (videos come in 4n+1 frames: the last {_frames(dropped)} of the {used} used "
                      f"{'is' if dropped == 1 else 'are'} dropped)")
+        mask_frames = int(self.mask.shape[0])
+        if 1 < mask_frames < int(self.video.shape[0]) and used == mask_frames:  # the mask, not the video, was the limit
+            note += (f"; the mask has only {_frames(mask_frames)}, so the edit ends there (a mask as long as "
+                     "the video edits all of it; a one-frame mask applies to every frame)")
         if bool((planned.pixels.mask == 255).all()):
             note += "; the mask covers every pixel, so the whole video is regenerated"
         return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note

@@ -24,6 +24,17 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.4082107)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 LLAVA_SIZE = 336
 WHITE = 255
+# Smaller pictures carry no subject to keep: LLaVA sees the reference at 336x336 and the VAE at the
+# video's size, so a 1x1 (or a favicon) would be blown up into a blur and the video made of nothing.
+MIN_REFERENCE_SIDE = 32
+
+
+def reference_size_problem(width: int, height: int) -> str | None:
+    """Why a picture of width x height is no usable reference (None when it is)."""
+    if min(width, height) >= MIN_REFERENCE_SIDE:
+        return None
+    return (f"the picture is {width}x{height} pixels; a reference needs at least {MIN_REFERENCE_SIDE} pixels on "
+            f"each side (LLaVA sees it at {LLAVA_SIZE}x{LLAVA_SIZE}; a cut-out of 512 pixels or more works best)")
 
 ImageLike = Union[np.ndarray, torch.Tensor]
 

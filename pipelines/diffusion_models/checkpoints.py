@@ -135,23 +135,6 @@ def checkpoint_variant(path: str | Path) -> str:
     return _VARIANTS[key]
 
 
-AUDIO_INPUT_KEY = "audio_proj.proj1.weight"  # [intermediate, windows x Whisper states x Whisper channels]
-_AUDIO_WIDTHS: dict[tuple, int | None] = {}
-
-
-def audio_input_width(path: str | Path) -> int | None:
-    """The width of the audio projection's input (windows x Whisper states x channels: 10 x 5 x 384
-    for the released audio checkpoint), from the header only, cached like checkpoint_variant; None
-    when the checkpoint has no audio projection."""
-    path = Path(path).expanduser()
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _AUDIO_WIDTHS:
-        ckpt = open_checkpoint(path)
-        _AUDIO_WIDTHS[key] = int(ckpt.meta(AUDIO_INPUT_KEY).shape[1]) if AUDIO_INPUT_KEY in ckpt.keys() else None
-    return _AUDIO_WIDTHS[key]
-
-
 def _strip_prefix(keys: list[str]) -> str:
     """The prefix every model key shares (ComfyUI's `model.diffusion_model.`), or ''."""
     for prefix in _KNOWN_PREFIXES:

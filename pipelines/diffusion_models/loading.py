@@ -103,7 +103,7 @@ def _model_config_for(ckpt: TransformerCheckpoint) -> tuple[dict[str, Any], str]
     if ckpt.config is None:
         # Which of the three released variants it is shows in its keys; every size is checked later.
         variant = variant_of(ckpt)
-        where = f"FULL_SIZE_CONFIG ({variant}; no config.json beside the checkpoint)"
+        where = f"the released HunyuanCustom {variant} model's sizes (no config.json beside the checkpoint)"
         return keys.full_size_config(variant), where
     kind = config_kind(ckpt.config)
     where = str(ckpt.config_path)
@@ -261,6 +261,25 @@ def _checked(path: str | Path) -> tuple[TransformerCheckpoint, _Plan, dict[str, 
     plan = _plan(ckpt)
     check_shapes(ckpt, plan, _expected_tensors(config, ckpt, config_source), config_source)
     return ckpt, plan, config, config_source
+
+
+_AUDIO_WINDOWS: dict[tuple, tuple[int, int, int] | None] = {}
+
+
+def audio_window_shape(path: str | Path) -> tuple[int, int, int] | None:
+    """(rows, Whisper states, Whisper width) of the audio windows this checkpoint's audio projection
+    takes: (10, 5, 384) for the released audio checkpoint, i.e. whisper-tiny's 4 layers + embeddings
+    of 384 channels; from its header and config only, remembered by size and mtime. None when the
+    checkpoint has no audio input."""
+    path = Path(path).expanduser()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _AUDIO_WINDOWS:
+        config, _ = model_config_for(open_checkpoint(path))
+        full = _keys_module().FULL_SIZE_CONFIG
+        _AUDIO_WINDOWS[key] = tuple(int(config.get(name, full[name])) for name in (
+            "audio_seq_len", "audio_blocks", "audio_channels")) if config.get("audio_condition") else None
+    return _AUDIO_WINDOWS[key]
 
 
 def check_transformer(path: str | Path) -> None:

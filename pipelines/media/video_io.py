@@ -6,8 +6,10 @@ Frames are ComfyUI IMAGE batches: float32 [F, H, W, 3] in 0..1.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, NamedTuple
 
@@ -62,47 +64,103 @@ def write_video(
     count, height, width, _ = data.shape
     if width % 2 or height % 2:
         raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
-    output_params = ["-crf", str(int(crf)), "-movflags", "+faststart"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = new_partial_file(path.parent, ".mp4")
-    import imageio_ffmpeg
-
-    writer = None
+    tmp_name = None
     try:
-        writer = imageio_ffmpeg.write_frames(
-            tmp_name, (width, height), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, output_params=output_params, ffmpeg_log_level="error",
-            audio_path=audio_path, audio_codec="aac" if audio_path else None,
-        )
-        writer.send(None)
-        for i in range(count):
-            if should_cancel is not None:
-                should_cancel()
-            writer.send(data[i])
-        writer.close()
-        writer = None
-        if os.path.getsize(tmp_name) == 0:
-            raise VideoError(f"ffmpeg wrote nothing for {path}")
+        tmp_name = new_partial_file(path.parent, ".mp4")
+        _encode(tmp_name, data, float(fps), int(crf), audio_path, should_cancel, path)
         if metadata:
             _add_metadata(tmp_name, metadata, path)
+        _check_written(tmp_name, count, path)
         os.link(tmp_name, path)  # fails instead of replacing if the target appeared meanwhile
     except FileExistsError:
         raise VideoError(f"{path} already exists; refusing to overwrite it") from None
-    except (RuntimeError, OSError, BrokenPipeError) as exc:
-        if isinstance(exc, VideoError):
-            raise
-        raise VideoError(f"could not write video {path}: {exc}") from exc
+    except OSError as exc:  # e.g. no space left for the temporary file itself
+        raise VideoError(f"could not write video {path}: {exc}; nothing was saved") from exc
     finally:
-        if writer is not None:  # stop ffmpeg before removing its half-written file
+        if tmp_name is not None:
             try:
-                writer.close()
-            except Exception:
+                os.unlink(tmp_name)
+            except OSError:
                 pass
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
     return path
+
+
+def _encode(tmp_name: str, data: np.ndarray, fps: float, crf: int, audio_path: str | None,
+            should_cancel: Callable[[], None] | None, target: Path) -> None:
+    """Pipe the frames through imageio-ffmpeg's ffmpeg into `tmp_name`, H.264/yuv420p (+ AAC audio).
+
+    Why not imageio_ffmpeg.write_frames: it drops ffmpeg's exit status and its error output, so a
+    full disk ("Error writing trailer: No space left on device") looked like success and left a
+    broken mp4. Here ffmpeg's status and its error lines decide, and a failure names its cause."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    count, height, width, _ = data.shape
+    rate = str(Fraction(fps).limit_denominator())  # 24000/1001 stays exact
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{width}x{height}", "-r", rate, "-i", "-"]
+    cmd += ["-i", audio_path, "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac"] if audio_path else ["-an"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart", tmp_name]
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty ffmpeg can never block on it
+        # Its own process group: Ctrl-C reaches only us, and we stop ffmpeg ourselves (below).
+        process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                                   start_new_session=True)
+        try:
+            try:
+                for i in range(count):
+                    if should_cancel is not None:
+                        should_cancel()
+                    process.stdin.write(data[i].tobytes())
+            except BrokenPipeError:
+                pass  # ffmpeg quit early: its status and error lines below say why
+            finally:
+                try:
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+            status = process.wait()
+        except BaseException:  # a cancel, Ctrl-C or a failed write: stop ffmpeg before its file is removed
+            process.kill()
+            process.wait()
+            raise
+        log.seek(0)
+        errors = log.read().decode("utf-8", errors="replace")
+    if status != 0 or _WRITE_ERROR.search(errors):
+        raise VideoError(f"could not write video {target}: {_ffmpeg_reason(status, errors)}; nothing was saved")
+
+
+# ffmpeg's words for a write that did not complete (it exits non-zero too; older builds did not).
+_WRITE_ERROR = re.compile(r"Error (writing trailer|closing file|submitting a packet to the muxer)|"
+                          r"No space left|File too large|Disk quota", re.IGNORECASE)
+
+
+def _ffmpeg_reason(status: int, errors: str) -> str:
+    """ffmpeg's last error line without its '[out#0/mp4 @ 0x..]' prefix, plus a hint for a full disk."""
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in errors.splitlines()]
+    lines = [line for line in lines if line]
+    first_write_error = next((line for line in lines if _WRITE_ERROR.search(line)), None)
+    reason = first_write_error or (lines[-1] if lines else f"ffmpeg stopped with exit status {status}")
+    if re.search(r"No space left|File too large|Disk quota", reason, re.IGNORECASE):
+        reason += " (free some space or choose another folder)"
+    return f"ffmpeg: {reason[:300]}"
+
+
+def _check_written(tmp_name: str, expected_frames: int, target: Path) -> None:
+    """The finished file must hold every frame: the last guard against a short or unreadable mp4
+    (ffmpeg's stream copy reads the index only, a few milliseconds)."""
+    import imageio_ffmpeg
+
+    try:
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(tmp_name)
+    except (RuntimeError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise VideoError(f"could not write video {target}: the written file is not readable ({first}); "
+                         "nothing was saved") from exc
+    if frames != expected_frames:
+        raise VideoError(f"could not write video {target}: the written file holds {frames} of {expected_frames} "
+                         "frames; nothing was saved")
 
 
 def _ffmetadata_escape(text: str) -> str:
@@ -133,9 +191,10 @@ def _add_metadata(video_file: str, metadata: Mapping[str, str], target: Path) ->
             "-i", meta_name, "-map", "0", "-map_metadata", "1", "-c", "copy",
             "-movflags", "+faststart+use_metadata_tags", tagged_name,
         ]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0 or os.path.getsize(tagged_name) == 0:
-            raise VideoError(f"could not write the metadata of {target}: {run.stderr.strip()[-500:]}")
+        run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        if run.returncode != 0 or _WRITE_ERROR.search(run.stderr) or os.path.getsize(tagged_name) == 0:
+            raise VideoError(f"could not write the metadata of {target}: {_ffmpeg_reason(run.returncode, run.stderr)}; "
+                             "nothing was saved")
         os.replace(tagged_name, video_file)  # both are our own temporary files
     finally:
         for name in (meta_name, tagged_name):
@@ -181,6 +240,14 @@ def frame_bytes(width: int, height: int, dtype: torch.dtype = torch.float32) -> 
     return width * height * 3 * (1 if dtype == torch.uint8 else 4)
 
 
+def _unreadable(path: str | os.PathLike, exc: BaseException) -> VideoError:
+    """The error for a file ffmpeg could not read as a video: says so plainly when it holds only sound."""
+    if _stream_kinds(path) == {"Audio"}:
+        return VideoError(f"{path} has no video stream (it holds only sound); give a video file")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
+    return VideoError(f"{path} is not a readable video ({first})")
+
+
 def decode_video(path: str | os.PathLike, *, should_cancel: Callable[[], None] | None = None,
                  max_frames: int | None = None, max_bytes: int | None = None,
                  dtype: torch.dtype = torch.float32, max_frame_pixels: int | None = MAX_FRAME_PIXELS) -> DecodedVideo:
@@ -193,8 +260,7 @@ def decode_video(path: str | os.PathLike, *, should_cancel: Callable[[], None] |
         try:
             meta = gen.__next__()
         except (RuntimeError, OSError, StopIteration, KeyError, IndexError, AttributeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # not ffmpeg's whole banner
-            raise VideoError(f"{path} is not a readable video ({first})") from None
+            raise _unreadable(path, exc) from None
         width, height = (int(v) for v in meta["size"])
         if width <= 0 or height <= 0:
             raise VideoError(f"{path} has no usable frame size ({width}x{height})")
@@ -236,8 +302,7 @@ def decode_video(path: str | os.PathLike, *, should_cancel: Callable[[], None] |
     except (RuntimeError, OSError, KeyError) as exc:
         if isinstance(exc, VideoError):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise VideoError(f"{path} is not a readable video ({first})") from exc
+        raise _unreadable(path, exc) from exc
     finally:
         gen.close()
     if count == 0:
@@ -262,6 +327,18 @@ def read_video_uint8(
     decoded = decode_video(path, should_cancel=should_cancel, max_frames=max_frames, dtype=torch.uint8,
                            max_frame_pixels=None)
     return decoded.frames, decoded.fps
+
+
+def _stream_kinds(path: str | os.PathLike) -> set[str]:
+    """The kinds of stream ffmpeg finds in a file ({"Video", "Audio"}, ...; empty when it reads none):
+    asked only after a read failed, to say why."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True, errors="replace")  # no output file: ffmpeg lists the streams and exits 1
+    return set(re.findall(r"^\s*Stream #\d+:\d+\S*: (\w+):", run.stderr, re.MULTILINE))
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 44100, channels: int = 2,

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -36,7 +37,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 
 from .quiet import quiet_transformers
-from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, open_safetensors,
+from ..weights_io import (LEGACY_PICKLE, SAFETENSORS, TORCH_ZIP, container_kind, corrupt_message, open_safetensors,
                          unknown_container_message)
 
 
@@ -106,6 +107,9 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
                                     "only (the Comfy-Org files are safetensors).")
     if kind != SAFETENSORS:
         raise TextEncoderFilesError(unknown_container_message(path))
+    # safetensors checks that the header's tensors cover the file exactly: a cut download (the usual
+    # broken 16 GB file) is found here, from the header and the file size, not when the text stage loads.
+    open_safetensors(path, TextEncoderFilesError)
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
@@ -141,6 +145,56 @@ def folder_weight_files(folder: Path) -> tuple[list[Path], bool] | None:
         if single.is_file():
             return [single], is_safetensors
     return None
+
+
+LLAVA_DOWNLOAD = "xtuner/llava-llama-3-8b-v1_1-transformers (upstream's llava-llama-3-8b-v1_1/ folder)"
+CLIP_DOWNLOAD = "openai/clip-vit-large-patch14 (upstream's openai_clip-vit-large-patch14/ folder)"
+
+
+def _check_weight_file(path: Path) -> None:
+    """A weight file of a transformers folder is whole, from its header and size only: safetensors'
+    header must cover the file, a zip checkpoint's directory (at its end) must be readable. A legacy
+    pickle cannot be checked without reading it all; it is checked when it loads."""
+    kind = container_kind(path, TextEncoderFilesError)
+    if kind == SAFETENSORS:
+        open_safetensors(path, TextEncoderFilesError)
+    elif kind == TORCH_ZIP:
+        try:
+            zipfile.ZipFile(path).close()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise TextEncoderFilesError(corrupt_message(path, exc)) from None
+    elif kind != LEGACY_PICKLE:
+        raise TextEncoderFilesError(f"{unknown_container_message(path)} Download it again.")
+
+
+def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Sequence[Sequence[str]]) -> None:
+    """Everything from_pretrained will need is there (config, weights, tokenizer) and every weight
+    file is whole, before anything loads."""
+    hint = f"Download {download} into it (all files, including the tokenizer)."
+    if not folder.is_dir():
+        raise TextEncoderFilesError(f"{what} folder not found: {folder}. {hint}")
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    weights = folder_weight_files(folder)
+    if weights is None:
+        missing.append(" or ".join(WEIGHT_FILES[:2]))
+    else:
+        missing += [f.name for f in weights[0] if not f.is_file()]
+    if not any(all((folder / f).is_file() for f in option) for option in tokenizer_options):
+        missing.append(" or ".join(" + ".join(option) for option in tokenizer_options))
+    if missing:
+        raise TextEncoderFilesError(f"{what} folder {folder} is incomplete, missing: {', '.join(missing)}. {hint}")
+    for weight_file in weights[0]:
+        _check_weight_file(weight_file)
+
+
+def check_llava_folder(folder: str | os.PathLike) -> None:
+    _check_folder(Path(folder), "LLaVA text encoder", LLAVA_DOWNLOAD, [("tokenizer.json",), ("tokenizer.model",)])
+
+
+def check_clip_folder(folder: str | os.PathLike) -> None:
+    _check_folder(Path(folder), "CLIP text encoder", CLIP_DOWNLOAD, [("tokenizer.json",), ("vocab.json", "merges.txt")])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,6 +237,7 @@ def inspect_path(path: str | os.PathLike, role: str) -> EncoderPath:
         return EncoderPath(path, FOLDER, {})
     if not path.is_file():
         raise TextEncoderFilesError(f"{role}: {path} does not exist; point it at the downloaded file or folder")
+    _refuse_a_file_of_a_folder(path, role)
     tensors = read_header(path)
     kind = kind_of_tensors(tensors)
     if kind is None:
@@ -192,6 +247,22 @@ def inspect_path(path: str | os.PathLike, role: str) -> EncoderPath:
             f"({_LLAMA_MARKERS[0]}), a CLIP-L text file ({_CLIP_TEXT_MARKERS[0]}) or the LLaVA vision file "
             f"({_VISION_MARKERS[0]} + {PROJECTOR_KEY}); its first keys are: {shown}")
     return EncoderPath(path, kind, tensors)
+
+
+def _refuse_a_file_of_a_folder(path: Path, role: str) -> None:
+    """The model.safetensors (or a shard) of upstream's LLaVA or CLIP folder was picked instead of the
+    folder: it loads only as the folder (its config and tokenizer are beside it), so say that."""
+    folder = path.parent
+    model_type = _folder_model_type(folder)
+    if not (model_type == "llava" or model_type.startswith("clip")):
+        return
+    try:
+        weights = folder_weight_files(folder)
+    except TextEncoderFilesError:
+        weights = None
+    if weights is not None and path.resolve() in {w.resolve() for w in weights[0]}:
+        raise TextEncoderFilesError(f"{role}: {path} is a weights file inside the transformers folder {folder}; "
+                                    f"give the folder itself: {folder}")
 
 
 def _wrong_kind(role: str, item: EncoderPath, wanted: str, hint: str) -> TextEncoderFilesError:
@@ -281,9 +352,10 @@ def llava_source(path: str | os.PathLike, vision: str | os.PathLike | None = Non
             raise TextEncoderFilesError(f"{role}: {item.path} is a CLIP folder (model_type "
                                         f"{model_type!r}); choose it as text_encoder_2. "
                                         f"{role} takes {LLAMA_FILES_HINT}.")
-        if model_type != "llava":
+        if model_type != "llava" and (item.path / "config.json").is_file():
             raise TextEncoderFilesError(f"{role}: {item.path} is not a LLaVA folder ({_what_folder(item.path)}). "
                                         f"{role} takes {LLAMA_FILES_HINT}.")
+        check_llava_folder(item.path)
         return LlavaSource(item)
     if item.kind != LLAMA_FILE:
         raise _wrong_kind(role, item, LLAMA_FILE, LLAMA_FILES_HINT)
@@ -310,9 +382,10 @@ def clip_source(path: str | os.PathLike, tokenizer: str | os.PathLike | None = N
         if model_type == "llava":
             raise TextEncoderFilesError(f"{role}: {item.path} is the LLaVA folder; choose it as text_encoder. "
                                         f"{role} takes {CLIP_FILES_HINT}.")
-        if not model_type.startswith("clip"):
+        if not model_type.startswith("clip") and (item.path / "config.json").is_file():
             raise TextEncoderFilesError(f"{role}: {item.path} is not a CLIP folder ({_what_folder(item.path)}). "
                                         f"{role} takes {CLIP_FILES_HINT}.")
+        check_clip_folder(item.path)
         return ClipSource(item)
     if item.kind != CLIP_TEXT_FILE:
         raise _wrong_kind(role, item, CLIP_TEXT_FILE, CLIP_FILES_HINT)

@@ -6,45 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from . import files as tef
 from . import prompt_template as pt
 from .encoding import TextEncoders
-from .files import TextEncoderFilesError
+from .files import check_clip_folder, check_llava_folder
 from .quiet import quiet_transformers
-
-LLAVA_DOWNLOAD = "xtuner/llava-llama-3-8b-v1_1-transformers (upstream's llava-llama-3-8b-v1_1/ folder)"
-CLIP_DOWNLOAD = "openai/clip-vit-large-patch14 (upstream's openai_clip-vit-large-patch14/ folder)"
-
-
-def _check_folder(folder: Path, what: str, download: str, tokenizer_options: Sequence[Sequence[str]]) -> None:
-    hint = f"Download {download} into it (all files, including the tokenizer)."
-    if not folder.is_dir():
-        raise TextEncoderFilesError(f"{what} folder not found: {folder}. {hint}")
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    weights = tef.folder_weight_files(folder)
-    if weights is None:
-        missing.append(" or ".join(tef.WEIGHT_FILES[:2]))
-    else:
-        missing += [f.name for f in weights[0] if not f.is_file()]
-    if not any(all((folder / f).is_file() for f in option) for option in tokenizer_options):
-        missing.append(" or ".join(" + ".join(option) for option in tokenizer_options))
-    if missing:
-        raise TextEncoderFilesError(f"{what} folder {folder} is incomplete, missing: {', '.join(missing)}. {hint}")
-
-
-def check_llava_folder(folder: str | os.PathLike) -> None:
-    _check_folder(Path(folder), "LLaVA text encoder", LLAVA_DOWNLOAD, [("tokenizer.json",), ("tokenizer.model",)])
-
-
-def check_clip_folder(folder: str | os.PathLike) -> None:
-    _check_folder(Path(folder), "CLIP text encoder", CLIP_DOWNLOAD, [("tokenizer.json",), ("vocab.json", "merges.txt")])
-
 
 def _fingerprint(path: Path) -> list[str]:
     """Path, and size + mtime of the weight/config/tokenizer files (of the file itself for a single file)."""

@@ -78,6 +78,10 @@ class Settings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     max_retries: int = 6  # consecutive transient failures tolerated per step
+    # Before the API has answered once in a job, a refused connection or an unknown host is almost
+    # always a wrong WAVESPEED_BASE_URL, no network or a proxy, not a hiccup: one quick retry, then
+    # the error, instead of a minute of backoff. Once it has answered (a task may exist), max_retries.
+    unreachable_retries: int = 1
     submit_rate_limit_retries: int = 3
     max_retry_after_s: float = 300.0  # a longer Retry-After fails instead of silently waiting
     sleep_slice_s: float = 0.2
@@ -126,13 +130,18 @@ class _Transient(Exception):
     """A failure worth retrying (429, 5xx, connection trouble); internal to the retry loop."""
 
     def __init__(self, problem: str, http_status: int | None = None, retry_after: float | None = None,
-                 server_message: str | None = None, network: bool = False):
+                 server_message: str | None = None, network: bool = False, unreachable: bool = False):
         super().__init__(problem)
         self.problem = problem
         self.http_status = http_status
         self.retry_after = retry_after
         self.server_message = server_message
         self.network = network
+        self.unreachable = unreachable  # refused / unknown host: the request surely reached no server
+
+
+def _network_failure(exc: BaseException) -> _Transient:
+    return _Transient(network_problem(exc), network=True, unreachable=never_connected(exc))
 
 
 def _raise_if_transient(resp: requests.Response) -> None:
@@ -192,6 +201,7 @@ class WaveSpeedClient:
         # The overall cap (WAVESPEED_TIMEOUT_S) runs from the start of the job.
         self.deadline = self._started + self.settings.timeout_s
         self._last_tick = 0.0
+        self._answered = False  # has the API answered once in this job (see Settings.unreachable_retries)
         self.task_id: str | None = None
 
     def __repr__(self) -> str:  # never shows the key
@@ -278,8 +288,10 @@ class WaveSpeedClient:
         headers.update(kwargs.pop("headers", {}) or {})
         timeout = self._timeout(read_timeout or self.settings.read_timeout_s)
         # No redirects: a redirect could carry the key to another host (and is never expected).
-        return (session or self._session).request(method, url, headers=headers, timeout=timeout,
+        resp = (session or self._session).request(method, url, headers=headers, timeout=timeout,
                                                   allow_redirects=False, **kwargs)
+        self._answered = True
+        return resp
 
     def _plain_request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """A request to an upload or output host: never with the key."""
@@ -301,6 +313,8 @@ class WaveSpeedClient:
                 last = t
             if failures > self.settings.max_retries:
                 raise self._gave_up(what, last, host)
+            if last.unreachable and not self._answered and failures > self.settings.unreachable_retries:
+                raise self._gave_up(what, last, host, extra=f"{failures} tries")
             delay = last.retry_after if last.retry_after is not None else self.settings.backoff(failures)
             if delay > self.settings.max_retry_after_s:
                 raise self._gave_up(what, last, host, extra=f"it asked to wait {delay:.0f} s")
@@ -310,7 +324,7 @@ class WaveSpeedClient:
                         f" (HTTP {last.http_status})" if last.http_status else "", delay, failures,
                         self.settings.max_retries)
             self.status(f"{what}: {last.problem}, retrying in {delay:.0f} s")
-            self.sleep(delay, tick=f"{what}: retrying")
+            self.sleep(delay)  # announced once: no status ticks while waiting to retry
 
     def _gave_up(self, what: str, t: _Transient, host: str | None, extra: str = "") -> WaveSpeedError:
         host = host or urlsplit(self.base_url).netloc
@@ -428,7 +442,7 @@ class WaveSpeedClient:
             try:
                 resp = self._api_request("GET", f"{API_PREFIX}/balance")
             except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                raise _network_failure(exc) from None
             with resp:
                 return self._envelope(resp, what)
 
@@ -447,7 +461,7 @@ class WaveSpeedClient:
                 resp = self._api_request("POST", f"{API_PREFIX}/media/upload/binary",
                                          files={"file": (filename, png, "image/png")})
             except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                raise _network_failure(exc) from None
             with resp:
                 if resp.status_code in (404, 405):  # a server without the one-step route
                     return None
@@ -474,7 +488,7 @@ class WaveSpeedClient:
                 resp = self._api_request("POST", f"{API_PREFIX}/media/uploads",
                                          json={"filename": filename, "size": len(png), "content_type": "image/png"})
             except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                raise _network_failure(exc) from None
             with resp:
                 return self._envelope(resp, what)
 
@@ -492,7 +506,7 @@ class WaveSpeedClient:
             try:
                 resp = self._plain_request(method, put_url, data=png, headers=headers)
             except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                raise _network_failure(exc) from None
             with resp:
                 _raise_if_transient(resp)
                 if not 200 <= resp.status_code < 300:
@@ -569,7 +583,7 @@ class WaveSpeedClient:
             try:
                 resp = self._api_request("GET", path, read_timeout=self.settings.poll_read_timeout_s)
             except requests.exceptions.RequestException as exc:
-                raise _Transient(network_problem(exc), network=True) from None
+                raise _network_failure(exc) from None
             with resp:
                 if resp.status_code == 404:
                     raise self._error("WaveSpeed does not know this task (it may have been deleted)",
