@@ -193,6 +193,8 @@ class LocalGenerator:
         self._compile_asked = False  # whether the loaded transformer was loaded for a job with compile on
         self._vae = None
         self._lock = threading.Lock()
+        # The sampling loop (sampling.denoise); several processes put their session's in (parallel/).
+        self.sampler: Callable[..., torch.Tensor] | None = None
 
     # -- loading --------------------------------------------------------------------------------
     @property
@@ -407,7 +409,7 @@ class LocalGenerator:
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():
             try:
-                latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+                latents = (self.sampler or denoise)(model, request, on_step=on_step, check_cancel=cancel)
             except Exception as exc:
                 from .diffusion_models.compile_blocks import is_compile_error
 

@@ -33,6 +33,9 @@ class JobSession:
         self.ctx = ctx
         self.cfg_split = CfgSplit(ctx.cfg_index, ctx.cfg_group()) if ctx.plan.cfg > 1 else None
         self.stopped = False
+        # False once a rank failed inside the loop: the others may sit in a collective, so no more
+        # messages are sent (torchrun, or the worker manager, ends them).
+        self.in_step = False
 
     # -- the leader -----------------------------------------------------------------------------
     def sample(self, model: torch.nn.Module, request: DenoiseRequest, *, on_step=None,
@@ -42,8 +45,9 @@ class JobSession:
         return self.denoise(model, request, on_step=on_step, check_cancel=check_cancel)
 
     def close(self) -> None:
-        """Tell the followers the job run is over (called once by the leader)."""
-        if not self.stopped:
+        """Tell the followers the job run is over (called once by the leader; not after a failure
+        inside a step, where the others may still wait in that step's collective)."""
+        if not self.stopped and not self.in_step:
             self.stopped = True
             self._broadcast((STOP, None))
 
@@ -68,9 +72,12 @@ class JobSession:
             from .sequence import enable_sequence_parallel
 
             enable_sequence_parallel(model, self.ctx)
+        self.in_step = True
         with torch.no_grad():
-            return denoise(model, request, on_step=on_step, check_cancel=self._agreed_cancel(check_cancel),
-                           parallel=self.cfg_split)
+            latents = denoise(model, request, on_step=on_step, check_cancel=self._agreed_cancel(check_cancel),
+                              parallel=self.cfg_split)
+        self.in_step = False
+        return latents
 
     def _agreed_cancel(self, local: Callable[[], None] | None) -> Callable[[], None]:
         def check() -> None:
@@ -83,6 +90,7 @@ class JobSession:
                     error, flag[0] = exc, 1
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             if int(flag.item()):
+                self.in_step = False  # every rank stops here, together
                 raise error if error is not None else Cancelled("cancelled by rank 0")
         return check
 
