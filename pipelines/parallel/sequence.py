@@ -11,6 +11,7 @@ the CPU.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator
 
 import torch
@@ -57,6 +58,15 @@ def enable_sequence_parallel(model: torch.nn.Module, ctx: RankContext) -> None:
         return
     from diffusers import ContextParallelConfig
 
+    from diffusers.utils import logging as diffusers_logging
+
     config = ContextParallelConfig(ulysses_degree=ctx.plan.ulysses, mesh=ctx.mesh)
-    with _diffusers_cpu_quirks(ctx.device):
-        model.enable_parallelism(config=config)
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "experimental feature" notice, once per rank and job
+    try:
+        with _diffusers_cpu_quirks(ctx.device):
+            model.enable_parallelism(config=config)
+    finally:
+        diffusers_logging.set_verbosity(level)
+    # diffusers' gather calls a torch function torch 2.13 marks deprecated: a warning per rank, not ours to fix
+    warnings.filterwarnings("ignore", message=r".*all_gather_tensor.* is deprecated", category=FutureWarning)
