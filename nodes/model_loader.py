@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from . import comfy
-from ..pipelines.parallel.workers import GPU_CHOICES
+from ..pipelines.parallel.plan import GPU_CHOICES
 from .validation import refuse
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")

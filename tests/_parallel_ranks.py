@@ -32,7 +32,8 @@ def _models():
     }
 
 
-def _request(model, kind: str, guidance: float = 7.5, cache=None, frames: int = 9, height: int = 48, width: int = 64):
+def _request(model, kind: str, guidance: float = 7.5, cache=None, frames: int = 9, height: int = 48, width: int = 64,
+             steps: int = STEPS):
     from hunyuan_custom.pipelines.sampling import DenoiseRequest, initial_noise, latent_shape
     from hunyuan_custom.pipelines.text_encoders.encodings import TextConditioning
 
@@ -49,7 +50,7 @@ def _request(model, kind: str, guidance: float = 7.5, cache=None, frames: int = 
         proj = model.audio_proj
         extra["audio_prompts"] = torch.randn(1, frames, proj.seq_len, proj.blocks, proj.channels, generator=g)
     return DenoiseRequest(latents=initial_noise(5, shape), ref_latents=torch.randn(1, 16, 1, *shape[3:], generator=g),
-                          text=text, steps=STEPS, flow_shift=13.0, guidance_scale=guidance, cache=cache, **extra)
+                          text=text, steps=steps, flow_shift=13.0, guidance_scale=guidance, cache=cache, **extra)
 
 
 def _attention_tokens(model) -> list[int]:
@@ -99,7 +100,8 @@ def _scenarios(world: int):
                 ("ulysses_editing", "ulysses", "editing", {}), ("ulysses_audio", "ulysses", "audio", {}),
                 ("ulysses_guidance1", "ulysses", "ref2v", {"guidance": 1.0}),
                 ("ulysses_teacache", "ulysses", "ref2v", {"cache": tea}),
-                ("ulysses_deepcache", "ulysses", "ref2v", {"cache": CacheSettings("deepcache")})]
+                # deepcache acts at 30 steps only: 8 of them re-run the last block on stored shares
+                ("ulysses_deepcache", "ulysses", "ref2v", {"cache": CacheSettings("deepcache"), "steps": 30})]
     return [("cfg_ulysses", "cfg+ulysses", "ref2v", {}), ("cfg_ulysses_audio", "cfg+ulysses", "audio", {})]
 
 
@@ -119,7 +121,8 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
     results = {}
     for name, mode, kind, over in _scenarios(world):
         base = models[kind]
-        request = _request(base, kind, guidance=over.get("guidance", 7.5), cache=over.get("cache"))
+        request = _request(base, kind, guidance=over.get("guidance", 7.5), cache=over.get("cache"),
+                           steps=over.get("steps", STEPS))
         shape = JobShape(uses_cfg=request.uses_cfg, cfg_batched=False, heads=base.config.num_attention_heads,
                          image_tokens=image_tokens(*request.latents.shape[2:]))
         plan = choose_plan(world, mode, shape)

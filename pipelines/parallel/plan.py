@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PARALLEL_MODES = ("auto", "cfg", "ulysses", "cfg+ulysses", "windows")
+GPU_CHOICES = ("1", "2", "4", "8", "all")  # ComfyUI's loader option (workers.py); here: no torch import
 
 
 class ParallelSetupError(ValueError):
@@ -94,7 +95,7 @@ def _check_ulysses(n: int, job: JobShape) -> None:
     if job.image_tokens % n:
         raise ParallelSetupError(f"sequence parallel over {n} ranks needs the video tokens ({job.image_tokens}: "
                                  f"reference + latent frames x height/16 x width/16) to divide by {n}; change "
-                                 "--size or --num-frames, or the number of processes")
+                                 "the size or the number of frames, or the number of processes")
     if job.cache == "fbcache":
         raise ParallelSetupError("cache fbcache decides from the whole first-block output, which sequence parallel "
-                                 "splits over ranks; use --cache teacache, magcache or deepcache, or CFG parallel only")
+                                 "splits over ranks; use the teacache, magcache or deepcache cache, or CFG parallel only")

@@ -29,10 +29,9 @@ from typing import Any, Callable
 import torch
 
 from ..generate import GenerationError, LocalGenerator, ModelFiles, RuntimeOptions
-from .plan import ParallelPlan, ParallelSetupError
+from .plan import GPU_CHOICES, ParallelPlan, ParallelSetupError
 from .worker_loop import SETUP_ENV, receive, request_to_message, send
 
-GPU_CHOICES = ("1", "2", "4", "8", "all")
 CPU_WORKERS_ENV = "HYC_CPU_WORKERS"  # tests and development: allow gloo workers on the CPU
 START_TIMEOUT_S = 120.0
 CANCEL_TIMEOUT_S = 600.0  # a step of a 720p job on a slow card; then the workers are ended
