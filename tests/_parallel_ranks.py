@@ -144,6 +144,7 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
             results[name] = {"single": single, "parallel": parallel, "plan": plan.describe, "ranks": seen,
                              "single_decisions": single_decisions}
     results["cancel"] = _cancel(rank, world, models["ref2v"])
+    results["windows"] = _windows(rank, world)
     if rank == 0:
         torch.save(results, out)
     dist.barrier()
@@ -156,6 +157,35 @@ def _mesh(plan):
     from torch.distributed.device_mesh import init_device_mesh
 
     return init_device_mesh("cpu", (plan.cfg, 1, plan.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
+
+
+def _windows(rank: int, world: int):
+    """WindowSplit: 5 overlapping windows of a 12-frame latent; the ranks' combined sums and counts
+    against one process accumulating every window."""
+    from types import SimpleNamespace
+
+    from hunyuan_custom.pipelines.parallel.windows import WindowSplit
+
+    g = torch.Generator().manual_seed(4)
+    latents = torch.zeros(1, 2, 12, 2, 2)
+    windows = [SimpleNamespace(index=i, frames=[(3 * i + k) % 12 for k in range(5)]) for i in range(5)]
+    updates = [torch.randn(1, 2, 5, 2, 2, generator=g) for _ in windows]
+
+    def accumulate(chosen):
+        velocity, counts = None, None
+        for w in chosen:
+            index = torch.tensor(w.frames)
+            velocity = (torch.zeros_like(latents) if velocity is None else velocity).index_add_(2, index, updates[w.index])
+            counts = (torch.zeros(12) if counts is None else counts).index_add_(0, index, torch.ones(5))
+        return velocity, counts
+
+    split = WindowSplit(rank, world)
+    mine = split.mine(windows)
+    velocity, counts = split.combine(*accumulate(mine), latents)
+    single = accumulate(windows)
+    seen = [None] * world
+    dist.all_gather_object(seen, [w.index for w in mine])
+    return {"ranks": seen, "equal": torch.allclose(velocity, single[0], atol=1e-6) and torch.equal(counts, single[1])}
 
 
 def _cancel(rank: int, world: int, model) -> list:

@@ -70,6 +70,9 @@ def test_two_ranks_every_mode_equals_one_process_and_caches_and_cancel_agree(ear
     # Cancel on rank 0 before step 3: every rank leaves the loop at that step.
     assert results["cancel"] == [("KeyboardInterrupt", 2), ("Cancelled", 2)]
 
+    # Window parallel's building block: the windows of a step dealt out, their sums combined.
+    assert results["windows"] == {"ranks": [[0, 2, 4], [1, 3]], "equal": True}
+
 
 @pytest.mark.early_run(start=_ranks(4))
 def test_four_ranks_cfg_times_ulysses_equals_one_process(early_run):
@@ -82,3 +85,4 @@ def test_four_ranks_cfg_times_ulysses_equals_one_process(early_run):
     assert [r["tokens"] for r in results["cfg_ulysses"]["ranks"]] == [[27], [27], [29], [29]]
     assert [outcome for outcome, _ in results["cancel"]] == ["KeyboardInterrupt"] + ["Cancelled"] * 3
     assert {steps for _, steps in results["cancel"]} == {2}
+    assert results["windows"] == {"ranks": [[0, 4], [1], [2], [3]], "equal": True}

@@ -4,7 +4,8 @@ Axes, combined by the number of processes N = cfg x windows x ulysses:
   cfg      2 ranks: the unconditional and the conditional pass of a step on different ranks, one
            all_gather of the velocity per step. Exact (each rank runs exactly the pass one process
            runs). Needs guidance > 1 and the two batch-1 passes (the default).
-  windows  the windows of a long video's step over ranks (needs the windows feature: refused here).
+  windows  the windows of a long video's step over ranks (windows.py has the split; refused until the
+           windowed sampler of the windows feature calls it).
   ulysses  one pass's tokens split over ranks, attention by heads (diffusers' ContextParallelConfig);
            needs heads % ulysses == 0 and image tokens % ulysses == 0.
 `auto` takes CFG first (no attention change, about 2x), then windows, then Ulysses for the rest.
