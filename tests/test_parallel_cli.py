@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from _cli_run import error_line, local_argv, run_cli, subprocess_pythonpath, write_reference_png
 from _tiny_model_set import build_tiny_model_set
@@ -94,3 +95,18 @@ def test_other_ranks_stay_quiet_on_bad_input(models, ref_png, tmp_path, monkeypa
     _ranks_env(monkeypatch, 8, rank=3)
     run = run_cli(local_argv(models, ref_png, tmp_path / "out.mp4", *SMALL))
     assert run.returncode == 2 and run.stdout == "" and run.stderr == ""
+
+
+def test_torchrun_with_cuda_but_no_gpu_is_refused_before_loading(models, ref_png, tmp_path, monkeypatch):
+    from hunyuan_custom.pipelines.parallel.group import backend_for
+    from hunyuan_custom.pipelines.parallel.plan import ParallelSetupError
+
+    _ranks_env(monkeypatch, 2)
+    argv = local_argv(models, ref_png, tmp_path / "out.mp4", *SMALL)
+    argv[argv.index("--device") + 1] = "cuda"
+    line = error_line(run_cli(argv))
+    assert "cuda" in line and "cpu" in line and not (tmp_path / "out.mp4").exists()
+    assert backend_for("cpu") == "gloo"
+    if not torch.cuda.is_available():
+        with pytest.raises(ParallelSetupError, match="needs CUDA GPUs for NCCL.*--device cpu"):
+            backend_for("cuda")
