@@ -100,6 +100,9 @@ def _scenarios(world: int):
                 ("ulysses_editing", "ulysses", "editing", {}), ("ulysses_audio", "ulysses", "audio", {}),
                 ("ulysses_guidance1", "ulysses", "ref2v", {"guidance": 1.0}),
                 ("ulysses_teacache", "ulysses", "ref2v", {"cache": tea}),
+                # MagCache decides from its published ratios, not from tensors: the ranks agree by construction
+                ("ulysses_magcache", "ulysses", "ref2v", {"cache": CacheSettings("magcache", threshold=0.5),
+                                                          "steps": 10}),
                 # deepcache acts at 30 steps only: 8 of them re-run the last block on stored shares
                 ("ulysses_deepcache", "ulysses", "ref2v", {"cache": CacheSettings("deepcache"), "steps": 30})]
     return [("cfg_ulysses", "cfg+ulysses", "ref2v", {}), ("cfg_ulysses_audio", "cfg+ulysses", "audio", {})]

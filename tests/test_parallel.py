@@ -44,7 +44,8 @@ def test_two_ranks_every_mode_equals_one_process_and_caches_and_cancel_agree(ear
     # each rank ran one CFG pass: uncond (48 image + 5 text tokens) on rank 0, cond (48 + 9) on rank 1
     assert [r["tokens"] for r in cfg["ranks"]] == [[53], [57]]
 
-    for name in ("ulysses_ref2v", "ulysses_editing", "ulysses_audio", "ulysses_guidance1", "ulysses_deepcache"):
+    for name in ("ulysses_ref2v", "ulysses_editing", "ulysses_audio", "ulysses_guidance1", "ulysses_deepcache",
+                 "ulysses_magcache"):
         result = results[name]
         assert result["plan"] == "2 ranks: ulysses 2", name
         single, parallel = result["single"], result["parallel"]
