@@ -445,6 +445,55 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
 # report
 
 
+@dataclass
+class SplitEstimate:
+    gpus: int
+    split: str
+    per_gpu: int  # bytes
+    how: str
+
+
+def split_estimates(stage: StageEstimate, config, width: int, height: int, frames: int, itemsize: int,
+                    counts: list[int]) -> list[SplitEstimate]:
+    """The per-GPU peak of the sampling stage when one job runs on N GPUs (pipelines/parallel/).
+
+    Every rank holds the whole transformer (no weight sharding). CFG parallel: a rank runs one batch-1
+    pass, which is what one GPU runs at a time already: the same activation peak, plus the gathered
+    velocity. Ulysses over u ranks: every per-token tensor and attention's q/k/v (all tokens x 1/u of
+    the heads after the all-to-all) are 1/u of one GPU's, so the measured activation peak is divided
+    by u, plus the full-size tokens each rank still holds (the patch embedding before the split and
+    the gathered tokens before the output layers). A scaled estimate, not a shape-only run."""
+    from hunyuan_custom.pipelines.sampling import latent_shape
+
+    shape = latent_shape(frames, height, width, channels=config.in_channels)
+    latent_bytes = 4 * int(torch.Size(shape).numel())
+    tokens = (shape[2] + 1) * (shape[3] // config.patch_size) * (shape[4] // config.patch_size)
+    full_tokens = 2 * tokens * config.num_attention_heads * config.attention_head_dim * itemsize
+    weights, activations = stage.peak_weights, stage.peak_activations
+    rows = [SplitEstimate(1, "one GPU", stage.peak_total, "measured above")]
+    for n in counts:
+        if n == 2:
+            rows.append(SplitEstimate(2, "cfg 2", weights + activations + 2 * latent_bytes,
+                                      "one pass per GPU: the single-GPU peak + the gathered velocity"))
+        for cfg in (1, 2):
+            ulysses = n // cfg
+            if n % cfg or ulysses < 2 or config.num_attention_heads % ulysses or tokens % ulysses:
+                continue
+            name = f"ulysses {ulysses}" if cfg == 1 else f"cfg 2 x ulysses {ulysses}"
+            rows.append(SplitEstimate(n, name, weights + activations // ulysses + full_tokens,
+                                      f"activations / {ulysses} + full-size token buffers (scaled estimate)"))
+    return rows
+
+
+def format_splits(rows: list[SplitEstimate]) -> list[str]:
+    lines = ["", "== sampling on several GPUs (per GPU; every GPU holds the whole transformer)"]
+    base = rows[0].per_gpu
+    for r in rows:
+        lines.append(f"   {r.gpus} GPU{'s' if r.gpus > 1 else ' '}  {r.split:<22} {gib(r.per_gpu):>10}  "
+                     f"({100 * r.per_gpu / base:.0f} % of one GPU)  {r.how}")
+    return lines
+
+
 def gib(n: int) -> str:
     """GiB, or MiB for small (tiny-model) figures."""
     return f"{n / GIB:6.2f} GiB" if n >= GIB / 10 or n == 0 else f"{n / 2**20:6.2f} MiB"
@@ -518,6 +567,9 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
                              "or the tiny config's 8 with --tiny)")
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check of the script itself")
+    parser.add_argument("--gpus", default=None, metavar="N,N",
+                        help="also the per-GPU transformer peak when one job runs on N GPUs, for each split "
+                             "(CFG parallel, Ulysses, both); e.g. 2,4,8 (README, Several GPUs)")
     args = parser.parse_args(argv)
 
     _pack.import_pack()
@@ -560,6 +612,10 @@ def main(argv: list[str] | None = None) -> list[StageEstimate]:
                                                 attention=args.attention, text_tokens=text_tokens,
                                                 cfg_batched=args.cfg_batched, deep_cache=args.deep_cache == "on"))
             print("\n".join(format_stage(results[-1])) + f"\n   ({time.perf_counter() - started:.0f} s)")
+            if args.gpus:
+                counts = [int(n) for n in args.gpus.split(",") if n.strip()]
+                print("\n".join(format_splits(split_estimates(results[-1], model.config, width, height, frames,
+                                                               dtype.itemsize, counts))))
         del model
     if "vae" in stages:
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from . import comfy
+from ..pipelines.parallel.plan import GPU_CHOICES
 from .validation import refuse
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
@@ -111,6 +112,12 @@ class HunyuanCustomModelLoader:
                     "models/audio_encoders: Whisper for the audio-driven mode (HunyuanCustom Audio node, with the "
                     "audio checkpoint hunyuancustom_audio_720P): the folder whisper-tiny/ (openai/whisper-tiny from "
                     "Hugging Face, as upstream downloads it) or its model.safetensors. none: no audio mode.")}),
+                # After audio_encoder, so workflows saved before it keep their widget order.
+                "gpus": (list(GPU_CHOICES), {"default": "1", "tooltip": (
+                    "Several GPUs for one job: worker processes on the other GPUs (started with the first job, "
+                    "kept warm, ended when the model is unloaded). With guidance the two passes run on two GPUs "
+                    "(exact, about 2x); more GPUs split each pass's tokens (Ulysses). Each GPU holds the whole "
+                    "transformer. Refused with one GPU.")}),
             },
         }
 
@@ -131,8 +138,10 @@ class HunyuanCustomModelLoader:
         return True
 
     def load(self, transformer, vae, text_encoder, text_encoder_2, dtype="bfloat16", fp8_mode="dequantize",
-             offload="auto", attention="default", llava_vision="auto", audio_encoder="none"):
+             offload="auto", attention="default", llava_vision="auto", audio_encoder="none", gpus="1"):
         from ..pipelines.generate import GenerationError, LocalGenerator, RuntimeOptions
+        from ..pipelines.parallel.plan import ParallelSetupError
+        from ..pipelines.parallel.workers import WorkerGenerator, worker_count
 
         files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision, audio_encoder)
         if problems:
@@ -141,8 +150,14 @@ class HunyuanCustomModelLoader:
         if device == "cpu" and dtype != "float32":
             dtype = "float32"  # CPU kernels for bf16 attention are slow and not what users expect
         try:
-            return (LocalGenerator(files, RuntimeOptions(device=device, dtype=dtype, fp8_mode=fp8_mode,
-                                                         offload=offload, attention=attention)),)
+            world = worker_count(str(gpus), device)
+        except ParallelSetupError as exc:
+            raise RuntimeError(str(exc)) from None
+        options = RuntimeOptions(device=device, dtype=dtype, fp8_mode=fp8_mode, offload=offload, attention=attention)
+        try:
+            if world > 1:
+                return (WorkerGenerator(files, options, world),)
+            return (LocalGenerator(files, options),)
         except GenerationError as exc:
             raise RuntimeError(str(exc)) from None
 

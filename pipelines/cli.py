@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=_help(schema.FIELDS["cache_start"].tooltip))
     local.add_argument("--cache-end", type=float, default=None, metavar="F", help=_help(schema.FIELDS["cache_end"].tooltip))
     local.add_argument("--no-deep-cache", action="store_true", help="the older spelling of --cache off")
+    local.add_argument("--parallel", choices=("auto", "cfg", "ulysses", "cfg+ulysses", "windows"), default=None,
+                       help="with several processes (torchrun --nproc-per-node N -m hunyuan_custom generate ...): "
+                            "how the N ranks share the job. cfg: the two guidance passes on 2 ranks (exact); ulysses: "
+                            "each pass's tokens split over the ranks; auto (default): cfg first, then ulysses; "
+                            "windows: not available yet. See README, Several GPUs")
     local.add_argument("--compile", action="store_true",
                        help="torch.compile the transformer's blocks: faster steps after a first step that compiles "
                             "(a minute or more); needs Triton on a GPU (a C++ compiler on the CPU)")
@@ -163,7 +168,7 @@ _REMOTE_IGNORES = (
     (("--subject",), "WaveSpeed's request has no subject word; name the subject in --prompt instead"),
     (("--transformer", "--vae", "--text-encoder", "--text-encoder-2", "--llava-vision", "--llava-tokenizer",
       "--clip-tokenizer", "--audio-encoder", "--device", "--dtype", "--offload", "--fp8-mode", "--no-deep-cache",
-      "--cache", "--cache-threshold", "--cache-start", "--cache-end", "--compile", "--lora"),
+      "--cache", "--cache-threshold", "--cache-start", "--cache-end", "--compile", "--lora", "--parallel"),
      "they are options of the local backend"),
 )
 _LOCAL_IGNORES = ((("--disable-safety-checker",), "it is an option of the remote backend (WaveSpeed)"),)
@@ -326,6 +331,14 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
                        "Hugging Face, as upstream downloads it) or its model.safetensors")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    from .parallel.group import world_size_from_env
+
+    world = world_size_from_env()
+    if world > 1 and device == "cuda":  # torchrun: one GPU per process
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    elif world == 1 and args.parallel not in (None, "auto"):
+        raise CliError(f"--parallel {args.parallel} needs several processes: start the command with "
+                       "torchrun --nproc-per-node N -m hunyuan_custom generate ...")
     try:
         generator = LocalGenerator(
             ModelFiles(args.transformer, args.vae, args.text_encoder, args.text_encoder_2,
@@ -336,6 +349,15 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
         )
         generator.check_job(job)
         job, _notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes
+        plan = None
+        if world > 1:
+            from .parallel.launch import plan_for_job
+            from .parallel.plan import ParallelSetupError
+
+            try:
+                plan = plan_for_job(args.transformer, job, args.parallel or "auto", world)
+            except ParallelSetupError as exc:
+                raise CliError(f"{exc} (torchrun --nproc-per-node {world})") from None
     except CheckpointModeError as exc:
         raise CliError(exc.cli_message) from None
     except ConditionError as exc:
@@ -349,6 +371,14 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
             _status(f"{stage}: {done}/{total}")
         last["stage"] = stage
 
+    if plan is not None:
+        from .parallel.launch import run_job
+
+        result = run_job(generator, job, plan, write=lambda r: _write_mp4(output, r), status=_status,
+                         progress=progress, loras=loras)
+        if result is not None:
+            _status(f"seed {result.seed}")
+        return
     result = generator.generate(job, status=_status, progress=progress, loras=loras)
     _write_mp4(output, result)
     _status(f"seed {result.seed}")
@@ -412,18 +442,43 @@ def _failure_line(exc: BaseException) -> str:
     return f"unexpected failure ({type(exc).__name__}: {text or 'no message'}); set HYC_DEBUG=1 for the details"
 
 
+FOLLOWER_REFUSAL_DELAY_S = 3.0
+
+
+def _follower_rank() -> bool:
+    """A rank other than 0 under torchrun: it works silently (rank 0 says everything once)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (`python -m hunyuan_custom`, the `hunyuan-custom` script): Ctrl-C at any point,
     the first second of imports (torch, diffusers) included, ends with one line and exit code 130."""
     try:
-        return _main(argv)
+        return _ranked_main(argv)
     except KeyboardInterrupt:
         print("error: cancelled; no output was written", file=sys.stderr)
         return 130
 
 
-def _main(argv: list[str] | None) -> int:
+def _ranked_main(argv: list[str] | None) -> int:
+    """Parses the flags; a follower rank under torchrun runs silently (rank 0 speaks for all)."""
     args = build_parser().parse_args(argv)
+    if _follower_rank() and not os.environ.get("HYC_DEBUG"):
+        import contextlib
+
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+            code = _main(args)
+        if code == 2:
+            # Every rank refuses the same bad input; torchrun ends all ranks when the first one exits,
+            # so a follower gives rank 0 a moment to print the message.
+            import time
+
+            time.sleep(FOLLOWER_REFUSAL_DELAY_S)
+        return code
+    return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from .conditioning.base import ConditionError
 
     try:

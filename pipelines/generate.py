@@ -198,6 +198,8 @@ class LocalGenerator:
         self._compile_asked = False  # whether the loaded transformer was loaded for a job with compile on
         self._vae = None
         self._lock = threading.Lock()
+        # The sampling loop (sampling.denoise); several processes put their session's in (parallel/).
+        self.sampler: Callable[..., torch.Tensor] | None = None
 
     # -- loading --------------------------------------------------------------------------------
     @property
@@ -238,7 +240,7 @@ class LocalGenerator:
             self._transformer.to(self.device)
         return self._transformer
 
-    def _apply_loras(self, model: torch.nn.Module, loras: tuple, status: StatusCallback) -> None:
+    def apply_loras(self, model: torch.nn.Module, loras: tuple, status: StatusCallback) -> None:
         from .diffusion_models.lora_files import LoraError
         from .diffusion_models.lora_runtime import apply_loras, place_loras
 
@@ -438,7 +440,7 @@ class LocalGenerator:
 
         model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
                                  compile=job.compile, cache=job.cache.name)
-        self._apply_loras(model, loras, say)
+        self.apply_loras(model, loras, say)
         say(f"sampling {job.steps} step{'' if job.steps == 1 else 's'}, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         request = DenoiseRequest(
@@ -448,7 +450,7 @@ class LocalGenerator:
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
         with torch.no_grad():
             try:
-                latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+                latents = (self.sampler or denoise)(model, request, on_step=on_step, check_cancel=cancel)
             except Exception as exc:
                 from .diffusion_models.compile_blocks import is_compile_error
 

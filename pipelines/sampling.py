@@ -14,7 +14,7 @@ transformer drop the text mask so flash/sage attention kernels apply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -24,6 +24,10 @@ from .scheduler import FlowMatchEuler
 from .text_encoders.encodings import TextConditioning
 
 StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total, current latents)
+
+
+class PassRunner(Protocol):
+    def run_passes(self, passes: list, run: Callable[[Any], torch.Tensor]) -> torch.Tensor: ...
 
 
 @dataclass
@@ -113,10 +117,12 @@ def denoise(
     *,
     on_step: StepCallback | None = None,
     check_cancel: Callable[[], None] | None = None,
+    parallel: PassRunner | None = None,
 ) -> torch.Tensor:
     """Run the sampling loop; returns the final float32 latents (before /scaling_factor).
 
     `check_cancel` is called before every step and may raise to stop; `on_step` after every step.
+    `parallel` (parallel/cfg.py): runs this rank's share of a step's passes and gathers all of them.
     """
     # The patch embed is never stored in fp8, so its weight tells the compute dtype and device.
     weight = model.x_embedder.proj.weight
@@ -143,11 +149,12 @@ def denoise(
             mode = upstream_deep_cache_mode(i, request.steps) if deep_cache else "off"
             t = t.to(device)
             cache.before_step(i)
-            preds = []
-            for p in passes:
+
+            def run(p: _Pass) -> torch.Tensor:
                 with cache.pass_context(p.name):
-                    preds.append(p(model, latents, t, mode, request.audio_strength))
-            preds = torch.cat(preds, dim=0)
+                    return p(model, latents, t, mode, request.audio_strength)
+
+            preds = parallel.run_passes(passes, run) if parallel else torch.cat([run(p) for p in passes], dim=0)
             if request.uses_cfg:
                 uncond, cond = preds[0:1], preds[1:2]
                 velocity = uncond + request.guidance_scale * (cond - uncond)

@@ -237,7 +237,7 @@ def test_node_specs():
     assert kind == "FLOAT" and (opts["default"], opts["min"], opts["max"], opts["step"]) == (0.8, 0.0, 1.0, 0.05)
     assert HunyuanCustomAudio.RETURN_TYPES == ("HYC_PROMPT",)
     optional = list(HunyuanCustomModelLoader.INPUT_TYPES()["optional"])
-    assert optional[-1] == "audio_encoder"  # last: saved workflows keep their widget order
+    assert optional[-2:] == ["audio_encoder", "gpus"]  # last: saved workflows keep their widget order
 
 
 # ------------------------------------------------------------------ CLI

@@ -13,7 +13,8 @@ COMFYUI_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "fol
                    "nodes", "latent_preview", "node_helpers"}
 SHARED_TOP_LEVEL = {"__init__", "cli", "generate", "job", "mapped_memory", "offload_policy", "sampling", "scheduler",
                     "schema", "weights_io"}
-SUB_PACKAGES = {"audio_encoders", "conditioning", "diffusion_models", "media", "text_encoders", "vae", "wavespeed"}
+SUB_PACKAGES = {"audio_encoders", "conditioning", "diffusion_models", "media", "parallel", "text_encoders", "vae",
+                "wavespeed"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -378,7 +378,7 @@ def test_loader_offers_the_vision_file_last_and_auto_resolves_it(comfy_env, pair
 
     loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
     spec = loader.INPUT_TYPES()
-    assert "llava_vision" not in spec["required"] and list(spec["optional"]) == ["llava_vision", "audio_encoder"]
+    assert "llava_vision" not in spec["required"] and list(spec["optional"]) == ["llava_vision", "audio_encoder", "gpus"]
     choices, opts = spec["optional"]["llava_vision"]
     assert choices[0] == "auto" and "llava_llama3_vision.safetensors" in choices and opts["default"] == "auto"
     assert "llava_vision" in opts["tooltip"] or "LLaVA vision" in opts["tooltip"]

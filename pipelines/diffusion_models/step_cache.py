@@ -205,9 +205,10 @@ class _DiffusersCacheRun(_HookedCacheRun):
 class _TeaCacheRun(_HookedCacheRun):
     def attach(self) -> None:
         from ..offload_policy import streaming_device
-        from .teacache import TeaCacheSchedule, apply_teacache
+        from .teacache import TeaCacheSchedule, apply_teacache, sequence_parallel_sum
 
-        self.schedule = TeaCacheSchedule(threshold=self.settings.resolved_threshold, num_steps=self.steps)
+        self.schedule = TeaCacheSchedule(threshold=self.settings.resolved_threshold, num_steps=self.steps,
+                                         reduce=sequence_parallel_sum(self.model))
         self.handle = apply_teacache(self.model, self.schedule, compute_device=streaming_device(self.model))
 
     def detach(self) -> None:

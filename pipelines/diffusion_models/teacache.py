@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
@@ -46,6 +46,17 @@ class TeaCacheSchedule:
     num_steps: int
     step_index: int = 0
     polynomial: tuple[float, ...] = HUNYUAN_VIDEO_POLYNOMIAL
+    # Under sequence parallel each rank holds a share of the tokens: `reduce` sums a tensor over the
+    # ranks (all_reduce), so every rank measures the whole change and takes the same decision (a rank
+    # that skipped while another computed would leave that one waiting in attention's all-to-all).
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def relative_change(self, modulated: torch.Tensor, previous: torch.Tensor) -> float:
+        if self.reduce is None:
+            return ((modulated - previous).abs().mean() / previous.abs().mean()).item()
+        sums = torch.stack([(modulated - previous).abs().sum(), previous.abs().sum()]).float()
+        sums = self.reduce(sums)
+        return (sums[0] / sums[1]).item()
 
     def rescale(self, relative_change: float) -> float:
         value = 0.0
@@ -91,7 +102,7 @@ class TeaCacheHeadHook(ModelHook):
         if previous is None or state.residual is None or s.step_index in (0, s.num_steps - 1):
             state.accumulated = 0.0
             return True
-        change = ((modulated - previous).abs().mean() / previous.abs().mean()).item()
+        change = s.relative_change(modulated, previous)
         state.accumulated += s.rescale(change)
         if state.accumulated < s.threshold:
             return False
@@ -132,6 +143,22 @@ class TeaCacheBlockHook(ModelHook):
             state.residual = output[0] - state.head_input
             state.head_input = None
         return output
+
+
+def sequence_parallel_sum(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A sum over the ranks that share `model`'s tokens (diffusers' context parallelism), or None."""
+    config = getattr(getattr(model, "_parallel_config", None), "context_parallel_config", None)
+    if config is None:
+        return None
+    import torch.distributed as dist
+
+    group = config._flattened_mesh.get_group()
+
+    def reduce(tensor: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    return reduce
 
 
 @dataclass

@@ -14,7 +14,9 @@ HunyuanCustom feeds them:
     (flash/sage kernels) while giving the same numbers;
   * upstream's deepcache through an explicit `DeepCache` object (deep_cache.py);
   * the other step caches (step_cache.py) are hooks on the blocks; a block they skip hands back its
-    input tensor itself, and then no audio update follows it (the reused residual already has it).
+    input tensor itself, and then no audio update follows it (the reused residual already has it);
+  * sequence parallel (Ulysses) through diffusers' context parallelism: `_cp_plan` splits the tokens
+    at `sequence_split` and gathers them at `sequence_gather` (see `_split_for_sequence_parallel`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 from diffusers.configuration_utils import register_to_config
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_hunyuan_video import (
     HunyuanVideoPatchEmbed,
@@ -40,9 +43,38 @@ UPSTREAM_AUDIO_INSERT_AFTER = (1, 3, 5, 7, 9, 11)
 FRAMES_PER_LATENT_FRAME = 4
 
 
+class SequenceSplit(nn.Module):
+    """Where sequence parallel splits the tokens (an identity: `_cp_plan` hooks its outputs)."""
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_valid: torch.Tensor, rotary_cos: torch.Tensor,
+                rotary_sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return image, text, text_valid, rotary_cos, rotary_sin
+
+
+class SequenceGather(nn.Module):
+    """Where sequence parallel gathers the image tokens again, before the output layers."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
+
 class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
     _skip_layerwise_casting_patterns = ["x_embedder", "bg_in", "context_embedder", "norm"]
     _no_split_modules = HunyuanVideoTransformer3DModel._no_split_modules + ["AudioCrossAttention"]
+    # Ulysses (diffusers' context parallelism): [reference; video] tokens, the (padded) text, its
+    # validity and the RoPE rows are split over the ranks on the token axis; the image tokens are
+    # gathered before the output layers. Every per-token layer then runs on 1/N of the tokens, and
+    # attention exchanges heads for tokens (all-to-all inside dispatch_attention_fn).
+    _cp_plan = {
+        "sequence_split": {
+            0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),
+            1: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),
+            2: ContextParallelInput(split_dim=1, expected_dims=2, split_output=True),
+            3: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
+            4: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
+        },
+        "sequence_gather": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
@@ -123,6 +155,8 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
                 for _ in audio_insert_after
             )
         self._rope_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.sequence_split = SequenceSplit()
+        self.sequence_gather = SequenceGather()
 
     # ------------------------------------------------------------------ helpers
     def _rotary_tables(
@@ -187,6 +221,64 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         if isinstance(audio_strength, torch.Tensor) and audio_strength.ndim > 0:
             audio_strength = audio_strength.to(update).view(-1, 1, 1)
         return torch.cat([image[:, :reference_tokens], video + update * audio_strength], dim=1)
+
+    def _sequence_degree(self) -> int:
+        """Ranks the tokens are split over (1 without sequence parallel)."""
+        config = getattr(self, "_parallel_config", None)
+        cp = getattr(config, "context_parallel_config", None)
+        return 1 if cp is None else int(cp.ulysses_degree) * int(cp.ring_degree)
+
+    def _split_for_sequence_parallel(
+        self, image: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
+        degree: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor], int]:
+        """This rank's share of the tokens: (image, text, attention mask, RoPE rows, first image token's index).
+
+        The valid-text-length rule: the text is split over the ranks like the image (padded with zero
+        tokens to a multiple of the ranks), and each rank's key mask marks its padding invalid;
+        diffusers' Ulysses gathers those masks into the same order as the gathered keys. Keeping the
+        text whole on every rank (upstream's way) would need an attention of our own: the all-to-all
+        would hand every rank N copies of the text keys. Attention does not depend on the order of
+        the keys, so the permuted order gives the same result; no mask at all when no padding was
+        needed (the common batch-1 case), so flash/sage kernels still apply.
+        """
+        length = text.shape[1]
+        padded = -(-length // degree) * degree
+        if padded != length:
+            text = torch.nn.functional.pad(text, (0, 0, 0, padded - length))
+        text_valid = torch.arange(padded, device=text.device).unsqueeze(0) < valid.to(text.device).unsqueeze(1)
+        needs_mask = not bool(text_valid.all())  # decided on the whole text: every rank takes the same path
+        image, text, text_valid, cos, sin = self.sequence_split(image, text, text_valid, *rotary)
+        mask = None
+        if needs_mask:
+            image_valid = torch.ones(image.shape[:2], dtype=torch.bool, device=image.device)
+            mask = torch.cat([image_valid, text_valid], dim=1)[:, None, None, :]
+        cp = self._parallel_config.context_parallel_config
+        rank = torch.distributed.get_rank(cp._flattened_mesh.get_group())
+        return image, text, mask, (cos, sin), rank * image.shape[1]
+
+    def _add_audio_to_share(
+        self, image: torch.Tensor, audio_tokens: torch.Tensor, model_index: int, reference_tokens: int,
+        frame_tokens: int, offset: int, audio_strength: float | torch.Tensor,
+    ) -> torch.Tensor:
+        """`_add_audio` for one rank's tokens (global positions offset..offset+len): each video token's
+        update depends only on itself and its latent frame's audio tokens, so the share is cut at the
+        frame borders and each piece attends to its frame's audio; no exchange between ranks."""
+        pieces, start, end = [], offset, offset + image.shape[1]
+        if start < reference_tokens:
+            pieces.append(image[:, : min(end, reference_tokens) - start])
+            start = min(end, reference_tokens)
+        if isinstance(audio_strength, torch.Tensor) and audio_strength.ndim > 0:
+            audio_strength = audio_strength.view(-1, 1, 1)
+        while start < end:
+            frame = (start - reference_tokens) // frame_tokens
+            stop = min(end, reference_tokens + (frame + 1) * frame_tokens)
+            tokens = image[:, start - offset : stop - offset]
+            update = self.audio_models[model_index](audio_tokens[:, frame : frame + 1], tokens.unsqueeze(1)).flatten(1, 2)
+            strength = audio_strength.to(update) if isinstance(audio_strength, torch.Tensor) else audio_strength
+            pieces.append(tokens + update * strength)
+            start = stop
+        return torch.cat(pieces, dim=1)
 
     def _run_block(self, block: nn.Module, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -257,6 +349,8 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
                 stored.attention_mask,
                 stored.rotary_emb,
             )
+            if self._sequence_degree() > 1:
+                image = self.sequence_gather(image)
             out = self._output_layers(image[:, stored.reference_tokens :], temb, batch, tt, th, tw)
             return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
@@ -279,6 +373,11 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
         text = self.context_embedder(encoder_hidden_states, timestep, encoder_attention_mask)
         text, attention_mask = self._text_and_mask(text, encoder_attention_mask, image.shape[1], trim_text)
         rotary = self._rotary_tables(tt, th, tw, reference is not None, hidden_states.device)
+        degree, offset = self._sequence_degree(), 0
+        if degree > 1:
+            valid = encoder_attention_mask.sum(dim=1, dtype=torch.int64)
+            image, text, attention_mask, rotary, offset = self._split_for_sequence_parallel(
+                image, text, valid, rotary, degree)
 
         audio_tokens = None
         if audio_prompts is not None:
@@ -291,9 +390,13 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
             block_input = image
             image, text = self._run_block(block, image, text, temb, attention_mask, rotary)
             if index in insert_after and image is not block_input:
-                image = self._add_audio(
-                    image, audio_tokens, insert_after.index(index), reference_tokens, frames, audio_strength
-                )
+                if degree > 1:
+                    image = self._add_audio_to_share(image, audio_tokens, insert_after.index(index),
+                                                     reference_tokens, th * tw, offset, audio_strength)
+                else:
+                    image = self._add_audio(
+                        image, audio_tokens, insert_after.index(index), reference_tokens, frames, audio_strength
+                    )
 
         last = len(self.single_transformer_blocks) - 1
         for index, block in enumerate(self.single_transformer_blocks):
@@ -303,5 +406,7 @@ class HunyuanCustomTransformer3DModel(HunyuanVideoTransformer3DModel):
                 )
             image, text = self._run_block(block, image, text, temb, attention_mask, rotary)
 
+        if degree > 1:
+            image = self.sequence_gather(image)
         out = self._output_layers(image[:, reference_tokens:], temb, batch, tt, th, tw)
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)

@@ -1,0 +1,53 @@
+"""A local job on the ranks torchrun started: the plan (checked before anything loads), then the
+leader generates as one process does while the followers sample their share of each step."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..job import Job
+from ..sampling import latent_shape
+from . import group
+from .plan import JobShape, ParallelPlan, choose_plan, image_tokens
+from .session import JobSession
+
+
+def transformer_heads(path: str) -> int:
+    """The checkpoint's attention heads, from its header and config (no weights read)."""
+    from ..diffusion_models.checkpoints import open_checkpoint
+    from ..diffusion_models.loading import model_config_for
+
+    config, _ = model_config_for(open_checkpoint(path))
+    return int(config.get("num_attention_heads", 24))
+
+
+def plan_for_job(transformer: str, job: Job, mode: str, world: int) -> ParallelPlan:
+    """How `world` ranks run `job`; ParallelSetupError (its message for people) when they cannot."""
+    shape = JobShape(uses_cfg=job.uses_cfg, cfg_batched=False, heads=transformer_heads(transformer),
+                     image_tokens=image_tokens(*latent_shape(job.num_frames, job.height, job.width)[2:]),
+                     cache=job.cache.name)
+    return choose_plan(world, mode, shape)
+
+
+def run_job(generator: Any, job: Job, plan: ParallelPlan, *, write: Callable[[Any], None],
+            status: Callable[[str], None], progress: Callable | None = None, loras: tuple = ()) -> Any:
+    """Run `job` on this rank (call on every rank). Rank 0 returns the GenerationResult after
+    `write(result)`; the other ranks return None. Every rank puts the same `loras` on its transformer."""
+    ctx = group.start(plan, generator.options.device)
+    session = JobSession(ctx)
+    try:
+        if ctx.is_leader:
+            status(f"parallel: {plan.describe} ({ctx.backend})")
+            generator.sampler = session.sample
+            result = generator.generate(job, status=status, progress=progress, loras=loras)
+            write(result)
+            return result
+        shape = latent_shape(job.num_frames, job.height, job.width)
+        model = generator.transformer(lambda _text: None, shape, compile=job.compile, cache=job.cache.name)
+        generator.apply_loras(model, tuple(loras), lambda _text: None)
+        session.serve(lambda: model)
+        return None
+    finally:
+        if ctx.is_leader:
+            session.close()
+        group.stop()
