@@ -10,13 +10,16 @@ import threading
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from _tiny_model_set import build_tiny_model_set
+from _lora_files import make_lora, write_lora
+from _tiny_model_set import FIXTURES, build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
 Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]
+LoRA = NODE_CLASS_MAPPINGS["HunyuanCustomLoRA"]
 FILES = ("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/",
          "openai_clip-vit-large-patch14/")
 
@@ -25,6 +28,9 @@ FILES = ("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "lla
 def models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     build_tiny_model_set(root)
+    sd = load_file(str(FIXTURES / "transformer_ref2v" / "weights.safetensors"))
+    (root / "loras").mkdir()
+    write_lora(make_lora(sd, seed=5), root / "loras" / "style.safetensors", "musubi", 64)
     return root
 
 
@@ -59,14 +65,18 @@ def test_two_cpu_workers_through_the_nodes(comfy_models, monkeypatch):
 
     (single,) = Loader().load(*FILES, dtype="float32")
     expected = _frames(single)
+    expected_lora = _frames(LoRA().apply(single, "style.safetensors", 0.7)[0])
+    assert not torch.equal(expected_lora, expected)  # the LoRA changes the video
     monkeypatch.setenv("HYC_CPU_WORKERS", "1")
     (model,) = Loader().load(*FILES, dtype="float32", gpus="2")
     try:
         assert torch.equal(_frames(model), expected)  # CFG parallel on two workers: bit for bit
         pids = [p.pid for p in model.pool.procs]
         assert len(pids) == 2
+        # A LoRA node in front: every worker puts the job's LoRAs on its transformer (and takes them off after).
+        assert torch.equal(_frames(LoRA().apply(model, "style.safetensors", 0.7)[0]), expected_lora)
         assert torch.equal(_frames(model), expected)
-        assert [p.pid for p in model.pool.procs] == pids  # warm: the same workers ran the second job
+        assert [p.pid for p in model.pool.procs] == pids  # warm: the same workers ran the next jobs
 
         # Cancel after the first step reaches both workers; they stay warm for the next job.
         steps = []
