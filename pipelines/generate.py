@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from . import schema
-from .conditioning.base import StageContext, checkpoint_mismatch
+from .conditioning.base import StageContext, checkpoint_mismatch, merge_inputs
 from .job import Job
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ FP8_MODES = ("dequantize", "keep")
 ATTENTION_BACKENDS = ("default", "native", "flash", "sage", "_native_cudnn", "_native_flash")
 
 StatusCallback = Callable[[str], None]
-ProgressCallback = Callable[[str, int, int, "torch.Tensor | None"], None]  # (stage, done, total, latents)
+# (stage, done, total, latents); stages: "sampling" (steps), "window" (windows of a long run), "decoding" (tiles)
+ProgressCallback = Callable[[str, int, int, "torch.Tensor | None"], None]
 
 
 class GenerationError(RuntimeError):
@@ -355,6 +356,11 @@ class LocalGenerator:
         for note in notes:
             say(note)
             log.info("HunyuanCustom: %s", note)
+        from .sampling import windowed_cache_refusal
+
+        refusal = windowed_cache_refusal(job.cache.name, (job.num_frames - 1) // 4 + 1)
+        if refusal:  # before anything loads
+            raise GenerationError(refusal)
         with self._lock:
             try:
                 return self._generate(job, say, progress, cancel)
@@ -365,6 +371,7 @@ class LocalGenerator:
                   cancel: Callable[[], None]) -> GenerationResult:
         from .conditioning.reference import llava_pixel_values, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
+        from .windows import window_count
         from .text_encoders.cache import encode_text_conditioning
 
         spec = job.spec
@@ -387,27 +394,31 @@ class LocalGenerator:
                            vae_tiled=self.options.vae_tiling, status=say, cancel=cancel)
         inputs: dict[str, Any] = {}
         for condition in spec.conditions:  # e.g. audio features, before the VAE takes the device
-            inputs.update(condition.encode(ctx))
+            merge_inputs(inputs, condition.encode(ctx))
             cancel()
 
         vae = self.vae(say)
         for condition in spec.conditions:  # the reference first: the generator's draws follow this order
-            inputs.update(condition.encode_latents(vae, ctx))
+            merge_inputs(inputs, condition.encode_latents(vae, ctx))
         if self.options.offload != "none":
             vae.to("cpu")
 
         model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
                                  compile=job.compile, cache=job.cache.name)
-        say(f"sampling {job.steps} steps, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
+        windows = window_count(shape[2])
+        in_windows = f" in {windows} windows of 129 frames" if windows > 1 else ""
+        say(f"sampling {job.steps} steps{in_windows}, seed {job.seed}, {describe_cache(job)}")
         request = DenoiseRequest(
             latents=initial_noise(job.seed, shape), text=text, steps=job.steps, flow_shift=job.flow_shift,
             guidance_scale=job.guidance_scale, cache=job.cache, **inputs,
         )
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
+        # A windowed run also reports each window ("window", windows done, windows in the run).
+        on_window = (lambda i, n: progress("window", i, n, None)) if progress and windows > 1 else None
         with torch.no_grad():
             try:
-                latents = denoise(model, request, on_step=on_step, check_cancel=cancel)
+                latents = denoise(model, request, on_step=on_step, check_cancel=cancel, on_window=on_window)
             except Exception as exc:
                 from .diffusion_models.compile_blocks import is_compile_error
 

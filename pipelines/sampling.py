@@ -56,7 +56,7 @@ class DenoiseRequest:
     cache: CacheSettings | None = None  # a step cache by name; when given it replaces deep_cache
     cache_forced_skips: frozenset[int] | None = None  # benchmarks: the steps the cache must skip (step_cache.py)
     # How each input that varies along the video is cut for a window (field name -> windows.WindowCut),
-    # as the conditions that made the inputs declared them (Condition.window_cuts).
+    # as the conditions that made the inputs declared them (`window_cuts` in their stage inputs).
     window_cuts: Mapping[str, WindowCut] = field(default_factory=dict)
 
     @property

@@ -119,3 +119,20 @@ def cut_frames(value: torch.Tensor, window: Window) -> torch.Tensor:
         pad = int(wanted.max()) + 1 - frames
         padded = torch.cat([value, value.new_zeros(value.shape[0], pad, *value.shape[2:])], dim=1)
     return padded.index_select(1, wanted)
+
+
+@dataclass(frozen=True)
+class HeadedLatentCut:
+    """`cut_latents`, with the window's FIRST latent taken from `heads` [B, C, N, h, w]: head s is
+    latent s as a window starting there sees it (for the editing mode: frame 4s encoded on its
+    own, an image latent, as the model saw at every window start in training)."""
+
+    heads: torch.Tensor
+
+    def __call__(self, value: torch.Tensor, window: Window) -> torch.Tensor:
+        out = cut_latents(value, window)
+        if window.is_whole:
+            return out
+        out = out.clone()
+        out[:, :, 0] = self.heads[:, :, window.first_latent].to(out.dtype)
+        return out

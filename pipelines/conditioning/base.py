@@ -7,7 +7,10 @@ video when a mode adds one). Each condition is immutable data that knows:
   * how to check itself and adjust the job before anything loads (`check`, `plan`);
   * how to make its stage inputs: in the text stage without the VAE (`encode`, e.g. whisper) and in
     the VAE stage (`encode_latents`, e.g. the reference or background latents). The returned dicts
-    are fields of sampling.DenoiseRequest, so the sampler stays generic;
+    are fields of sampling.DenoiseRequest, so the sampler stays generic; an input that varies along
+    the video comes with its cut for one window of a long run (key `window_cuts`: field name ->
+    windows.WindowCut; merged by `merge_inputs`), the reference with none (it goes in front of every
+    window);
   * what audio the video should carry (`output_audio`).
 The stage runner (generate.py) calls these in order; a mode adds one module here and one node.
 """
@@ -78,6 +81,16 @@ class Condition:
     def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
         """A ComfyUI-style AUDIO ({"waveform": [1, C, N], "sample_rate": sr}) the video carries."""
         return None
+
+
+def merge_inputs(inputs: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`inputs` updated with a condition's stage inputs; their `window_cuts` add to the others'."""
+    new = dict(new)
+    cuts = {**inputs.get("window_cuts", {}), **new.pop("window_cuts", {})}
+    inputs.update(new)
+    if cuts:
+        inputs["window_cuts"] = cuts
+    return inputs
 
 
 def required_checkpoint(conditions: Iterable[Condition]) -> str:
