@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", default=None, help=f"W*H (default {_default('size')}; with --video the source's "
                      "size, rounded down to multiples of 16)")
     gen.add_argument("--num-frames", type=int, default=None,
-                     help=f"4n+1 (local; default {_default('num_frames')}; with --video the source's length)")
+                     help=f"4n+1 up to {schema.MAX_FRAMES} (local; default {_default('num_frames')}; with --video the "
+                     "source's length; 0: as long as --audio or --video; over 129 frames is made in windows)")
     gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
     gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
     gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
@@ -290,7 +291,10 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
                            fp8_mode=args.fp8_mode or "dequantize"),
         )
         generator.check_job(job)
-        job, _notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes
+        job, notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes,
+        for note in notes:  # but of the planned job, which no longer knows that num_frames 0 chose its length
+            if note.startswith(f"num_frames {schema.FOLLOW_INPUT}:"):
+                _status(note)
     except CheckpointModeError as exc:
         raise CliError(exc.cli_message) from None
     except ConditionError as exc:

@@ -168,8 +168,13 @@ def describe_cache(job: Job) -> str:
     """The job's step cache for the status line, saying when deepcache has nothing to do."""
     from .diffusion_models.deep_cache import UPSTREAM_REUSE_STEPS
 
+    from .windows import window_count
+
     text = job.cache.describe()
-    if job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
+    windows = window_count((job.num_frames - 1) // 4 + 1)
+    if job.cache.name == "deepcache" and windows > 1:
+        text += f" (does not act on a video in {windows} windows: they move every step; every step runs in full)"
+    elif job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
         text += f" (acts only at 30 steps: none of these {job.steps} steps is cached)"
     return text
 

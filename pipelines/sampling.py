@@ -16,7 +16,8 @@ plain function: the window's latents and inputs at one step -> its guided veloci
 be spread over devices), the velocities are put back and averaged where windows overlap, then one
 Euler step moves every latent. Each input that varies along the video is cut for the window by the
 cut its condition declared (`DenoiseRequest.window_cuts`); the sampler knows no mode. The step
-caches keep state per pass only, and windows move every step, so a windowed run refuses them.
+caches keep state per pass only, and windows move every step, so a windowed run refuses the
+adaptive ones and runs deepcache's steps in full.
 """
 
 from __future__ import annotations
@@ -87,14 +88,21 @@ def latent_shape(num_frames: int, height: int, width: int, channels: int = 16) -
 def windowed_cache_refusal(cache: str, num_latents: int) -> str | None:
     """Why step cache `cache` cannot run `num_latents` latents (None: it can). Every cache keeps what
     it reuses per CFG pass, for the positions of the last forward; the windows move 10 latents every
-    step, so what a window would reuse belongs to other frames. deepcache stays upstream-exact at
-    129 frames (one window)."""
-    if cache == OFF or window_count(num_latents) == 1:
+    step, so what a window would reuse belongs to other frames. The adaptive caches are refused;
+    deepcache (the default, upstream's, which acts only at 30 steps) simply does not act on a windowed
+    run (`deep_cache_acts`), so the default settings make long videos. deepcache stays upstream-exact
+    at 129 frames (one window)."""
+    if cache in (OFF, DEEPCACHE) or window_count(num_latents) == 1:
         return None
     frames = (num_latents - 1) * 4 + 1
     return (f"the {cache} step cache cannot run a video longer than 129 frames ({frames} frames are sampled in "
             f"{window_count(num_latents)} windows that move every step, and the cache would reuse the work of "
-            "other frames): set cache to off, or make at most 129 frames")
+            "other frames): set cache to off or deepcache, or make at most 129 frames")
+
+
+def deep_cache_acts(num_latents: int) -> bool:
+    """Upstream's deepcache reuses a block input of the same window a step later: one window only."""
+    return window_count(num_latents) == 1
 
 
 class _Pass:
@@ -210,12 +218,14 @@ def denoise(
     refusal = windowed_cache_refusal(settings.name, total)
     if refusal:
         raise ValueError(refusal)
-    deep_cache = settings.name == DEEPCACHE
+    deep_cache = settings.name == DEEPCACHE and deep_cache_acts(total)
     flow = FlowMatchEuler(request.steps, request.flow_shift, device="cpu")
     latents = request.latents.to(device=device, dtype=torch.float32)
     windows = window_count(total)
     caches: dict[int, dict[str, DeepCache]] = {}  # per window slot, per pass
     whole_inputs = None  # a one-window run's inputs, made once
+    if settings.name == DEEPCACHE and not deep_cache:
+        settings = CacheSettings(OFF)
     with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache:
         for i, t in enumerate(flow.timesteps):
             mode = upstream_deep_cache_mode(i, request.steps) if deep_cache else "off"

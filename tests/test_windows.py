@@ -184,9 +184,20 @@ def test_a_window_input_without_a_cut_is_refused():
         denoise(SpyTransformer(), _request(40, window_cuts={"audio_prompts": cut_frames}))
 
 
-def test_step_caches_are_refused_for_windowed_runs_only():
-    assert windowed_cache_refusal("deepcache", 33) is None and windowed_cache_refusal("off", 376) is None
+def test_adaptive_caches_are_refused_for_windowed_runs_and_deepcache_does_not_act():
+    assert windowed_cache_refusal("teacache", 33) is None and windowed_cache_refusal("off", 376) is None
+    assert windowed_cache_refusal("deepcache", 376) is None
     message = windowed_cache_refusal("teacache", 34)
     assert "133 frames" in message and "set cache to off" in message
-    with pytest.raises(ValueError, match="deepcache step cache cannot run"), torch.no_grad():
-        denoise(SpyTransformer(), _request(40, cache=CacheSettings("deepcache")))
+    with pytest.raises(ValueError, match="fbcache step cache cannot run"), torch.no_grad():
+        denoise(SpyTransformer(), _request(40, cache=CacheSettings("fbcache")))
+    modes = []
+
+    class Recording(SpyTransformer):
+        def forward(self, *args, deep_cache, **kw):
+            modes.append(deep_cache.mode)
+            return super().forward(*args, deep_cache=deep_cache, **kw)
+
+    with torch.no_grad():
+        denoise(Recording(), _request(40, steps=30, cache=CacheSettings("deepcache")))
+    assert len(modes) == 60 and set(modes) == {"off"}  # every step of every window runs in full

@@ -14,17 +14,22 @@ bg first, then mask, as upstream orders them: a seed gives the same video on eve
 
 Sources longer than 129 frames (several windows, windows.py): the masked source and the mask are
 encoded ONCE, whole (upstream's temporal tiles run along it, so the encode's memory does not grow
-with length), and each window takes its latents from that encode, EXCEPT its first latent: a
-129-frame encode starts with a latent of its first frame alone (the VAE is causal, 4x in time),
-while latent s of the long encode stands for frames 4s-3..4s. So every window start s gets "head s",
-frame 4s encoded on its own (windows.HeadedLatentCut). Why not encode each window's pixels on their
-own: Avatar's windows move 10 latents every step, so over a run nearly every latent is a window
-start: that is N encodes of 129 frames (33x the cost of one long encode, and N windows of latents
-to keep). The heads cost N one-frame encodes (a quarter of the long encode) and one more
-[1, 32, N, h, w]. What stays different from a window encoded alone: its other latents saw the
-frames before the window (through the causal convolutions and the tiles' normalisation). Heads are
-drawn from the generator after bg and mask, only when there are several windows, so a one-window
-edit is unchanged.
+with length), and each window takes its latents from that encode, EXCEPT its first latent. A
+129-frame encode starts with a latent of its first frame alone (the VAE is 4x in time and causal in
+its convolutions), while latent s of the long encode stands for frames 4s-3..4s; so every window
+start s gets "head s", frame 4s encoded on its own (windows.HeadedLatentCut): the window starts
+the way every window started in training.
+Why not encode each window's pixels on their own, which would match a 129-frame edit exactly:
+Avatar's windows move 10 latents every step, so over a run every latent is some window's start:
+N encodes of 129 frames (33x the work of one long encode) and N windows of latents to keep. The
+heads cost N one-frame encodes (a quarter of the long encode's frames) and one more [1, 32, N, h, w].
+What stays different from a window encoded alone: the VAE's GroupNorm and mid-block attention see
+every frame of what it encodes, so no latent of a window encoded alone equals the long encode's
+(measured on the tiny random VAE, tests/test_long_videos.py: the head is nearer the window's first
+latent than the long encode's latent is; on the real VAE the difference is unmeasured).
+A fixed-position schedule with one encode per window would be exact but its seams would never move.
+Heads are drawn from the generator after bg and mask, only when there are several windows, so a
+one-window edit is unchanged.
 """
 
 from __future__ import annotations
