@@ -308,25 +308,28 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
             _status(f"{stage}: {done}/{total}")
         last["stage"] = stage
 
-    result = generator.generate(job, status=_status, progress=progress)
-    _write_mp4(output, result)
+    result = _generate_mp4(generator, job, output, progress)
     _status(f"seed {result.seed}")
 
 
-def _write_mp4(output: Path, result) -> None:
-    """The frames as H.264, with the job's audio (if any) cut to the video as AAC."""
+def _generate_mp4(generator, job, output: Path, progress):
+    """Generate the planned job straight into an H.264 mp4 (frames written as the VAE decodes them, so
+    RAM holds one decode tile of frames whatever the length), with the job's audio (if any) cut to the
+    video as AAC."""
     import tempfile
 
-    from .media.video_io import write_video
+    from .generate import output_audio
+    from .media.video_io import VideoWriter
     from .media.wav_io import write_wav
 
-    if result.audio is None:
-        write_video(output, result.frames, result.fps)
-        return
     with tempfile.TemporaryDirectory(prefix="hyc-audio-") as tmp:
-        wav = os.path.join(tmp, "audio.wav")
-        write_wav(result.audio, wav, max_seconds=result.frames.shape[0] / float(result.fps))
-        write_video(output, result.frames, result.fps, audio_path=wav)
+        wav = None
+        audio = output_audio(job)
+        if audio is not None:
+            wav = os.path.join(tmp, "audio.wav")
+            write_wav(audio, wav, max_seconds=job.num_frames / float(schema.FPS))
+        with VideoWriter(output, job.width, job.height, schema.FPS, audio_path=wav) as writer:
+            return generator.generate(job, status=_status, progress=progress, on_frames=writer.write)
 
 
 def _remote_setup(spec) -> tuple[str, Any]:

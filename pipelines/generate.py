@@ -142,6 +142,12 @@ class GenerationResult:
     seed: int
     latents: torch.Tensor = field(repr=False, default=None)
     audio: dict[str, Any] | None = None  # the track the video carries (a condition's), ComfyUI AUDIO
+    frame_count: int = 0  # frames made (the frames were handed to `on_frames` when `frames` is empty)
+
+
+def output_audio(job: Job) -> dict[str, Any] | None:
+    """The track a planned job's video carries (its first condition that has one), cut to the video."""
+    return next((a for c in job.spec.conditions if (a := c.output_audio(job.num_frames, schema.FPS)) is not None), None)
 
 
 def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
@@ -351,9 +357,12 @@ class LocalGenerator:
         status: StatusCallback | None = None,
         progress: ProgressCallback | None = None,
         check_cancel: Callable[[], None] | None = None,
+        on_frames: Callable[[torch.Tensor], None] | None = None,
     ) -> GenerationResult:
         """Generate one video. The job was validated when it was made (Job.from_params); here the
-        conditions plan it and the checkpoint is checked against them, before anything loads."""
+        conditions plan it and the checkpoint is checked against them, before anything loads.
+        `on_frames`: takes the decoded frames part by part as uint8 [f, H, W, 3] (the result's
+        `frames` is then empty), so a writer can stream them: RAM holds one decode tile of frames."""
         say = status or (lambda _text: None)
         cancel = check_cancel or (lambda: None)
         self.check_job(job)
@@ -368,15 +377,16 @@ class LocalGenerator:
             raise GenerationError(refusal)
         with self._lock:
             try:
-                return self._generate(job, say, progress, cancel)
+                return self._generate(job, say, progress, cancel, on_frames)
             finally:
                 self.release()
 
     def _generate(self, job: Job, say: StatusCallback, progress: ProgressCallback | None,
-                  cancel: Callable[[], None]) -> GenerationResult:
+                  cancel: Callable[[], None], on_frames: Callable[[torch.Tensor], None] | None = None,
+                  ) -> GenerationResult:
         from .conditioning.reference import llava_pixel_values, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
-        from .windows import window_count
+        from .windows import one_window, window_count
         from .text_encoders.cache import encode_text_conditioning
 
         spec = job.spec
@@ -408,7 +418,8 @@ class LocalGenerator:
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
+        # Offload 'auto' judges one window: a longer video runs window after window (windows.py).
+        model = self.transformer(say, one_window(latent_shape(job.num_frames, job.height, job.width)),
                                  compile=job.compile, cache=job.cache.name)
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         windows = window_count(shape[2])
@@ -446,11 +457,20 @@ class LocalGenerator:
             if progress:
                 progress("decoding", done, total, None)
 
-        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
-                           tile_frames=tile_frames)
-        # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
-        frames = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
-        audio = next((a for c in spec.conditions if (a := c.output_audio(frames.shape[0], schema.FPS)) is not None),
-                     None)
+        # Part by part as the temporal tiles finish (bit for bit the whole decode): the device never
+        # holds the whole video, and with `on_frames` neither does the CPU.
+        parts, count = [], 0
+        for video in vae.decode_parts((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
+                                      tile_frames=tile_frames):
+            # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
+            part = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
+            del video
+            count += part.shape[0]
+            if on_frames is not None:
+                on_frames((part * 255.0).round().to(torch.uint8))  # as video_io.frames_to_uint8 rounds
+            else:
+                parts.append(part)
+        frames = torch.cat(parts, dim=0) if parts else torch.empty(0, job.height, job.width, 3)
+        audio = output_audio(job)
         return GenerationResult(frames=frames, fps=float(schema.FPS), seed=job.seed, latents=latents.cpu(),
-                                audio=audio)
+                                audio=audio, frame_count=count)

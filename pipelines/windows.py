@@ -95,6 +95,12 @@ def avatar_windows(total_latents: int, step: int, window: int = WINDOW_LATENTS,
     return [Window(k, count, k * window - shift, window, total_latents) for k in range(count)]
 
 
+def one_window(latent_shape: tuple[int, ...], window: int = WINDOW_LATENTS) -> tuple[int, ...]:
+    """The shape of one window's latents [B, C, min(N, 33), h, w]: what a forward's activations (and
+    so the offload decision and the VRAM estimate) scale with, whatever the video's length."""
+    return (*latent_shape[:2], min(int(latent_shape[2]), window), *latent_shape[3:])
+
+
 # -- cutting a condition's inputs for a window -----------------------------------------------------
 WindowCut = Callable[[torch.Tensor, Window], torch.Tensor]
 

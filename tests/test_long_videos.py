@@ -134,3 +134,15 @@ def test_cli_num_frames_0_without_audio_or_video_and_beyond_the_limit(models, re
     line = error_line(run_cli(local_argv(models, ref_png, out, "--num-frames", "1505", "--size", "64*48")))
     assert "1505" in line and "1501" in line
     assert not out.exists()
+
+
+def test_the_decode_in_parts_is_the_whole_decode_bit_for_bit(models):
+    from hunyuan_custom.pipelines.vae.loading import load_vae
+
+    vae = load_vae(models.vae, dtype=torch.float32, device="cpu")
+    latents = torch.randn(1, 16, 14, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = vae.decode(latents, tiled=True)
+        parts = list(vae.decode_parts(latents, tiled=True))
+    assert len(parts) > 2  # the tiny VAE's temporal tile is 16 frames: several parts
+    assert torch.equal(torch.cat(parts, dim=2), whole)

@@ -20,11 +20,11 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
-from .tiling import OVERLAP, TileCallback, TileSizes, run_tiled
+from .tiling import OVERLAP, TileCallback, TileSizes, iter_tiled, run_tiled
 
 
 class VAEConfigError(ValueError):
@@ -342,6 +342,27 @@ class HunyuanVideoVAE:
         if on_tile is not None:
             on_tile(1, 1)
         return out
+
+
+    @torch.no_grad()
+    def decode_parts(self, latent: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None,
+                     tile_frames: int | None = None) -> Iterator[torch.Tensor]:
+        """`decode`'s video in parts along time, as each is final (tiling.iter_tiled): concatenated on
+        dim 2 they are `decode`'s output bit for bit; a long video is never whole on the device."""
+        _check_5d(latent, "latent")
+        if latent.shape[1] != self.config.latent_channels:
+            raise ValueError(f"latent has {latent.shape[1]} channels, this VAE expects {self.config.latent_channels}")
+        if tile_frames is not None and not tiled:
+            raise ValueError(f"tile_frames={tile_frames} only applies to a tiled decode (tiled=True)")
+        tiles = self.config.decode_tiles(tile_frames)
+        latent = latent.to(device=self.device, dtype=self.dtype)
+        if not tiled:
+            out = self._decode_tile(latent)
+            if on_tile is not None:
+                on_tile(1, 1)
+            yield out
+            return
+        yield from iter_tiled(latent, self._decode_tile, tiles, on_tile)
 
 
 def _check_5d(x: torch.Tensor, name: str) -> None:
