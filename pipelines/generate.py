@@ -459,18 +459,22 @@ class LocalGenerator:
 
         # Part by part as the temporal tiles finish (bit for bit the whole decode): the device never
         # holds the whole video, and with `on_frames` neither does the CPU.
-        parts, count = [], 0
+        frames = None if on_frames is not None else torch.empty(job.num_frames, job.height, job.width, 3)
+        count = 0
         for video in vae.decode_parts((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
                                       tile_frames=tile_frames):
             # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
             part = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
             del video
-            count += part.shape[0]
             if on_frames is not None:
                 on_frames((part * 255.0).round().to(torch.uint8))  # as video_io.frames_to_uint8 rounds
             else:
-                parts.append(part)
-        frames = torch.cat(parts, dim=0) if parts else torch.empty(0, job.height, job.width, 3)
+                frames[count:count + part.shape[0]] = part  # no second whole copy (a cat of the parts)
+            count += part.shape[0]
+        if frames is None:
+            frames = torch.empty(0, job.height, job.width, 3)
+        elif count != frames.shape[0]:  # the VAE and the job disagree: a bug, not a user error
+            raise RuntimeError(f"the VAE decoded {count} frames, the job has {frames.shape[0]}")
         audio = output_audio(job)
         return GenerationResult(frames=frames, fps=float(schema.FPS), seed=job.seed, latents=latents.cpu(),
                                 audio=audio, frame_count=count)

@@ -38,6 +38,9 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr.numpy())
 
 
+CONVERT_FRAMES = 16  # frames converted to uint8 at a time when writing
+
+
 def write_video(
     path: str | os.PathLike,
     frames: torch.Tensor,
@@ -53,13 +56,18 @@ def write_video(
     cancel never leaves a partial file, and an existing file is never overwritten.
     `metadata` becomes mp4 tags (any key: `prompt`, `workflow`, ... like ComfyUI's savers).
     """
-    data = frames_to_uint8(frames)
-    count, height, width, _ = data.shape
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoError(f"expected frames shaped [frames, height, width, 3], got {tuple(frames.shape)}")
+    count, height, width, _ = frames.shape
+    # Converted a few frames at a time: a long float32 video is never copied whole (60 s of 720p
+    # IMAGE is 16.6 GB; a whole-video conversion would add its float temporaries and a uint8 copy).
     with VideoWriter(path, width, height, fps, crf=crf, metadata=metadata, audio_path=audio_path) as writer:
-        for i in range(count):
-            if should_cancel is not None:
-                should_cancel()
-            writer.write(data[i:i + 1])
+        for i in range(0, count, CONVERT_FRAMES):
+            data = frames_to_uint8(frames[i:i + CONVERT_FRAMES])
+            for j in range(data.shape[0]):
+                if should_cancel is not None:
+                    should_cancel()
+                writer.write(data[j:j + 1])
     return writer.path
 
 
