@@ -201,3 +201,12 @@ def test_adaptive_caches_are_refused_for_windowed_runs_and_deepcache_does_not_ac
     with torch.no_grad():
         denoise(Recording(), _request(40, steps=30, cache=CacheSettings("deepcache")))
     assert len(modes) == 60 and set(modes) == {"off"}  # every step of every window runs in full
+
+
+def test_reference_to_video_needs_no_cut_and_every_window_gets_the_reference():
+    model = SpyTransformer()
+    with torch.no_grad():
+        denoise(model, _request(70, steps=2, bg_latents=None, audio_prompts=None, window_cuts={}))
+    assert len(model.calls) == 2 * 3
+    assert all(c["bg"] is None and c["audio"] is None and torch.equal(c["ref"], torch.full((1, 16, 1, 2, 2), -7.0))
+               for c in model.calls)
