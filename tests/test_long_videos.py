@@ -146,3 +146,18 @@ def test_the_decode_in_parts_is_the_whole_decode_bit_for_bit(models):
         parts = list(vae.decode_parts(latents, tiled=True))
     assert len(parts) > 2  # the tiny VAE's temporal tile is 16 frames: several parts
     assert torch.equal(torch.cat(parts, dim=2), whole)
+
+
+def test_a_uint8_video_encodes_as_its_float_copy_bit_for_bit(models):
+    """The editing mode hands the VAE 8-bit frames (no float copy of a long source in RAM); each tile
+    is mapped to [-1, 1] on its own, which gives the numbers of mapping the whole video first."""
+    from hunyuan_custom.pipelines.vae.loading import load_vae
+
+    vae = load_vae(models.vae, dtype=torch.float32, device="cpu")
+    pixels = prepare_edit_pixels(_source(37, 48, 64), _mask(37, 48, 64))
+    with torch.no_grad():
+        for tiled in (True, False):
+            assert torch.equal(vae.encode_moments(pixels.bg_uint8(), tiled=tiled),
+                               vae.encode_moments(pixels.bg_for_vae(), tiled=tiled))
+        assert torch.equal(vae.encode_moments(pixels.mask_uint8(), tiled=True),
+                           vae.encode_moments(pixels.mask_for_vae(), tiled=True))

@@ -131,7 +131,8 @@ def checkpoint_mismatch(have: str, conditions: Iterable[Condition], *, cli: bool
 
 
 def sample_latents(vae: Any, video: torch.Tensor, ctx: StageContext) -> torch.Tensor:
-    """VAE-encode a [1, 3, F, H, W] video in [-1, 1] (tiled as upstream when ctx says so) and draw
+    """VAE-encode a [1, 3, F, H, W] video in [-1, 1] (or uint8 0..255, which the VAE maps to [-1, 1]
+    tile by tile) (tiled as upstream when ctx says so) and draw
     from the posterior, times the scaling factor: float32 on the CPU.
 
     Upstream samples with the global RNG; the draw here comes from ctx.generator on the CPU, so a

@@ -48,9 +48,10 @@ from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pi
 
 def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
     """bg_latents = cat([sample(masked video), sample(mask)], channels); `sample` maps a [1, 3, F, H, W]
-    video in [-1, 1] to its scaled posterior sample (base.sample_latents). bg is drawn first."""
-    bg = sample(pixels.bg_for_vae())
-    return torch.cat([bg, sample(pixels.mask_for_vae())], dim=1)
+    video (uint8, which the VAE maps to [-1, 1] tile by tile) to its scaled posterior sample
+    (base.sample_latents). bg is drawn first."""
+    bg = sample(pixels.bg_uint8())  # uint8: the VAE maps each tile to [-1, 1] (no float copy of the video)
+    return torch.cat([bg, sample(pixels.mask_uint8())], dim=1)
 
 
 HEAD_BATCH = 16  # one-frame encodes per VAE call

@@ -294,6 +294,11 @@ class HunyuanVideoVAE:
         set_mid_block_causal(self.model, causal)
         self.config = replace(self.config, mid_block_causal_attn=causal)
 
+    def _to_model_input(self, video: torch.Tensor) -> torch.Tensor:
+        if video.dtype == torch.uint8:
+            video = (video.to(torch.float32) / 255.0) * 2 - 1
+        return video.to(device=self.device, dtype=self.dtype)
+
     def _encode_tile(self, video: torch.Tensor) -> torch.Tensor:
         return self.model.quant_conv(self.model.encoder(video))
 
@@ -302,12 +307,19 @@ class HunyuanVideoVAE:
 
     @torch.no_grad()
     def encode_moments(self, video: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None) -> torch.Tensor:
-        """quant_conv output [B, 2*latent, T', H/8, W/8] = cat(mean, raw logvar)."""
+        """quant_conv output [B, 2*latent, T', H/8, W/8] = cat(mean, raw logvar).
+
+        A uint8 video (0..255) is mapped to [-1, 1] as x / 255 * 2 - 1 in float32 (upstream's order),
+        and a tiled encode moves each tile to the device on its own: the same numbers as mapping and
+        moving the whole video first, but neither a float copy of a long video in RAM nor the whole
+        video on the device."""
         _check_5d(video, "video")
-        video = video.to(device=self.device, dtype=self.dtype)
         if tiled:
-            return run_tiled(video, self._encode_tile, self.config.encode_tiles(), on_tile)
-        out = self._encode_tile(video)
+            def encode_tile(tile: torch.Tensor) -> torch.Tensor:
+                return self._encode_tile(self._to_model_input(tile))
+
+            return run_tiled(video, encode_tile, self.config.encode_tiles(), on_tile)
+        out = self._encode_tile(self._to_model_input(video))
         if on_tile is not None:
             on_tile(1, 1)
         return out
