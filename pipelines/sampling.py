@@ -244,7 +244,9 @@ def denoise(
                     inputs = window_inputs(request, window, device, dtype)
                     index = torch.tensor(window.latents, device=device)
                     part = latents.index_select(2, index)
-                slot = caches.setdefault(window.index, {p.name: DeepCache("off") for p in passes})
+                if window.index not in caches:
+                    caches[window.index] = {p.name: DeepCache("off") for p in passes}
+                slot = caches[window.index]
                 v = window_velocity(model, passes, part, t, window_inputs=inputs,
                                     guidance_scale=request.guidance_scale, audio_strength=request.audio_strength,
                                     mode=mode, caches=slot, cache_run=cache,
