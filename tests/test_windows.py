@@ -210,3 +210,39 @@ def test_reference_to_video_needs_no_cut_and_every_window_gets_the_reference():
     assert len(model.calls) == 2 * 3
     assert all(c["bg"] is None and c["audio"] is None and torch.equal(c["ref"], torch.full((1, 16, 1, 2, 2), -7.0))
                for c in model.calls)
+
+
+def test_the_samplers_progress_bar_counts_windows_within_steps(monkeypatch):
+    from types import SimpleNamespace
+
+    from hunyuan_custom.nodes import comfy
+    from hunyuan_custom.nodes.sampler import HunyuanCustomSampler
+    from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
+
+    seen = []
+
+    class Bar:
+        def __init__(self, total, node_id=None):
+            self.total = total
+
+        def update(self, value, preview=None):
+            seen.append((value, self.total))
+
+        def text(self, _message):
+            pass
+
+    class Windowed:  # a 3-window run of 2 steps, as generate reports it
+        def generate(self, job, status, progress, check_cancel):
+            for step in range(2):
+                for k in range(3):
+                    progress("window", step * 3 + k + 1, 6, None)
+                progress("sampling", step + 1, 2, None)
+            return SimpleNamespace(frames=torch.zeros(261, 48, 64, 3), fps=25.0, seed=3, audio=None)
+
+    monkeypatch.setattr(comfy, "Progress", Bar)
+    monkeypatch.setattr(comfy, "free_comfy_models", lambda: None)
+    monkeypatch.setattr(comfy, "empty_cache", lambda: None)
+    spec = PromptSpec.create("a cat", "", "cat", torch.rand(1, 40, 30, 3))
+    HunyuanCustomSampler().sample(Windowed(), spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+                                  num_frames=261, steps=2, cache="off")
+    assert seen == [(1, 6), (2, 6), (3, 6), (3, 6), (4, 6), (5, 6), (6, 6), (6, 6)]
