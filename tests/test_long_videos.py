@@ -102,29 +102,29 @@ def test_each_window_start_gets_its_frame_encoded_alone(models):
 def test_cli_a_12_second_song_gives_a_12_second_mp4_with_its_sound(models, ref_png, tmp_path):
     wav = write_pcm16_wav(tmp_path / "song.wav", _song(12.0, 44100), 44100)
     out = tmp_path / "song.mp4"
-    run = run_cli(local_argv(models, ref_png, out, "--size", "64*48", "--num-frames", "0", "--steps", "2", "--seed", "3",
+    run = run_cli(local_argv(models, ref_png, out, "--size", "32*32", "--num-frames", "0", "--steps", "2", "--seed", "3",
                              "--audio", wav, "--audio-encoder", models.audio_encoder,
                              transformer=models.audio_transformer, prompt="a man sings", subject="man"))
     assert run.returncode == 0, run.stderr
     assert "num_frames 0: 301 frames (12.04 s), as long as the 12.00 s of audio" in run.stderr
     assert "in 3 windows of 129 frames" in run.stderr
     info = video_io.video_info(out)
-    assert (info["frames"], info["width"], info["height"]) == (301, 64, 48)
+    assert (info["frames"], info["width"], info["height"]) == (301, 32, 32)
     track = load_audio_file(out)
     assert abs(track.seconds - 12.0) < 0.1
 
 
 def test_cli_a_300_frame_source_gives_a_297_frame_edit(models, ref_png, tmp_path):
-    source = video_io.write_video(tmp_path / "source.mp4", _source(300), 25)
-    mask = video_io.write_video(tmp_path / "mask.mp4", _mask(300), 25)
+    source = video_io.write_video(tmp_path / "source.mp4", _source(300, 32, 32), 25)  # small: 300 frames run quickly
+    mask = video_io.write_video(tmp_path / "mask.mp4", _mask(300, 32, 32), 25)
     out = tmp_path / "edit.mp4"
     run = run_cli(local_argv(models, ref_png, out, "--video", source, "--mask", mask, "--num-frames", "0",
                              "--steps", "2", "--seed", "3", transformer=models.editing_transformer))
     assert run.returncode == 0, run.stderr
-    assert "num_frames 0: as long as the source; source 64x48, 300 frames -> 64x48, 297 frames" in run.stderr
+    assert "num_frames 0: as long as the source; source 32x32, 300 frames -> 32x32, 297 frames" in run.stderr
     assert "in 3 windows" in run.stderr
     info = video_io.video_info(out)
-    assert (info["frames"], info["width"], info["height"]) == (297, 64, 48)
+    assert (info["frames"], info["width"], info["height"]) == (297, 32, 32)
 
 
 def test_cli_num_frames_0_without_audio_or_video_and_beyond_the_limit(models, ref_png, tmp_path):
