@@ -319,7 +319,7 @@ def _generate_mp4(generator, job, output: Path, progress):
     import tempfile
 
     from .generate import output_audio
-    from .media.video_io import VideoWriter
+    from .media.video_stream import VideoStream
     from .media.wav_io import write_wav
 
     with tempfile.TemporaryDirectory(prefix="hyc-audio-") as tmp:
@@ -328,7 +328,7 @@ def _generate_mp4(generator, job, output: Path, progress):
         if audio is not None:
             wav = os.path.join(tmp, "audio.wav")
             write_wav(audio, wav, max_seconds=job.num_frames / float(schema.FPS))
-        with VideoWriter(output, job.width, job.height, schema.FPS, audio_path=wav) as writer:
+        with VideoStream(output, job.width, job.height, schema.FPS, audio_path=wav) as writer:
             return generator.generate(job, status=_status, progress=progress, on_frames=writer.write)
 
 

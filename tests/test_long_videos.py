@@ -161,3 +161,22 @@ def test_a_uint8_video_encodes_as_its_float_copy_bit_for_bit(models):
                                vae.encode_moments(pixels.bg_for_vae(), tiled=tiled))
         assert torch.equal(vae.encode_moments(pixels.mask_uint8(), tiled=True),
                            vae.encode_moments(pixels.mask_for_vae(), tiled=True))
+
+
+def test_the_stream_writes_parts_as_they_come_and_leaves_nothing_on_an_error(tmp_path):
+    from hunyuan_custom.pipelines.media.video_stream import VideoStream
+
+    parts = [(torch.rand(n, 32, 48, 3) * 255).to(torch.uint8) for n in (7, 16, 2)]
+    out = tmp_path / "s.mp4"
+    with VideoStream(out, 48, 32, 25) as stream:
+        for part in parts:
+            stream.write(part)
+    assert video_io.video_info(out)["frames"] == 25
+    with pytest.raises(video_io.VideoError, match="already exists"):
+        VideoStream(out, 48, 32, 25)
+    broken = tmp_path / "broken.mp4"
+    with pytest.raises(InterruptedError):
+        with VideoStream(broken, 48, 32, 25) as stream:
+            stream.write(parts[0])
+            raise InterruptedError("cancelled")  # a Cancel between decode parts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4"]

@@ -38,9 +38,6 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr.numpy())
 
 
-CONVERT_FRAMES = 16  # frames converted to uint8 at a time when writing
-
-
 def write_video(
     path: str | os.PathLike,
     frames: torch.Tensor,
@@ -56,104 +53,54 @@ def write_video(
     cancel never leaves a partial file, and an existing file is never overwritten.
     `metadata` becomes mp4 tags (any key: `prompt`, `workflow`, ... like ComfyUI's savers).
     """
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise VideoError(f"expected frames shaped [frames, height, width, 3], got {tuple(frames.shape)}")
-    count, height, width, _ = frames.shape
-    # Converted a few frames at a time: a long float32 video is never copied whole (60 s of 720p
-    # IMAGE is 16.6 GB; a whole-video conversion would add its float temporaries and a uint8 copy).
-    with VideoWriter(path, width, height, fps, crf=crf, metadata=metadata, audio_path=audio_path) as writer:
-        for i in range(0, count, CONVERT_FRAMES):
-            data = frames_to_uint8(frames[i:i + CONVERT_FRAMES])
-            for j in range(data.shape[0]):
-                if should_cancel is not None:
-                    should_cancel()
-                writer.write(data[j:j + 1])
-    return writer.path
+    path = Path(path)
+    if path.exists():
+        raise VideoError(f"{path} already exists; refusing to overwrite it")
+    data = frames_to_uint8(frames)
+    count, height, width, _ = data.shape
+    if width % 2 or height % 2:
+        raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
+    output_params = ["-crf", str(int(crf)), "-movflags", "+faststart"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = new_partial_file(path.parent, ".mp4")
+    import imageio_ffmpeg
 
-
-class VideoWriter:
-    """An mp4 written as its frames come (uint8 [f, H, W, 3] parts): a long video never has to be held
-    whole. Same file rules as write_video: a temporary file renamed when the `with` block ends without
-    an error, removed otherwise; an existing file is never overwritten."""
-
-    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float, crf: int = 19,
-                 metadata: Mapping[str, str] | None = None, audio_path: str | None = None):
-        self.path = Path(path)
-        if self.path.exists():
-            raise VideoError(f"{self.path} already exists; refusing to overwrite it")
-        if width % 2 or height % 2:
-            raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {self.path}")
-        self.size, self.fps, self.crf, self.metadata, self.audio_path = (width, height), fps, crf, metadata, audio_path
-        self.frames = 0
-        self._writer = None
-        self._tmp = None
-
-    def __enter__(self) -> "VideoWriter":
-        import imageio_ffmpeg
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = new_partial_file(self.path.parent, ".mp4")
-        try:
-            self._writer = imageio_ffmpeg.write_frames(
-                self._tmp, self.size, fps=float(self.fps), codec="libx264", pix_fmt_out="yuv420p",
-                quality=None, macro_block_size=1,
-                output_params=["-crf", str(int(self.crf)), "-movflags", "+faststart"], ffmpeg_log_level="error",
-                audio_path=self.audio_path, audio_codec="aac" if self.audio_path else None,
-            )
-            self._writer.send(None)
-        except (RuntimeError, OSError, BrokenPipeError) as exc:
-            self._cleanup()
-            raise VideoError(f"could not write video {self.path}: {exc}") from exc
-        return self
-
-    def write(self, frames: torch.Tensor | np.ndarray) -> None:
-        """uint8 frames [f, H, W, 3] (a float tensor in 0..1 is converted as write_video does)."""
-        data = frames if isinstance(frames, np.ndarray) else (
-            frames.numpy() if frames.dtype == torch.uint8 else frames_to_uint8(frames))
-        if data.ndim != 4 or tuple(data.shape[1:]) != (self.size[1], self.size[0], 3):
-            raise VideoError(f"expected frames [f, {self.size[1]}, {self.size[0]}, 3], got {tuple(data.shape)}")
-        try:
-            for frame in data:
-                self._writer.send(np.ascontiguousarray(frame))
-                self.frames += 1
-        except (RuntimeError, OSError, BrokenPipeError) as exc:
-            raise VideoError(f"could not write video {self.path}: {exc}") from exc
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self._finish()
-        finally:
-            self._cleanup()
-
-    def _finish(self) -> None:
-        try:
-            self._writer.close()
-            self._writer = None
-            if os.path.getsize(self._tmp) == 0:
-                raise VideoError(f"ffmpeg wrote nothing for {self.path}")
-            if self.metadata:
-                _add_metadata(self._tmp, self.metadata, self.path)
-            os.link(self._tmp, self.path)  # fails instead of replacing if the target appeared meanwhile
-        except FileExistsError:
-            raise VideoError(f"{self.path} already exists; refusing to overwrite it") from None
-        except (RuntimeError, OSError, BrokenPipeError) as exc:
-            if isinstance(exc, VideoError):
-                raise
-            raise VideoError(f"could not write video {self.path}: {exc}") from exc
-
-    def _cleanup(self) -> None:
-        if self._writer is not None:  # stop ffmpeg before removing its half-written file
+    writer = None
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            tmp_name, (width, height), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, output_params=output_params, ffmpeg_log_level="error",
+            audio_path=audio_path, audio_codec="aac" if audio_path else None,
+        )
+        writer.send(None)
+        for i in range(count):
+            if should_cancel is not None:
+                should_cancel()
+            writer.send(data[i])
+        writer.close()
+        writer = None
+        if os.path.getsize(tmp_name) == 0:
+            raise VideoError(f"ffmpeg wrote nothing for {path}")
+        if metadata:
+            _add_metadata(tmp_name, metadata, path)
+        os.link(tmp_name, path)  # fails instead of replacing if the target appeared meanwhile
+    except FileExistsError:
+        raise VideoError(f"{path} already exists; refusing to overwrite it") from None
+    except (RuntimeError, OSError, BrokenPipeError) as exc:
+        if isinstance(exc, VideoError):
+            raise
+        raise VideoError(f"could not write video {path}: {exc}") from exc
+    finally:
+        if writer is not None:  # stop ffmpeg before removing its half-written file
             try:
-                self._writer.close()
+                writer.close()
             except Exception:
                 pass
-            self._writer = None
-        if self._tmp is not None:
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+    return path
 
 
 def _ffmetadata_escape(text: str) -> str:
