@@ -431,11 +431,12 @@ def estimate_vae_decode(width: int, height: int, frames: int, vae=None, *, atten
             stack.enter_context(AttentionModel(attention, counter))
         stack.enter_context(counter)
         counter.observe("start")
-        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=True, tile_frames=tile_frames)
-        del video  # generate.py copies it to the CPU before converting it to float32 frames
+        for video in vae.decode_parts((latents / vae.scaling_factor).to(vae.dtype), tiled=True,
+                                      tile_frames=tile_frames):
+            del video  # generate.py copies each finished part to the CPU before converting it to frames
     notes = [f"{tiles.count(shape)} tiles of latent {tiles.size_in}x{tiles.size_in}x{tiles.frames_in + 1} -> "
-             f"{tiles.size_out}px x {tiles.frames_out + 1} frames, tile outputs held until reassembled",
-             "then the decoded video goes to the CPU, where generate.py makes its float32 frames"]
+             f"{tiles.size_out}px x {tiles.frames_out + 1} frames, each part leaves once blended with the next",
+             "each finished part goes to the CPU, where generate.py makes its frames"]
     if extra_note:
         notes.append(extra_note)
     return StageEstimate.from_counter("VAE decode (tiled)", weights, counter, notes)

@@ -12,7 +12,8 @@ class HunyuanCustomAudio:
         "Audio-driven mode (a talking or singing subject): attaches a voice or song to the prompt, and the "
         "local sampler moves the subject's mouth and body with it. Needs the audio checkpoint "
         "(hunyuancustom_audio_720P) and whisper-tiny in the Model Loader. The sampler's audio output carries "
-        "the track cut to the video: wire it into the video saver. Local only (WaveSpeed has no audio input)."
+        "the track cut to the video: wire it into the video saver. The sampler's num_frames 0 makes the video as "
+        "long as the track (up to 60 s, in 129-frame windows). Local only (WaveSpeed has no audio input)."
     )
     CATEGORY = "HunyuanCustom"
     RETURN_TYPES = ("HYC_PROMPT",)

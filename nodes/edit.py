@@ -30,7 +30,8 @@ class HunyuanCustomEdit:
         "white (replace a person, an animal, a product...). Needs the editing checkpoint "
         "(hunyuancustom_editing_720P) in the Model Loader. The Sampler's size and num_frames decide the "
         "output: the frames used are the shortest of num_frames, the video and the mask, rounded down "
-        "to 4n+1; a source of another size is scaled to cover the size and centre-cropped. Upstream "
+        "to 4n+1 (num_frames 0: the whole source, up to 60 s, in 129-frame windows); a source of another "
+        "size is scaled to cover the size and centre-cropped. Upstream "
         "edits with 50 steps and flow shift 5."
     )
     CATEGORY = "HunyuanCustom"

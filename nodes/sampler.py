@@ -72,9 +72,15 @@ class HunyuanCustomSampler:
         decode_bar: list = []
         preview = StepPreview(job.steps, job.flow_shift)
 
+        windows = [1]  # a long run's windows per step: the bar counts windows within steps
+
         def progress(stage, done, total, latents):
-            if stage == "sampling":
-                bar.update(done, preview(done, latents) if latents is not None else None)
+            if stage == "window":
+                windows[0] = max(1, total // job.steps)
+                bar.total = total
+                bar.update(done)
+            elif stage == "sampling":
+                bar.update(done * windows[0], preview(done, latents) if latents is not None else None)
             else:
                 if not decode_bar:
                     decode_bar.append(comfy.Progress(total, node_id=unique_id))

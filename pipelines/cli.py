@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", default=None, help=f"W*H (default {_default('size')}; with --video the source's "
                      "size, rounded down to multiples of 16)")
     gen.add_argument("--num-frames", type=int, default=None,
-                     help=f"4n+1 (local; default {_default('num_frames')}; with --video the source's length)")
+                     help=f"4n+1 up to {schema.MAX_FRAMES} (local; default {_default('num_frames')}; with --video the "
+                     "source's length; 0: as long as --audio or --video; over 129 frames is made in windows)")
     gen.add_argument("--steps", type=int, default=None, help=f"(local; default {_default('steps')})")
     gen.add_argument("--guidance-scale", type=float, default=None, help=f"(default {_default('guidance_scale')})")
     gen.add_argument("--flow-shift", type=float, default=None, help=f"(default {_default('flow_shift')})")
@@ -348,7 +349,10 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
                            fp8_mode=args.fp8_mode or "dequantize"),
         )
         generator.check_job(job)
-        job, _notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes
+        job, notes = job.planned()  # the conditions' own checks (e.g. an empty mask); generate says the notes,
+        for note in notes:  # but of the planned job, which no longer knows that num_frames 0 chose its length
+            if note.startswith(f"num_frames {schema.FOLLOW_INPUT}:"):
+                _status(note)
         plan = None
         if world > 1:
             from .parallel.launch import plan_for_job
@@ -374,30 +378,33 @@ def _run_local(args: argparse.Namespace, job, output: Path) -> None:
     if plan is not None:
         from .parallel.launch import run_job
 
-        result = run_job(generator, job, plan, write=lambda r: _write_mp4(output, r), status=_status,
-                         progress=progress, loras=loras)
+        result = run_job(generator, job, plan, lead=lambda g: _generate_mp4(g, job, output, progress, loras),
+                         status=_status, loras=loras)
         if result is not None:
             _status(f"seed {result.seed}")
         return
-    result = generator.generate(job, status=_status, progress=progress, loras=loras)
-    _write_mp4(output, result)
+    result = _generate_mp4(generator, job, output, progress, loras)
     _status(f"seed {result.seed}")
 
 
-def _write_mp4(output: Path, result) -> None:
-    """The frames as H.264, with the job's audio (if any) cut to the video as AAC."""
+def _generate_mp4(generator, job, output: Path, progress, loras: list | tuple = ()):
+    """Generate the planned job straight into an H.264 mp4 (frames written as the VAE decodes them, so
+    RAM holds one decode tile of frames whatever the length), with the job's audio (if any) cut to the
+    video as AAC."""
     import tempfile
 
-    from .media.video_io import write_video
+    from .generate import output_audio
+    from .media.video_stream import VideoStream
     from .media.wav_io import write_wav
 
-    if result.audio is None:
-        write_video(output, result.frames, result.fps)
-        return
     with tempfile.TemporaryDirectory(prefix="hyc-audio-") as tmp:
-        wav = os.path.join(tmp, "audio.wav")
-        write_wav(result.audio, wav, max_seconds=result.frames.shape[0] / float(result.fps))
-        write_video(output, result.frames, result.fps, audio_path=wav)
+        wav = None
+        audio = output_audio(job)
+        if audio is not None:
+            wav = os.path.join(tmp, "audio.wav")
+            write_wav(audio, wav, max_seconds=job.num_frames / float(schema.FPS))
+        with VideoStream(output, job.width, job.height, schema.FPS, audio_path=wav) as writer:
+            return generator.generate(job, status=_status, progress=progress, on_frames=writer.write, loras=loras)
 
 
 def _remote_setup(spec) -> tuple[str, Any]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from . import schema
-from .conditioning.base import StageContext, checkpoint_mismatch
+from .conditioning.base import StageContext, checkpoint_mismatch, merge_inputs
 from .job import Job
 
 if TYPE_CHECKING:
@@ -35,7 +35,8 @@ FP8_MODES = ("dequantize", "keep")
 ATTENTION_BACKENDS = ("default", "native", "flash", "sage", "_native_cudnn", "_native_flash")
 
 StatusCallback = Callable[[str], None]
-ProgressCallback = Callable[[str, int, int, "torch.Tensor | None"], None]  # (stage, done, total, latents)
+# (stage, done, total, latents); stages: "sampling" (steps), "window" (windows of a long run), "decoding" (tiles)
+ProgressCallback = Callable[[str, int, int, "torch.Tensor | None"], None]
 
 
 class GenerationError(RuntimeError):
@@ -144,6 +145,12 @@ class GenerationResult:
     seed: int
     latents: torch.Tensor = field(repr=False, default=None)
     audio: dict[str, Any] | None = None  # the track the video carries (a condition's), ComfyUI AUDIO
+    frame_count: int = 0  # frames made (the frames were handed to `on_frames` when `frames` is empty)
+
+
+def output_audio(job: Job) -> dict[str, Any] | None:
+    """The track a planned job's video carries (its first condition that has one), cut to the video."""
+    return next((a for c in job.spec.conditions if (a := c.output_audio(job.num_frames, schema.FPS)) is not None), None)
 
 
 def llava_image_size(llava_path: str, llava_vision: str | None = None) -> int:
@@ -171,8 +178,13 @@ def describe_cache(job: Job) -> str:
     """The job's step cache for the status line, saying when deepcache has nothing to do."""
     from .diffusion_models.deep_cache import UPSTREAM_REUSE_STEPS
 
+    from .windows import window_count
+
     text = job.cache.describe()
-    if job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
+    windows = window_count((job.num_frames - 1) // 4 + 1)
+    if job.cache.name == "deepcache" and windows > 1:
+        text += f" (does not act on a video in {windows} windows: they move every step; every step runs in full)"
+    elif job.cache.name == "deepcache" and job.steps not in UPSTREAM_REUSE_STEPS:
         text += (" (acts only at 30 steps: the one step is not cached)" if job.steps == 1 else
                  f" (acts only at 30 steps: none of these {job.steps} steps is cached)")
     return text
@@ -384,11 +396,14 @@ class LocalGenerator:
         progress: ProgressCallback | None = None,
         check_cancel: Callable[[], None] | None = None,
         loras: "tuple[LoraChoice, ...] | list[LoraChoice]" = (),
+        on_frames: Callable[[torch.Tensor], None] | None = None,
     ) -> GenerationResult:
         """Generate one video. The job was validated when it was made (Job.from_params); here the
         conditions plan it and the checkpoint is checked against them, before anything loads.
         `loras` run on top of the transformer as it was loaded (diffusion_models/lora_runtime.py):
-        another list or strength next time changes no weight and reads no checkpoint again."""
+        another list or strength next time changes no weight and reads no checkpoint again.
+        `on_frames`: takes the decoded frames part by part as uint8 [f, H, W, 3] (the result's
+        `frames` is then empty), so a writer can stream them: RAM holds one decode tile of frames."""
         say = status or (lambda _text: None)
         cancel = check_cancel or (lambda: None)
         self.check_job(job)
@@ -397,16 +412,23 @@ class LocalGenerator:
         for note in notes:
             say(note)
             log.info("HunyuanCustom: %s", note)
+        from .sampling import windowed_cache_refusal
+
+        refusal = windowed_cache_refusal(job.cache.name, (job.num_frames - 1) // 4 + 1)
+        if refusal:  # before anything loads
+            raise GenerationError(refusal)
         with self._lock:
             try:
-                return self._generate(job, say, progress, cancel, tuple(loras))
+                return self._generate(job, say, progress, cancel, tuple(loras), on_frames)
             finally:
                 self.release()
 
     def _generate(self, job: Job, say: StatusCallback, progress: ProgressCallback | None,
-                  cancel: Callable[[], None], loras: tuple = ()) -> GenerationResult:
+                  cancel: Callable[[], None], loras: tuple = (),
+                  on_frames: Callable[[torch.Tensor], None] | None = None) -> GenerationResult:
         from .conditioning.reference import llava_pixel_values, uncond_llava_pixel_values
         from .sampling import DenoiseRequest, denoise, initial_noise, latent_shape
+        from .windows import one_window, window_count
         from .text_encoders.cache import encode_text_conditioning
 
         spec = job.spec
@@ -429,28 +451,35 @@ class LocalGenerator:
                            vae_tiled=self.options.vae_tiling, status=say, cancel=cancel)
         inputs: dict[str, Any] = {}
         for condition in spec.conditions:  # e.g. audio features, before the VAE takes the device
-            inputs.update(condition.encode(ctx))
+            merge_inputs(inputs, condition.encode(ctx))
             cancel()
 
         vae = self.vae(say)
         for condition in spec.conditions:  # the reference first: the generator's draws follow this order
-            inputs.update(condition.encode_latents(vae, ctx))
+            merge_inputs(inputs, condition.encode_latents(vae, ctx))
         if self.options.offload != "none":
             vae.to("cpu")
 
-        model = self.transformer(say, latent_shape(job.num_frames, job.height, job.width),  # decides offload 'auto'
+        # Offload 'auto' judges one window: a longer video runs window after window (windows.py).
+        model = self.transformer(say, one_window(latent_shape(job.num_frames, job.height, job.width)),
                                  compile=job.compile, cache=job.cache.name)
         self.apply_loras(model, loras, say)
-        say(f"sampling {job.steps} step{'' if job.steps == 1 else 's'}, seed {job.seed}, {describe_cache(job)}")
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
+        windows = window_count(shape[2])
+        in_windows = f" in {windows} windows of 129 frames" if windows > 1 else ""
+        say(f"sampling {job.steps} step{'' if job.steps == 1 else 's'}{in_windows}, seed {job.seed}, "
+            f"{describe_cache(job)}")
         request = DenoiseRequest(
             latents=initial_noise(job.seed, shape), text=text, steps=job.steps, flow_shift=job.flow_shift,
             guidance_scale=job.guidance_scale, cache=job.cache, **inputs,
         )
         on_step = (lambda i, n, x: progress("sampling", i, n, x)) if progress else None
+        # A windowed run also reports each window ("window", windows done, windows in the run).
+        on_window = (lambda i, n: progress("window", i, n, None)) if progress and windows > 1 else None
         with torch.no_grad():
             try:
-                latents = (self.sampler or denoise)(model, request, on_step=on_step, check_cancel=cancel)
+                latents = (self.sampler or denoise)(model, request, on_step=on_step, check_cancel=cancel,
+                                                    on_window=on_window)
             except Exception as exc:
                 from .diffusion_models.compile_blocks import is_compile_error
 
@@ -473,14 +502,27 @@ class LocalGenerator:
             if progress:
                 progress("decoding", done, total, None)
 
-        video = vae.decode((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
-                           tile_frames=tile_frames)
-        # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
-        frames = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
-        audio = next((a for c in spec.conditions if (a := c.output_audio(frames.shape[0], schema.FPS)) is not None),
-                     None)
+        # Part by part as the temporal tiles finish (bit for bit the whole decode): the device never
+        # holds the whole video, and with `on_frames` neither does the CPU.
+        frames = None if on_frames is not None else torch.empty(job.num_frames, job.height, job.width, 3)
+        count = 0
+        for video in vae.decode_parts((latents / vae.scaling_factor).to(vae.dtype), tiled=tiled, on_tile=on_tile,
+                                      tile_frames=tile_frames):
+            # To the CPU first: each float32 copy of a whole 720p x 129 video is 1.3 GiB of VRAM otherwise.
+            part = (video.cpu().float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).contiguous()
+            del video
+            if on_frames is not None:
+                on_frames((part * 255.0).round().to(torch.uint8))  # as video_io.frames_to_uint8 rounds
+            else:
+                frames[count:count + part.shape[0]] = part  # no second whole copy (a cat of the parts)
+            count += part.shape[0]
+        if frames is None:
+            frames = torch.empty(0, job.height, job.width, 3)
+        elif count != frames.shape[0]:  # the VAE and the job disagree: a bug, not a user error
+            raise RuntimeError(f"the VAE decoded {count} frames, the job has {frames.shape[0]}")
+        audio = output_audio(job)
         return GenerationResult(frames=frames, fps=float(schema.FPS), seed=job.seed, latents=latents.cpu(),
-                                audio=audio)
+                                audio=audio, frame_count=count)
 
 
 class WithLoras:

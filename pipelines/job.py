@@ -66,6 +66,9 @@ class Job:
             job, note = condition.plan(job)
             if note:
                 notes.append(note)
+        if job.num_frames == schema.FOLLOW_INPUT:  # no condition took it: there is nothing to follow
+            raise schema.ParameterError("num_frames", 0, "0 means as long as the audio or the source video, and this "
+                                        "job has neither; give a frame count (4n+1, e.g. 129)")
         return job, notes
 
     def with_frames(self, num_frames: int, width: int | None = None, height: int | None = None) -> "Job":

@@ -29,6 +29,9 @@ SIZE_OPTIONS = REMOTE_SIZES + LOCAL_PRESETS
 SEED_RANDOM = -1
 SEED_MAX = 9_999_999_999
 FPS = 25  # upstream's frame rate; WaveSpeed renders at the same rate.
+# The longest video the pack makes (60 s): longer runs are untested (windows, README "Long videos").
+MAX_FRAMES = 1501
+FOLLOW_INPUT = 0  # num_frames 0: as long as the audio or the source video
 
 DEFAULT_NEGATIVE_PROMPT = (
     "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, "
@@ -146,7 +149,8 @@ class Field:
         if self.kind in ("INT", "FLOAT"):
             text = f"a number from {_fmt(self.min)} to {_fmt(self.max)}"
             if self.name == "num_frames":
-                text += " of the form 4n+1 (5, 9, ..., 129)"
+                text += (f" of the form 4n+1 (5, 9, ..., 129, ..., {MAX_FRAMES}), or 0 for the audio's or the "
+                         "source video's length")
             if self.name == "seed":
                 text += " (-1 picks a random seed)"
             if self.name == "cache_threshold":
@@ -185,8 +189,10 @@ FIELDS: dict[str, Field] = {
               extra={"control_after_generate": True}),
         Field("enable_safety_checker", "BOOLEAN", True, "Let WaveSpeed's safety checker flag the "
               "output (a flagged video is reported as an error).", backends=(REMOTE,)),
-        Field("num_frames", "INT", 129, "Number of frames (4n+1). 129 frames at 25 fps is about 5 s.",
-              backends=(LOCAL,), min=1, max=257, step=4),
+        Field("num_frames", "INT", 129, "Number of frames (4n+1). 129 frames at 25 fps is about 5 s; longer "
+              f"videos are made in 129-frame windows, up to {MAX_FRAMES} ({MAX_FRAMES // FPS} s). 0: as long as the "
+              "audio (audio mode) or the source video (editing mode).",
+              backends=(LOCAL,), min=0, max=MAX_FRAMES, step=4),
         Field("steps", "INT", 30, "Denoising steps. Upstream uses 30, where deepcache applies (its editing UI "
               "uses 30 too).", backends=(LOCAL,), min=1, max=200, step=1,
               mode_defaults={"editing": 50}),
@@ -287,7 +293,7 @@ def check_value(name: str, value: Any, backend: str = LOCAL) -> Any:
         value = float(value)
     if (f.min is not None and value < f.min) or (f.max is not None and value > f.max):
         raise ParameterError(name, value, f.allowed(backend))
-    if name == "num_frames" and (value - 1) % 4:
+    if name == "num_frames" and (value - 1) % 4 and value != FOLLOW_INPUT:
         raise ParameterError(name, value, f.allowed(backend))
     return value
 

@@ -357,14 +357,20 @@ def multi_subject(info: dict) -> dict:
 def singing_avatar(info: dict) -> dict:
     g = Graph(info)
     g.add("Note", (40, 40), text=(
-        "HunyuanCustom singing avatar (audio-driven mode), local, with upstream's settings: 1280*720, 129 frames "
-        "at 25 fps (5.16 s), 30 steps, flow shift 13, guidance 7.5, audio strength 0.8.\n\n" + AUDIO_MODELS_NOTE
+        "HunyuanCustom singing avatar (audio-driven mode), local, with upstream's settings: 1280*720, 25 fps, "
+        "30 steps, flow shift 13, guidance 7.5, audio strength 0.8.\n\n"
+        "The whole song: num_frames 0 makes the video as long as the track (up to 60 s; 129 frames = 5.16 s is one "
+        "pass, as upstream). A longer song is sampled in 129-frame windows that move every step (HunyuanVideo-"
+        "Avatar's method): the GPU memory stays one window's, the sampling time grows with the windows (a 60 s "
+        "song is 12 windows: about 12x a 5 s video), deepcache does not act on it, and RAM holds the frames "
+        "(float32 IMAGE: 0.33 GB per second of 720p). Quality over many windows is unmeasured on the real "
+        "weights: try a short part of the song first (num_frames 129, 257...).\n\n" + AUDIO_MODELS_NOTE
         + "\n\n" + IMAGE_NOTE.format(name=MAN) + " A face or upper body looking at the camera "
         "works best.\n\nSong: \"" + REFERENCE_SONG + "\" is the pack's example (a synthetic voice singing "
-        "\"la-la\", 5.2 s); for your own, upload a voice or song in the HunyuanCustom Load Audio node (or pick a "
-        "file from the input folder). A clear voice with little background music works best; the video starts with the "
-        "track's first second, shorter audio leaves the last frames silent (the sampler says how many) and "
-        "longer audio is cut. The sampler's audio output carries the track cut to the video into the saved "
+        "\"la-la\", 5.2 s: 129 frames); for your own, upload a voice or song in the HunyuanCustom Load Audio node "
+        "(or pick a file from the input folder). A clear voice with little background music works best; the video "
+        "starts with the track's first second; with a frame count instead of 0, shorter audio leaves the last "
+        "frames silent (the sampler says how many) and longer audio is cut. The sampler's audio output carries the track cut to the video into the saved "
         "mp4.\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     song = g.add("HunyuanCustomLoadAudio", (40, 900), {"audio": REFERENCE_SONG})
@@ -373,7 +379,7 @@ def singing_avatar(info: dict) -> dict:
         "spotlight, close-up, the camera stays still.", "man"))
     audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
     loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1070, 380), _local_720p_values())
+    sampler = g.add("HunyuanCustomSampler", (1070, 380), {**_local_720p_values(), "num_frames": 0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")

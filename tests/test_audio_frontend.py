@@ -135,6 +135,27 @@ def test_clips_over_30_s_give_one_feature_chunk_per_30_s_and_only_the_first_is_e
     assert stacked_states(tiny_whisper, features).shape == (1, 1500, 5, 8)
 
 
+def test_later_30_s_chunks_are_encoded_on_their_own_and_follow_the_first(tiny_whisper):
+    """Beyond 30 s (where upstream and Avatar stop hearing): chunk k's 1500 rows, encoded alone, are
+    rows 1500k.. of the states; the first chunk's rows stay upstream's."""
+    from hunyuan_custom.pipelines.audio_encoders.encode import audio_windows, chunks_needed
+
+    rng = np.random.default_rng(1)
+    clip = (rng.standard_normal(int(16000 * 61)) * 0.1).astype(np.float32)
+    features = input_features(clip, tiny_whisper.feature_extractor)
+    assert features.shape[-1] == 9000
+    both = stacked_states(tiny_whisper, features, chunks=2)
+    assert both.shape == (1, 3000, 5, 8)
+    assert torch.equal(both[:, :1500], stacked_states(tiny_whisper, features))
+    assert torch.equal(both[:, 1500:], stacked_states(tiny_whisper, features[:, :, 3000:6000]))
+    assert chunks_needed(129) == 1 and chunks_needed(748) == 1 and chunks_needed(749) == 2
+    assert chunks_needed(1501) == 3
+    windows = audio_windows(clip, tiny_whisper, 1501)  # 60 s of video hears 60 s of audio
+    assert windows.shape[1] == 1501 and windows[:, 760:1490].abs().amax(dim=(0, 2, 3, 4)).min() > 0
+    states = stacked_states(tiny_whisper, features, chunks=3)
+    assert torch.equal(windows[0, 1000, 0], states[0, 2 * 1000 - 4])  # frame f starts at row 2f - 4
+
+
 # ------------------------------------------------------------------ Whisper files
 
 

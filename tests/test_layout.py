@@ -12,7 +12,7 @@ PIPELINES = ROOT / "pipelines"
 COMFYUI_MODULES = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "server", "execution",
                    "nodes", "latent_preview", "node_helpers"}
 SHARED_TOP_LEVEL = {"__init__", "cli", "generate", "job", "mapped_memory", "offload_policy", "sampling", "scheduler",
-                    "schema", "weights_io"}
+                    "schema", "weights_io", "windows"}
 SUB_PACKAGES = {"audio_encoders", "conditioning", "diffusion_models", "media", "parallel", "text_encoders", "vae",
                 "wavespeed"}
 

@@ -292,13 +292,13 @@ def test_generate_passes_the_chosen_tile_to_the_decode(monkeypatch, tmp_path):
     from hunyuan_custom.pipelines.job import Job
 
     decoded = []
-    original = vae_module.HunyuanVideoVAE.decode
+    original = vae_module.HunyuanVideoVAE.decode_parts  # generate decodes part by part (long videos)
 
     def spy(self, latent, tiled=False, on_tile=None, tile_frames=None):
         decoded.append((tiled, tile_frames))
         return original(self, latent, tiled=tiled, on_tile=on_tile, tile_frames=tile_frames)
 
-    monkeypatch.setattr(vae_module.HunyuanVideoVAE, "decode", spy)
+    monkeypatch.setattr(vae_module.HunyuanVideoVAE, "decode_parts", spy)
     monkeypatch.setattr(LocalGenerator, "_vae_tile_frames",
                         lambda self, vae, w, h, f, status: (status(f"chose 16 for {w}x{h}x{f}"), 16)[1])
     models = build_tiny_model_set(tmp_path)

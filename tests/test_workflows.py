@@ -211,7 +211,9 @@ def test_singing_avatar_uses_upstreams_audio_settings_and_saves_the_samplers_aud
     (sampler,) = nodes_of(graph, LOCAL)
     values = widget_dict(sampler, info)
     assert {k: values[k] for k in ("num_frames", "steps", "flow_shift", "guidance_scale", "cache")} == {
-        "num_frames": 129, "steps": 30, "flow_shift": 13.0, "guidance_scale": 7.5, "cache": "deepcache"}
+        "num_frames": 0, "steps": 30, "flow_shift": 13.0, "guidance_scale": 7.5, "cache": "deepcache"}
+    (note,) = nodes_of(graph, "Note")
+    assert "num_frames 0 makes the video as long as the track" in note["widgets_values"][0]  # the whole song
     (audio,) = nodes_of(graph, "HunyuanCustomAudio")
     assert widget_dict(audio, info)["audio_strength"] == 0.8
     (loader,) = nodes_of(graph, "HunyuanCustomModelLoader")

@@ -489,6 +489,97 @@ def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
                             "Video: h264" in streams and "Audio: aac" in streams, streams)
 
 
+def _mp4(path: Path, frames: list) -> bytes:
+    import imageio_ffmpeg
+
+    height, width = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=25, codec="libx264", pix_fmt_out="yuv420p",
+                                         macro_block_size=16)
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame.tobytes())
+    writer.close()
+    return path.read_bytes()
+
+
+def _audio_seconds(path: Path) -> float:
+    """The decoded length of the file's audio stream (ffmpeg's last time= while decoding it)."""
+    import re
+
+    import imageio_ffmpeg
+
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path), "-map", "0:a", "-f", "null", "-"],
+                         capture_output=True, text=True).stderr
+    times = re.findall(r"time=(\d+):(\d+):([\d.]+)", out)
+    h, m, sec = times[-1] if times else ("0", "0", "0")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def _upload(s: Smoke, name: str, data: bytes, mime: str) -> str:
+    resp = requests.post(s.url + "/upload/image", files={"image": (name, data, mime)}, data={"overwrite": "true"},
+                         timeout=60)
+    resp.raise_for_status()
+    return resp.json()["name"]
+
+
+def check_long_videos(s: Smoke, folder: Path, output_dir: Path, work: Path) -> None:
+    """The example graphs, as a user sets them for long videos (tiny models, 64*48, 2 steps): the
+    singing avatar with num_frames 0 and a 12 s song gives a 301-frame (12 s) mp4 with the song; the
+    editing graph with num_frames 0 and a 300-frame source gives a 297-frame edit."""
+    import wave
+
+    import numpy as np
+
+    t = np.arange(12 * 16000) / 16000
+    with wave.open(str(work / "song12.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((0.4 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes())
+    song = _upload(s, "hyc_song_12s.wav", (work / "song12.wav").read_bytes(), "audio/wav")
+    rng = np.random.default_rng(0)
+    mask = np.zeros((48, 64, 3), np.uint8)
+    mask[12:36, 16:48] = 255
+    source = _upload(s, "hyc_source_300.mp4", _mp4(work / "source300.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8)
+                                                                            for _ in range(300)]), "video/mp4")
+    mask_name = _upload(s, "hyc_mask_300.mp4", _mp4(work / "mask300.mp4", [mask] * 300), "video/mp4")
+    cases = (("HunyuanCustom singing avatar.json", {"HunyuanCustomLoadAudio": [song]}, 301, 12.0),
+             ("HunyuanCustom replace the subject in a video.json", {"HunyuanCustomLoadVideo": [source, mask_name]},
+              297, None))
+    for name, media, want_frames, want_seconds in cases:
+        graph = json.loads((folder / name).read_text(encoding="utf-8"))
+        for node in graph.values():
+            inputs = node["inputs"]
+            if node["class_type"] == "HunyuanCustomSampler":
+                inputs.update(size=TINY_SIZE, num_frames=0, steps=TINY_STEPS)
+            if node["class_type"] == "HunyuanCustomModelLoader":
+                inputs["dtype"] = "float32"
+            if node["class_type"] in media:
+                inputs[MEDIA_LOADERS[node["class_type"]]] = media[node["class_type"]].pop(0)
+                if node["class_type"] == "HunyuanCustomLoadVideo":
+                    inputs["frame_load_cap"] = 0  # every frame
+        r = s.post_prompt(graph)
+        if not s.check(f"long video {name} passes /prompt", r.status_code == 200, r.text[:800]):
+            continue
+        entry = s.wait(r.json()["prompt_id"], timeout_s=1200)
+        if not check_history_ok(s, f"long video {name} ran", entry):
+            continue
+        (saver,) = [k for k, n in graph.items() if n["class_type"] == "HunyuanCustomSaveVideo"]
+        files = saved_files(entry, saver)
+        if not s.check(f"long video {name}: saved", bool(files)):
+            continue
+        path = output_dir / files[0].get("subfolder", "") / files[0]["filename"]
+        import imageio_ffmpeg
+
+        count, _secs = imageio_ffmpeg.count_frames_and_secs(str(path))
+        detail = f"{count} frames"
+        ok = count == want_frames
+        if want_seconds is not None:
+            seconds = _audio_seconds(path)
+            detail += f", {seconds:.2f} s of audio"
+            ok = ok and abs(seconds - want_seconds) < 0.1
+        s.check(f"long video {name}: {want_frames} frames" + (f" and {want_seconds:g} s of sound" if want_seconds else ""),
+                ok, detail)
+
+
 # ------------------------------------------------------------------ setup
 
 def tiny_video_bytes(folder: Path) -> bytes:
@@ -627,6 +718,7 @@ def main() -> int:
         workflows = Path(args.workflows)
         if workflows.is_dir() and not args.skip_local:
             check_workflows(s, workflows, work / "output")
+            check_long_videos(s, workflows, work / "output", work)
         log = log_path.read_text(errors="replace")
         s.check("no traceback in ComfyUI's log", "Traceback" not in log.split("Starting server")[-1],
                 log_path)

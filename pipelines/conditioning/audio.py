@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from .. import schema
-from ..audio_encoders.windows import frames_with_audio
+from ..audio_encoders.windows import SAMPLES_PER_FRAME, frames_with_audio
+from ..windows import cut_frames
 from ..media.audio_io import WHISPER_RATE, AudioClip, AudioInputError, clip_from_comfy, load_audio_file
 from .base import AUDIO, Condition, ConditionError, StageContext
 
@@ -122,7 +123,19 @@ class AudioCondition(Condition):
                 + (" (whisper-tiny)" if (states, channels) == (5, 384) else "")
                 + "; the released checkpoint takes whisper-tiny (4 layers of 384 channels): pick whisper-tiny")
 
+    def frames_of_track(self) -> int:
+        """The video length that follows the track (num_frames 0): Avatar's output length A // 4 * 4 + 1
+        for A = samples_16k // 640 frames of audio, at most schema.MAX_FRAMES."""
+        return min((self.samples_16k // SAMPLES_PER_FRAME) // 4 * 4 + 1, schema.MAX_FRAMES)
+
     def plan(self, job: Any) -> tuple[Any, str | None]:
+        if int(job.num_frames) == schema.FOLLOW_INPUT:
+            frames = self.frames_of_track()
+            note = f"num_frames 0: {frames} frames ({frames / schema.FPS:.2f} s), as long as the {self.seconds:.2f} s of audio"
+            if frames == schema.MAX_FRAMES and self.seconds > (frames + 3) / schema.FPS:
+                note = (f"num_frames 0: {frames} frames ({frames // schema.FPS} s), the longest video the pack makes; "
+                        f"the last {self.seconds - frames / schema.FPS:.1f} s of the {self.seconds:.1f} s of audio are not used")
+            return replace(job, num_frames=frames), note
         frames = int(job.num_frames)
         video_s, audio_s = frames / schema.FPS, self.seconds
         heard = frames_with_audio(frames, self.samples_16k)
@@ -146,7 +159,8 @@ class AudioCondition(Condition):
             del whisper  # freed here, in the text stage: its memory never adds to the transformer's
             if ctx.device.type == "cuda":
                 torch.cuda.empty_cache()
-        return {"audio_prompts": windows, "audio_strength": self.strength}
+        # A window of a long run hears its own frames, as Avatar slices them (windows.cut_frames).
+        return {"audio_prompts": windows, "audio_strength": self.strength, "window_cuts": {"audio_prompts": cut_frames}}
 
     def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
         return self.clip.fitted(num_frames / float(fps)).to_comfy()

@@ -7,7 +7,10 @@ video when a mode adds one). Each condition is immutable data that knows:
   * how to check itself and adjust the job before anything loads (`check`, `plan`);
   * how to make its stage inputs: in the text stage without the VAE (`encode`, e.g. whisper) and in
     the VAE stage (`encode_latents`, e.g. the reference or background latents). The returned dicts
-    are fields of sampling.DenoiseRequest, so the sampler stays generic;
+    are fields of sampling.DenoiseRequest, so the sampler stays generic; an input that varies along
+    the video comes with its cut for one window of a long run (key `window_cuts`: field name ->
+    windows.WindowCut; merged by `merge_inputs`), the reference with none (it goes in front of every
+    window);
   * what audio the video should carry (`output_audio`).
 The stage runner (generate.py) calls these in order; a mode adds one module here and one node.
 """
@@ -80,6 +83,16 @@ class Condition:
         return None
 
 
+def merge_inputs(inputs: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`inputs` updated with a condition's stage inputs; their `window_cuts` add to the others'."""
+    new = dict(new)
+    cuts = {**inputs.get("window_cuts", {}), **new.pop("window_cuts", {})}
+    inputs.update(new)
+    if cuts:
+        inputs["window_cuts"] = cuts
+    return inputs
+
+
 def required_checkpoint(conditions: Iterable[Condition]) -> str:
     """The transformer variant these conditions need: "ref2v" unless a mode condition says otherwise."""
     needs = {c.checkpoint: c for c in conditions if c.checkpoint}
@@ -118,7 +131,8 @@ def checkpoint_mismatch(have: str, conditions: Iterable[Condition], *, cli: bool
 
 
 def sample_latents(vae: Any, video: torch.Tensor, ctx: StageContext) -> torch.Tensor:
-    """VAE-encode a [1, 3, F, H, W] video in [-1, 1] (tiled as upstream when ctx says so) and draw
+    """VAE-encode a [1, 3, F, H, W] video in [-1, 1] (or uint8 0..255, which the VAE maps to [-1, 1]
+    tile by tile) (tiled as upstream when ctx says so) and draw
     from the posterior, times the scaling factor: float32 on the CPU.
 
     Upstream samples with the global RNG; the draw here comes from ctx.generator on the CPU, so a

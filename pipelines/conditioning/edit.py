@@ -11,6 +11,25 @@ Difference from upstream, on purpose: upstream draws the posterior samples from 
 which its one-GPU script never seeds, so its edits are not reproducible. Ours come from the job's
 CPU generator (base.sample_latents; seeded with the job's seed, after the reference latent's draw),
 bg first, then mask, as upstream orders them: a seed gives the same video on every device.
+
+Sources longer than 129 frames (several windows, windows.py): the masked source and the mask are
+encoded ONCE, whole (upstream's temporal tiles run along it, so the encode's memory does not grow
+with length), and each window takes its latents from that encode, EXCEPT its first latent. A
+129-frame encode starts with a latent of its first frame alone (the VAE is 4x in time and causal in
+its convolutions), while latent s of the long encode stands for frames 4s-3..4s; so every window
+start s gets "head s", frame 4s encoded on its own (windows.HeadedLatentCut): the window starts
+the way every window started in training.
+Why not encode each window's pixels on their own, which would match a 129-frame edit exactly:
+Avatar's windows move 10 latents every step, so over a run every latent is some window's start:
+N encodes of 129 frames (33x the work of one long encode) and N windows of latents to keep. The
+heads cost N one-frame encodes (a quarter of the long encode's frames) and one more [1, 32, N, h, w].
+What stays different from a window encoded alone: the VAE's GroupNorm and mid-block attention see
+every frame of what it encodes, so no latent of a window encoded alone equals the long encode's
+(measured on the tiny random VAE, tests/test_long_videos.py: the head is nearer the window's first
+latent than the long encode's latent is; on the real VAE the difference is unmeasured).
+A fixed-position schedule with one encode per window would be exact but its seams would never move.
+Heads are drawn from the generator after bg and mask, only when there are several windows, so a
+one-window edit is unchanged.
 """
 
 from __future__ import annotations
@@ -22,15 +41,35 @@ import torch
 
 from .. import schema
 from ..media.cv_mask import bgr2gray_uint8
+from ..windows import HeadedLatentCut, window_count
 from .base import EDITING, Condition, ConditionError, StageContext, sample_latents
-from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_uint8_frames
+from .edit_pixels import EditPixels, frames_used, output_frames, prepare_edit_pixels, to_model_range, to_uint8_frames
 
 
 def encode_bg_latents(pixels: EditPixels, sample) -> torch.Tensor:
     """bg_latents = cat([sample(masked video), sample(mask)], channels); `sample` maps a [1, 3, F, H, W]
-    video in [-1, 1] to its scaled posterior sample (base.sample_latents). bg is drawn first."""
-    bg = sample(pixels.bg_for_vae())
-    return torch.cat([bg, sample(pixels.mask_for_vae())], dim=1)
+    video (uint8, which the VAE maps to [-1, 1] tile by tile) to its scaled posterior sample
+    (base.sample_latents). bg is drawn first."""
+    bg = sample(pixels.bg_uint8())  # uint8: the VAE maps each tile to [-1, 1] (no float copy of the video)
+    return torch.cat([bg, sample(pixels.mask_uint8())], dim=1)
+
+
+HEAD_BATCH = 16  # one-frame encodes per VAE call
+
+
+def head_latents(pixels: EditPixels, sample) -> torch.Tensor:
+    """Head s for every latent s: frame 4s of the masked video and of the mask, each encoded on its
+    own (a batch of one-frame videos), [bg, mask] on the channels -> [1, 32, N, h, w]."""
+    starts = list(range(0, pixels.num_frames, 4))
+    parts = []
+    for video in (pixels.masked_video, pixels.mask[..., None].expand(*pixels.mask.shape, 3)):
+        heads = []
+        for i in range(0, len(starts), HEAD_BATCH):
+            frames = to_model_range(video[starts[i:i + HEAD_BATCH]])  # [1, 3, b, H, W]
+            batch = frames.permute(2, 1, 0, 3, 4)  # b one-frame videos [b, 3, 1, H, W]
+            heads.append(sample(batch).permute(2, 1, 0, 3, 4))  # back to [1, C, b, h, w]
+        parts.append(torch.cat(heads, dim=2))
+    return torch.cat(parts, dim=1)
 
 
 def _frames(count: int) -> str:
@@ -107,7 +146,9 @@ class EditCondition(Condition):
         if self._planned_for(job):  # planning a planned job changes nothing (num_frames is the output's now)
             used = self.frames
         else:
-            used = min(frames_used(self.video.shape[0], self.mask.shape[0]), job.num_frames)
+            available = frames_used(self.video.shape[0], self.mask.shape[0])
+            follow = job.num_frames == schema.FOLLOW_INPUT  # num_frames 0: the whole source (at most MAX_FRAMES)
+            used = min(available, schema.MAX_FRAMES if follow else job.num_frames)
             pixels = prepare_edit_pixels(self.video, self.mask, expand=self.expand, box=self.box, pose=self.pose,
                                          width=job.width, height=job.height, num_frames=used)
             planned = replace(self, frames=used, pixels=pixels)
@@ -117,6 +158,10 @@ class EditCondition(Condition):
         width, height = self.source_size
         note = (f"source {width}x{height}, {_frames(self.video.shape[0])} -> {job.width}x{job.height}, "
                 f"{_frames(out)}")
+        if not self._planned_for(job) and job.num_frames == schema.FOLLOW_INPUT:
+            note = "num_frames 0: as long as the source; " + note
+            if available > schema.MAX_FRAMES:
+                note += f" (the first {schema.MAX_FRAMES}: the longest video the pack makes)"
         if used != out:
             dropped = used - out
             note += (f" (videos come in 4n+1 frames: the last {_frames(dropped)} of the {used} used "
@@ -146,7 +191,10 @@ class EditCondition(Condition):
         expected = (ctx.num_frames - 1) // 4 + 1
         if latents.shape[2] != expected:  # plan() and the job disagree: a bug, not a user error
             raise RuntimeError(f"bg_latents have {latents.shape[2]} frames, the job's {ctx.num_frames} frames need {expected}")
-        return {"bg_latents": latents}
+        if window_count(expected) == 1:
+            return {"bg_latents": latents}
+        ctx.status(f"encoding the first frame of each of the {expected} possible window starts")
+        return {"bg_latents": latents, "window_cuts": {"bg_latents": HeadedLatentCut(head_latents(self.pixels, sample))}}
 
     def output_audio(self, num_frames: int, fps: float) -> dict[str, Any] | None:
         """The source's sound from its start, cut to the edited video's length."""

@@ -138,6 +138,15 @@ class EditPixels:
         """[1, 3, F, H, W] float32, -1 / +1: the mask repeated to 3 channels, * 2 - 1."""
         return to_model_range(self.mask[..., None].expand(*self.mask.shape, 3))
 
+    def bg_uint8(self) -> torch.Tensor:
+        """The masked video as the VAE takes uint8 ([1, 3, F, H, W], a view): it maps each tile to
+        [-1, 1] as bg_for_vae does, so no float copy of a long video is made."""
+        return self.masked_video.permute(3, 0, 1, 2).unsqueeze(0)
+
+    def mask_uint8(self) -> torch.Tensor:
+        """The mask repeated to 3 channels, uint8 [1, 3, F, H, W] (a view); see bg_uint8."""
+        return self.mask[None, None].expand(1, 3, *self.mask.shape)
+
 
 def to_model_range(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [F, H, W, 3] -> float32 [1, 3, F, H, W] = x / 255 * 2 - 1, in upstream's float32 order."""

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from ..job import Job
 from ..sampling import latent_shape
+from ..windows import one_window
 from . import group
 from .plan import JobShape, ParallelPlan, choose_plan, image_tokens
 from .session import JobSession
@@ -29,20 +30,20 @@ def plan_for_job(transformer: str, job: Job, mode: str, world: int) -> ParallelP
     return choose_plan(world, mode, shape)
 
 
-def run_job(generator: Any, job: Job, plan: ParallelPlan, *, write: Callable[[Any], None],
-            status: Callable[[str], None], progress: Callable | None = None, loras: tuple = ()) -> Any:
-    """Run `job` on this rank (call on every rank). Rank 0 returns the GenerationResult after
-    `write(result)`; the other ranks return None. Every rank puts the same `loras` on its transformer."""
+def run_job(generator: Any, job: Job, plan: ParallelPlan, *, lead: Callable[[Any], Any],
+            status: Callable[[str], None], loras: tuple = ()) -> Any:
+    """Run `job` on this rank (call on every rank). Rank 0 runs `lead(generator)` (the generator then
+    samples on every rank; lead generates and writes the video, e.g. streaming it into an mp4) and
+    returns its GenerationResult; the other ranks return None. Every rank puts the same `loras` on its
+    transformer."""
     ctx = group.start(plan, generator.options.device)
     session = JobSession(ctx)
     try:
         if ctx.is_leader:
             status(f"parallel: {plan.describe} ({ctx.backend})")
             generator.sampler = session.sample
-            result = generator.generate(job, status=status, progress=progress, loras=loras)
-            write(result)
-            return result
-        shape = latent_shape(job.num_frames, job.height, job.width)
+            return lead(generator)
+        shape = one_window(latent_shape(job.num_frames, job.height, job.width))  # offload 'auto' judges a window
         model = generator.transformer(lambda _text: None, shape, compile=job.compile, cache=job.cache.name)
         generator.apply_loras(model, tuple(loras), lambda _text: None)
         session.serve(lambda: model)

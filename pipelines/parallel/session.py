@@ -39,10 +39,10 @@ class JobSession:
 
     # -- the leader -----------------------------------------------------------------------------
     def sample(self, model: torch.nn.Module, request: DenoiseRequest, *, on_step=None,
-               check_cancel: Callable[[], None] | None = None) -> torch.Tensor:
+               check_cancel: Callable[[], None] | None = None, on_window=None) -> torch.Tensor:
         """Rank 0's sampler (LocalGenerator.sampler): send the request, then sample with the others."""
         self._broadcast((SAMPLE, _to_cpu(request)))
-        return self.denoise(model, request, on_step=on_step, check_cancel=check_cancel)
+        return self.denoise(model, request, on_step=on_step, check_cancel=check_cancel, on_window=on_window)
 
     def close(self) -> None:
         """Tell the followers the job run is over (called once by the leader; not after a failure
@@ -67,7 +67,7 @@ class JobSession:
 
     # -- every rank -----------------------------------------------------------------------------
     def denoise(self, model: torch.nn.Module, request: DenoiseRequest, *, on_step=None,
-                check_cancel: Callable[[], None] | None = None) -> torch.Tensor:
+                check_cancel: Callable[[], None] | None = None, on_window=None) -> torch.Tensor:
         if self.ctx.plan.ulysses > 1:
             from .sequence import enable_sequence_parallel
 
@@ -75,7 +75,7 @@ class JobSession:
         self.in_step = True
         with torch.no_grad():
             latents = denoise(model, request, on_step=on_step, check_cancel=self._agreed_cancel(check_cancel),
-                              parallel=self.cfg_split)
+                              on_window=on_window, parallel=self.cfg_split)
         self.in_step = False
         return latents
 

@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from ..generate import LocalGenerator, ModelFiles, RuntimeOptions
 from ..sampling import DenoiseRequest
+from ..windows import one_window
 from ..text_encoders.encodings import TextConditioning
 from . import group
 from .plan import ParallelPlan
@@ -88,8 +89,8 @@ def _serve(conn, setup: dict, rank: int, world: int) -> None:
             session = sessions[message["plan"]] = JobSession(
                 group.RankContext(rank, world, torch.device(device), backend, plan, mesh))
         request = request_from_message(message["request"])
-        model = generator.transformer(lambda _text: None, tuple(request.latents.shape), compile=message["compile"],
-                                      cache=message["cache"])
+        model = generator.transformer(lambda _text: None, one_window(tuple(request.latents.shape)),
+                                      compile=message["compile"], cache=message["cache"])
         generator.apply_loras(model, tuple(message.get("loras", ())), lambda _text: None)  # the job's list, every rank
         enabled_degree = plan.ulysses
         on_step = (lambda i, n, _x: send(conn, {"kind": "step", "done": i, "total": n})) if rank == 0 else None

@@ -244,7 +244,7 @@ class WorkerGenerator(LocalGenerator):
         if status is not None:
             status(f"sampling on {self.world} worker processes: {plan.describe}")
 
-        def sampler(_model, request, *, on_step=None, check_cancel=None):
+        def sampler(_model, request, *, on_step=None, check_cancel=None, on_window=None):
             return self.pool.sample(plan, request, job.compile, job.cache.name, loras=tuple(loras), on_step=on_step,
                                     check_cancel=check_cancel)
 

@@ -19,12 +19,12 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
 from ..weights_io import check_config_bounds, read_json_file
-from .tiling import OVERLAP, TileCallback, TileSizes, run_tiled
+from .tiling import OVERLAP, TileCallback, TileSizes, iter_tiled, run_tiled
 
 
 class VAEConfigError(ValueError):
@@ -296,6 +296,11 @@ class HunyuanVideoVAE:
         set_mid_block_causal(self.model, causal)
         self.config = replace(self.config, mid_block_causal_attn=causal)
 
+    def _to_model_input(self, video: torch.Tensor) -> torch.Tensor:
+        if video.dtype == torch.uint8:
+            video = (video.to(torch.float32) / 255.0) * 2 - 1
+        return video.to(device=self.device, dtype=self.dtype)
+
     def _encode_tile(self, video: torch.Tensor) -> torch.Tensor:
         return self.model.quant_conv(self.model.encoder(video))
 
@@ -304,12 +309,19 @@ class HunyuanVideoVAE:
 
     @torch.no_grad()
     def encode_moments(self, video: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None) -> torch.Tensor:
-        """quant_conv output [B, 2*latent, T', H/8, W/8] = cat(mean, raw logvar)."""
+        """quant_conv output [B, 2*latent, T', H/8, W/8] = cat(mean, raw logvar).
+
+        A uint8 video (0..255) is mapped to [-1, 1] as x / 255 * 2 - 1 in float32 (upstream's order),
+        and a tiled encode moves each tile to the device on its own: the same numbers as mapping and
+        moving the whole video first, but neither a float copy of a long video in RAM nor the whole
+        video on the device."""
         _check_5d(video, "video")
-        video = video.to(device=self.device, dtype=self.dtype)
         if tiled:
-            return run_tiled(video, self._encode_tile, self.config.encode_tiles(), on_tile)
-        out = self._encode_tile(video)
+            def encode_tile(tile: torch.Tensor) -> torch.Tensor:
+                return self._encode_tile(self._to_model_input(tile))
+
+            return run_tiled(video, encode_tile, self.config.encode_tiles(), on_tile)
+        out = self._encode_tile(self._to_model_input(video))
         if on_tile is not None:
             on_tile(1, 1)
         return out
@@ -344,6 +356,27 @@ class HunyuanVideoVAE:
         if on_tile is not None:
             on_tile(1, 1)
         return out
+
+
+    @torch.no_grad()
+    def decode_parts(self, latent: torch.Tensor, tiled: bool = False, on_tile: TileCallback | None = None,
+                     tile_frames: int | None = None) -> Iterator[torch.Tensor]:
+        """`decode`'s video in parts along time, as each is final (tiling.iter_tiled): concatenated on
+        dim 2 they are `decode`'s output bit for bit; a long video is never whole on the device."""
+        _check_5d(latent, "latent")
+        if latent.shape[1] != self.config.latent_channels:
+            raise ValueError(f"latent has {latent.shape[1]} channels, this VAE expects {self.config.latent_channels}")
+        if tile_frames is not None and not tiled:
+            raise ValueError(f"tile_frames={tile_frames} only applies to a tiled decode (tiled=True)")
+        tiles = self.config.decode_tiles(tile_frames)
+        latent = latent.to(device=self.device, dtype=self.dtype)
+        if not tiled:
+            out = self._decode_tile(latent)
+            if on_tile is not None:
+                on_tile(1, 1)
+            yield out
+            return
+        yield from iter_tiled(latent, self._decode_tile, tiles, on_tile)
 
 
 def _check_5d(x: torch.Tensor, name: str) -> None:

@@ -21,7 +21,7 @@ real 256/64 do), as upstream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -122,8 +122,15 @@ def _spatial(x: torch.Tensor, fn: TileFunction, sizes: TileSizes, counter: _Coun
 
 
 def _temporal(x: torch.Tensor, fn: TileFunction, sizes: TileSizes, counter: _Counter) -> torch.Tensor:
+    return torch.cat(list(_temporal_chunks(x, fn, sizes, counter)), dim=2)
+
+
+def _temporal_chunks(x: torch.Tensor, fn: TileFunction, sizes: TileSizes, counter: _Counter) -> Iterator[torch.Tensor]:
+    """The temporal reassembly, one finished part at a time: a tile's kept frames are final once it has
+    been blended with the previous tile (a blend writes only into the later tile's head), so only the
+    previous tile is held."""
     blend, keep = sizes.blend_t, sizes.frames_out - sizes.blend_t
-    tiles = []
+    previous = None
     for start in range(0, x.shape[2], sizes.stride_t):
         chunk = x[:, :, start : start + sizes.frames_in + 1]
         if sizes.needs_spatial(chunk):
@@ -131,13 +138,27 @@ def _temporal(x: torch.Tensor, fn: TileFunction, sizes: TileSizes, counter: _Cou
         else:
             out = fn(chunk)
             counter.tick()
-        if start > 0:
+        if previous is None:
+            yield out[:, :, : keep + 1]
+        else:
             out = out[:, :, 1:]  # this frame is the previous tile's last one (causal context)
-        tiles.append(out)
-    kept = [tiles[0][:, :, : keep + 1]]
-    for i in range(1, len(tiles)):
-        kept.append(_blend(tiles[i - 1], tiles[i], blend, dim=2)[:, :, :keep])
-    return torch.cat(kept, dim=2)
+            yield _blend(previous, out, blend, dim=2)[:, :, :keep]
+        previous = out
+
+
+def iter_tiled(x: torch.Tensor, fn: TileFunction, sizes: TileSizes,
+               on_tile: TileCallback | None = None) -> Iterator[torch.Tensor]:
+    """`run_tiled`'s result in parts along time (concatenated on dim 2 they are run_tiled's output,
+    bit for bit): a temporal tiling yields each tile's finished frames as soon as they are final, so a
+    long video never has to be whole on the device."""
+    counter = _Counter(sizes.count(x.shape), on_tile)
+    if sizes.needs_temporal(x):
+        yield from _temporal_chunks(x, fn, sizes, counter)
+        return
+    out = _spatial(x, fn, sizes, counter) if sizes.needs_spatial(x) else fn(x)
+    if not sizes.needs_spatial(x):
+        counter.tick()
+    yield out
 
 
 def run_tiled(x: torch.Tensor, fn: TileFunction, sizes: TileSizes, on_tile: TileCallback | None = None) -> torch.Tensor:
