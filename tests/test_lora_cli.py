@@ -35,7 +35,12 @@ def setup(tmp_path_factory):
 
 def _frames(monkeypatch, argv) -> tuple[torch.Tensor, str]:
     got = {}
-    monkeypatch.setattr(cli, "_write_mp4", lambda output, result: got.setdefault("frames", result.frames))
+    def generate(generator, job, output, progress, loras=()):  # the frames, not an mp4
+        result = generator.generate(job, status=cli._status, progress=progress, loras=loras)
+        got["frames"] = result.frames
+        return result
+
+    monkeypatch.setattr(cli, "_generate_mp4", generate)
     run = run_cli(argv)
     assert run.returncode == 0, run.stderr
     return got["frames"], run.stderr
