@@ -43,6 +43,13 @@ class PassRunner(Protocol):
     def run_passes(self, passes: list, run: Callable[[Any], torch.Tensor]) -> torch.Tensor: ...
 
 
+class WindowRunner(Protocol):
+    def owns(self, window: Window) -> bool: ...
+
+    def combine(self, velocity: torch.Tensor | None, counts: torch.Tensor | None,
+                latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 @dataclass
 class DenoiseRequest:
     """Everything the loop needs besides the model. Latents are float32 [1, C, T, h, w]."""
@@ -201,12 +208,15 @@ def denoise(
     check_cancel: Callable[[], None] | None = None,
     on_window: WindowCallback | None = None,
     parallel: PassRunner | None = None,
+    window_split: WindowRunner | None = None,
 ) -> torch.Tensor:
     """Run the sampling loop; returns the final float32 latents (before /scaling_factor).
 
     `check_cancel` is called before every window (so before every step) and may raise to stop;
     `on_window` after every window's forwards, `on_step` after every step.
-    `parallel` (parallel/cfg.py): runs this rank's share of each window's passes and gathers all of them.
+    `parallel` (parallel/cfg.py): runs this rank's share of each window's passes and gathers all of them;
+    `window_split` (parallel/windows.py): this rank runs the windows it owns, and the step's velocity
+    sums and counts are added over the ranks before the Euler step.
     """
     # The patch embed is never stored in fp8, so its weight tells the compute dtype and device.
     weight = model.x_embedder.proj.weight
@@ -244,7 +254,9 @@ def denoise(
             counts = None
             for window in avatar_windows(total, i):
                 if check_cancel is not None:
-                    check_cancel()  # before every window (and so before every step)
+                    check_cancel()  # before every window (and so before every step), on every rank alike
+                if window_split is not None and not window_split.owns(window):
+                    continue
                 if window.is_whole:
                     if whole_inputs is None:
                         whole_inputs = window_inputs(request, window, device, dtype)
@@ -270,6 +282,8 @@ def denoise(
                     counts.index_add_(0, index, torch.ones(window.size, device=device))
                 if on_window is not None:
                     on_window(i * windows + window.index + 1, request.steps * windows)
+            if window_split is not None:
+                velocity, counts = window_split.combine(velocity, counts, latents)
             if counts is not None:  # the wrap-around duplicates get the mean of their windows' velocities
                 velocity = velocity / counts.view(1, 1, -1, 1, 1)
             latents = flow.step(i, velocity, latents)

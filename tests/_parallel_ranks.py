@@ -47,8 +47,11 @@ def _request(model, kind: str, guidance: float = 7.5, cache=None, frames: int = 
     if kind == "editing":
         extra["bg_latents"] = torch.randn(1, 32, *shape[2:], generator=g)
     if kind == "audio":
+        from hunyuan_custom.pipelines.windows import cut_frames
+
         proj = model.audio_proj
         extra["audio_prompts"] = torch.randn(1, frames, proj.seq_len, proj.blocks, proj.channels, generator=g)
+        extra["window_cuts"] = {"audio_prompts": cut_frames}  # as the audio condition declares it
     return DenoiseRequest(latents=initial_noise(5, shape), ref_latents=torch.randn(1, 16, 1, *shape[3:], generator=g),
                           text=text, steps=steps, flow_shift=13.0, guidance_scale=guidance, cache=cache, **extra)
 
@@ -104,8 +107,12 @@ def _scenarios(world: int):
                 ("ulysses_magcache", "ulysses", "ref2v", {"cache": CacheSettings("magcache", threshold=0.5),
                                                           "steps": 10}),
                 # deepcache acts at 30 steps only: 8 of them re-run the last block on stored shares
-                ("ulysses_deepcache", "ulysses", "ref2v", {"cache": CacheSettings("deepcache"), "steps": 30})]
-    return [("cfg_ulysses", "cfg+ulysses", "ref2v", {}), ("cfg_ulysses_audio", "cfg+ulysses", "audio", {})]
+                ("ulysses_deepcache", "ulysses", "ref2v", {"cache": CacheSettings("deepcache"), "steps": 30}),
+                # 141 frames = 36 latents: two windows of 33 (the second wraps around to the head)
+                ("windows_ref2v", "windows", "ref2v", {"frames": 141}),
+                ("windows_audio", "windows", "audio", {"frames": 141})]
+    return [("cfg_ulysses", "cfg+ulysses", "ref2v", {}), ("cfg_ulysses_audio", "cfg+ulysses", "audio", {}),
+            ("cfg_windows", "auto", "ref2v", {"frames": 141})]
 
 
 def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
@@ -115,6 +122,7 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
     from hunyuan_custom.pipelines.parallel.plan import JobShape, choose_plan, image_tokens
     from hunyuan_custom.pipelines.parallel.session import JobSession
     from hunyuan_custom.pipelines.sampling import denoise
+    from hunyuan_custom.pipelines.windows import one_window, window_count
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store_dir}/store", rank=rank, world_size=world)
@@ -125,9 +133,10 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
     for name, mode, kind, over in _scenarios(world):
         base = models[kind]
         request = _request(base, kind, guidance=over.get("guidance", 7.5), cache=over.get("cache"),
-                           steps=over.get("steps", STEPS))
+                           steps=over.get("steps", STEPS), frames=over.get("frames", 9))
+        latents = tuple(request.latents.shape)
         shape = JobShape(uses_cfg=request.uses_cfg, cfg_batched=False, heads=base.config.num_attention_heads,
-                         image_tokens=image_tokens(*request.latents.shape[2:]))
+                         image_tokens=image_tokens(*one_window(latents)[2:]), windows=window_count(latents[2]))
         plan = choose_plan(world, mode, shape)
         single = None
         tokens.clear()
@@ -138,7 +147,7 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
         single_decisions = list(decisions)
         tokens.clear()
         decisions.clear()
-        ctx = group.RankContext(rank, world, torch.device("cpu"), "gloo", plan, _mesh(plan))
+        ctx = group.RankContext(rank, world, torch.device("cpu"), "gloo", plan, group.build_mesh(plan, "cpu"))
         session = JobSession(ctx)
         parallel = session.denoise(copy.deepcopy(base), request)
         seen = [None] * world
@@ -152,14 +161,6 @@ def _rank(rank: int, world: int, store_dir: str, out: str) -> None:
         torch.save(results, out)
     dist.barrier()
     dist.destroy_process_group()
-
-
-def _mesh(plan):
-    if plan.ulysses == 1:
-        return None
-    from torch.distributed.device_mesh import init_device_mesh
-
-    return init_device_mesh("cpu", (plan.cfg, 1, plan.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
 
 
 def _windows(rank: int, world: int):
@@ -198,7 +199,8 @@ def _cancel(rank: int, world: int, model) -> list:
     from hunyuan_custom.pipelines.parallel.session import Cancelled, JobSession
 
     plan = ParallelPlan(world, cfg=2, ulysses=world // 2)
-    session = JobSession(group.RankContext(rank, world, torch.device("cpu"), "gloo", plan, _mesh(plan)))
+    ctx = group.RankContext(rank, world, torch.device("cpu"), "gloo", plan, group.build_mesh(plan, "cpu"))
+    session = JobSession(ctx)
     steps: list[int] = []
 
     def check() -> None:

@@ -73,6 +73,13 @@ def test_two_ranks_every_mode_equals_one_process_and_caches_and_cancel_agree(ear
 
     # Window parallel's building block: the windows of a step dealt out, their sums combined.
     assert results["windows"] == {"ranks": [[0, 2, 4], [1, 3]], "equal": True}
+    # ...and the windowed sampler on it: each rank runs one of the two windows of a 141-frame video
+    # (the audio cut to each window's frames), bit for bit the one-process result.
+    for name in ("windows_ref2v", "windows_audio"):
+        result = results[name]
+        assert result["plan"] == "2 ranks: windows 2", name
+        assert torch.equal(result["parallel"], result["single"]), name
+        assert result["single"].shape[2] == 36
 
 
 @pytest.mark.early_run(start=_ranks(4))
@@ -87,3 +94,7 @@ def test_four_ranks_cfg_times_ulysses_equals_one_process(early_run):
     assert [outcome for outcome, _ in results["cancel"]] == ["KeyboardInterrupt"] + ["Cancelled"] * 3
     assert {steps for _, steps in results["cancel"]} == {2}
     assert results["windows"] == {"ranks": [[0, 4], [1], [2], [3]], "equal": True}
+    # auto on 4 ranks for a 2-window video: CFG halves, each over the two windows (no Ulysses): exact.
+    result = results["cfg_windows"]
+    assert result["plan"] == "4 ranks: cfg 2 x windows 2"
+    assert torch.equal(result["parallel"], result["single"])

@@ -72,7 +72,8 @@ def _ranks_env(monkeypatch, world: int, rank: int = 0) -> None:
     (2, ("--parallel", "ulysses", "--size", "16*48", "--num-frames", "5"), "video tokens (9"),
     (4, ("--parallel", "cfg"), "CFG parallel uses exactly 2 processes, got 4"),
     (2, ("--parallel", "cfg", "--guidance-scale", "1"), "guidance_scale is 1"),
-    (2, ("--parallel", "windows"), "window parallel needs the windows feature"),
+    (2, ("--parallel", "windows"), "window parallel needs a video of several windows (over 129 frames)"),
+    (4, ("--parallel", "windows", "--num-frames", "141"), "the video has only 2 windows"),
     (2, ("--parallel", "ulysses", "--cache", "fbcache"), "cache fbcache"),
 ])
 def test_bad_setup_is_refused_in_one_line_before_loading(models, ref_png, tmp_path, monkeypatch, world, extra, message):

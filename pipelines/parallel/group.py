@@ -49,7 +49,7 @@ class RankContext:
     device: torch.device
     backend: str
     plan: ParallelPlan
-    mesh: object | None = None  # DeviceMesh ("cfg", "ring", "ulysses") when ulysses > 1
+    mesh: object | None = None  # DeviceMesh (build_mesh) when ulysses > 1, or cfg and windows both > 1
 
     @property
     def is_leader(self) -> bool:
@@ -61,9 +61,31 @@ class RankContext:
             return self.mesh["cfg"].get_group()
         return dist.group.WORLD
 
+    def window_group(self):
+        """The ranks that share this rank's CFG pass (they run the other windows of a step)."""
+        if self.mesh is not None and self.plan.cfg > 1:
+            return self.mesh["windows"].get_group()
+        return dist.group.WORLD
+
     @property
     def cfg_index(self) -> int:
         return self.plan.coordinates(self.rank)[0]
+
+    @property
+    def window_index(self) -> int:
+        return self.plan.window_index(self.rank)
+
+
+def build_mesh(plan: ParallelPlan, device_type: str):
+    """The device mesh of a plan with more than one kind of group (None when WORLD is the only one):
+    ("cfg", "ring", "ulysses") for sequence parallel, ("cfg", "windows") for CFG x window parallel."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if plan.ulysses > 1:
+        return init_device_mesh(device_type, (plan.cfg, 1, plan.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
+    if plan.windows > 1 and plan.cfg > 1:
+        return init_device_mesh(device_type, (plan.cfg, plan.windows), mesh_dim_names=("cfg", "windows"))
+    return None
 
 
 def local_device(device: str, local_rank: int) -> torch.device:
@@ -89,11 +111,7 @@ def start(plan: ParallelPlan, device: str, rank: int | None = None, world: int |
                                 timeout=timeout, **kwargs)
     if backend == "nccl":
         check_one_gpu_kind()
-    mesh = None
-    if plan.ulysses > 1:
-        from torch.distributed.device_mesh import init_device_mesh
-
-        mesh = init_device_mesh(dev.type, (plan.cfg, 1, plan.ulysses), mesh_dim_names=("cfg", "ring", "ulysses"))
+    mesh = build_mesh(plan, dev.type)
     if rank != 0:
         quiet_follower()
     return RankContext(rank, world, dev, backend, plan, mesh)

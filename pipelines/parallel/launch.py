@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..job import Job
 from ..sampling import latent_shape
-from ..windows import one_window
+from ..windows import one_window, window_count
 from . import group
 from .plan import JobShape, ParallelPlan, choose_plan, image_tokens
 from .session import JobSession
@@ -24,9 +24,10 @@ def transformer_heads(path: str) -> int:
 
 def plan_for_job(transformer: str, job: Job, mode: str, world: int) -> ParallelPlan:
     """How `world` ranks run `job`; ParallelSetupError (its message for people) when they cannot."""
+    latents = latent_shape(job.num_frames, job.height, job.width)
     shape = JobShape(uses_cfg=job.uses_cfg, cfg_batched=False, heads=transformer_heads(transformer),
-                     image_tokens=image_tokens(*latent_shape(job.num_frames, job.height, job.width)[2:]),
-                     cache=job.cache.name)
+                     image_tokens=image_tokens(*one_window(latents)[2:]),  # a forward sees one window
+                     cache=job.cache.name, windows=window_count(latents[2]))
     return choose_plan(world, mode, shape)
 
 

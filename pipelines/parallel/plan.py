@@ -4,11 +4,13 @@ Axes, combined by the number of processes N = cfg x windows x ulysses:
   cfg      2 ranks: the unconditional and the conditional pass of a step on different ranks, one
            all_gather of the velocity per step. Exact (each rank runs exactly the pass one process
            runs). Needs guidance > 1 and the two batch-1 passes (the default).
-  windows  the windows of a long video's step over ranks (windows.py has the split; refused until the
-           windowed sampler of the windows feature calls it).
+  windows  the windows of a long video's step over ranks (windows.py): each rank runs every window
+           whose index is its own modulo the count, one all_reduce of the velocity sum per step. Exact.
+           Needs a video of several windows (over 129 frames); not combined with ulysses.
   ulysses  one pass's tokens split over ranks, attention by heads (diffusers' ContextParallelConfig);
            needs heads % ulysses == 0 and image tokens % ulysses == 0.
-`auto` takes CFG first (no attention change, about 2x), then windows, then Ulysses for the rest.
+`auto` takes CFG first (no attention change, about 2x), then windows (a video over 129 frames), then
+Ulysses for the rest. Ranks are laid out cfg-major, then windows, ulysses innermost.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class ParallelPlan:
     def coordinates(self, rank: int) -> tuple[int, int]:
         """(cfg index, ulysses index) of `rank`: ranks are laid out cfg-major, ulysses innermost,
         so a Ulysses group is neighbouring ranks (on one node, the fast links)."""
-        return rank // self.ulysses, rank % self.ulysses
+        return rank // (self.windows * self.ulysses), rank % self.ulysses
+
+    def window_index(self, rank: int) -> int:
+        """Which share of a step's windows `rank` runs (0 .. windows-1)."""
+        return (rank // self.ulysses) % self.windows
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,9 @@ class JobShape:
     uses_cfg: bool
     cfg_batched: bool
     heads: int
-    image_tokens: int  # (reference + latent frames) x h x w after patching
+    image_tokens: int  # of one forward: (reference + one window's latent frames) x h x w after patching
     cache: str = "off"
-    windowed: bool = False
+    windows: int = 1  # the video's windows (sampling.py runs a video over 129 frames window by window)
 
 
 def image_tokens(latent_frames: int, latent_height: int, latent_width: int, patch: int = 2, patch_t: int = 1,
@@ -68,9 +74,9 @@ def choose_plan(world: int, mode: str, job: JobShape) -> ParallelPlan:
         raise ParallelSetupError(f"{world} processes: need at least one")
     if world == 1:
         return ParallelPlan(1)
-    if mode == "windows" or job.windowed:
-        raise ParallelSetupError("window parallel needs the windows feature (long videos in windows), which this "
-                                 "build does not have; use --parallel cfg or ulysses")
+    if mode == "windows" and job.windows < 2:
+        raise ParallelSetupError("window parallel needs a video of several windows (over 129 frames); this one is "
+                                 "one window: use --parallel cfg, ulysses or auto")
     cfg_possible = job.uses_cfg and not job.cfg_batched
     if mode in ("cfg", "cfg+ulysses") and not cfg_possible:
         why = "guidance_scale is 1 (one pass per step)" if not job.uses_cfg else "the CFG passes run batched"
@@ -81,12 +87,19 @@ def choose_plan(world: int, mode: str, job: JobShape) -> ParallelPlan:
     cfg = 2 if mode in ("cfg", "cfg+ulysses") or (mode == "auto" and cfg_possible and world % 2 == 0) else 1
     if world % cfg:
         raise ParallelSetupError(f"{world} processes do not divide into 2 CFG halves")
-    ulysses = world // cfg
+    windows, ulysses = 1, world // cfg
     if mode == "ulysses":
         cfg, ulysses = 1, world
+    elif mode == "windows":
+        cfg, windows, ulysses = 1, world, 1
+    elif mode == "auto" and job.windows > 1 and ulysses > 1:
+        windows, ulysses = ulysses, 1  # windows before Ulysses: exact, and no attention change
+    if windows > job.windows:
+        raise ParallelSetupError(f"window parallel over {windows} ranks, but the video has only {job.windows} windows "
+                                 "(129 frames each); use fewer processes, or --parallel ulysses")
     if ulysses > 1:
         _check_ulysses(ulysses, job)
-    return ParallelPlan(world, cfg=cfg, ulysses=ulysses)
+    return ParallelPlan(world, cfg=cfg, ulysses=ulysses, windows=windows)
 
 
 def _check_ulysses(n: int, job: JobShape) -> None:

@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from ..sampling import DenoiseRequest, denoise
 from .cfg import CfgSplit
+from .windows import WindowSplit
 from .group import RankContext
 
 SAMPLE, STOP = "sample", "stop"
@@ -32,6 +33,8 @@ class JobSession:
     def __init__(self, ctx: RankContext) -> None:
         self.ctx = ctx
         self.cfg_split = CfgSplit(ctx.cfg_index, ctx.cfg_group()) if ctx.plan.cfg > 1 else None
+        self.window_split = (WindowSplit(ctx.window_index, ctx.plan.windows, ctx.window_group())
+                             if ctx.plan.windows > 1 else None)
         self.stopped = False
         # False once a rank failed inside the loop: the others may sit in a collective, so no more
         # messages are sent (torchrun, or the worker manager, ends them).
@@ -75,7 +78,7 @@ class JobSession:
         self.in_step = True
         with torch.no_grad():
             latents = denoise(model, request, on_step=on_step, check_cancel=self._agreed_cancel(check_cancel),
-                              on_window=on_window, parallel=self.cfg_split)
+                              on_window=on_window, parallel=self.cfg_split, window_split=self.window_split)
         self.in_step = False
         return latents
 

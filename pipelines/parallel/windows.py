@@ -1,12 +1,12 @@
-"""Window parallel (the interface; this build has no windowed sampler to drive it yet).
+"""Window parallel: the windows of a long video's step (pipelines/windows.py) over ranks.
 
-A long video is sampled in overlapping windows, each step visiting every window (the windows
-feature). The windows of one step are independent, so `size` ranks can each run the windows with
+The windows of one step are independent, so `size` ranks each run the windows with
 `window.index % size == index`, accumulate their velocities (and how many windows covered each
 latent frame) into full-length tensors as one process does, and sum both over the ranks after the
-step: every rank then holds the one-process velocity sum and counts, and takes the same Euler step.
-One all_reduce of a latent-sized tensor per step. Until the windowed sampler calls `mine` and
-`combine` (two lines in its step loop), plan.py refuses `--parallel windows`.
+step (sampling.denoise calls `owns` and `combine`): every rank then holds the one-process velocity
+sum and counts, and takes the same Euler step. One all_reduce of a latent-sized tensor per step.
+Exact: a latent is covered by at most two windows (the cyclic wrap), and a sum of two numbers (or
+of one and zeros) does not depend on the order.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class WindowSplit:
     def __init__(self, index: int, size: int, group=None) -> None:
         self.index, self.size, self.group = index, size, group
         self.bytes_exchanged = 0
+
+    def owns(self, window: _Window) -> bool:
+        return window.index % self.size == self.index
 
     def mine(self, windows: Iterable[W]) -> list[W]:
         """This rank's windows of the step (round robin by window index)."""

@@ -85,7 +85,7 @@ def _serve(conn, setup: dict, rank: int, world: int) -> None:
             generator.unload()  # context parallelism cannot be re-planned on a model: load it again
         session = sessions.get(message["plan"])
         if session is None:
-            mesh = _mesh(plan, device)
+            mesh = group.build_mesh(plan, torch.device(device).type)
             session = sessions[message["plan"]] = JobSession(
                 group.RankContext(rank, world, torch.device(device), backend, plan, mesh))
         request = request_from_message(message["request"])
@@ -116,15 +116,6 @@ def _cancel_check(conn):
             if receive(conn).get("kind") == "cancel":
                 raise _ParentCancelled()
     return check
-
-
-def _mesh(plan: ParallelPlan, device: str):
-    if plan.ulysses == 1:
-        return None
-    from torch.distributed.device_mesh import init_device_mesh
-
-    return init_device_mesh(torch.device(device).type, (plan.cfg, 1, plan.ulysses),
-                            mesh_dim_names=("cfg", "ring", "ulysses"))
 
 
 def request_to_message(request: DenoiseRequest) -> dict:
