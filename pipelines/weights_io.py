@@ -62,6 +62,8 @@ def unknown_container_message(path: Path) -> str:
 def corrupt_message(path: Path, detail: object) -> str:
     """The one wording for a file whose container is recognised but whose contents cannot be read."""
     detail = str(detail).strip().splitlines()[0] if str(detail).strip() else type(detail).__name__
+    if "recursion limit" in detail:  # the safetensors parser's words for a header built to nest deeply
+        detail = "its header is nested too deeply"
     return (f"{path}: cannot read this file; it looks truncated or corrupt ({detail}). "
             "Download it again and compare its size/checksum with the original.")
 
