@@ -13,6 +13,8 @@ from .validation import refuse
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
 CATEGORY = "HunyuanCustom"
+WHISPER_DOWNLOAD = ("Download the folder openai/whisper-tiny from Hugging Face into "
+                    "ComfyUI/models/audio_encoders/whisper-tiny/, refresh the page (R) and pick it")
 
 
 def _weights(folder: str) -> list[str]:
@@ -115,7 +117,8 @@ class HunyuanCustomModelLoader:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, llava_vision="auto"):
+    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, llava_vision="auto",
+                        audio_encoder="none"):
         # Only the file inputs: ComfyUI skips its own combo check for every input named here (and for
         # ALL inputs if this took **kwargs, letting dtype='float64' through /prompt). The same header-only
         # check as when the sampler starts (remembered by size and mtime, so a queue reads each header
@@ -124,7 +127,7 @@ class HunyuanCustomModelLoader:
         # (nodes/validation.py).
         if None in (transformer, vae, text_encoder, text_encoder_2, llava_vision):
             return True  # a linked input: known only when the node runs, checked then
-        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision)
+        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision, audio_encoder)
         problems = problems or files.problems()
         if problems:
             refuse(problems)
@@ -164,7 +167,7 @@ def _model_files(transformer: str, vae: str, text_encoder: str, text_encoder_2: 
         try:
             paths["audio_encoder"] = comfy.resolve_model_path("audio_encoders", audio_encoder)
         except FileNotFoundError as exc:
-            problems.append(f"audio_encoder: {exc}")
+            problems.append(f"audio_encoder: {exc}. {WHISPER_DOWNLOAD}")
     if problems:
         return None, problems
     try:
