@@ -43,7 +43,7 @@ class HunyuanCustomSampler:
 
     @classmethod
     def VALIDATE_INPUTS(cls, size=None):
-        # Declaring `size` here lets any W*H (multiples of 16) through ComfyUI's combo check.
+        # `size` is a text box (any W*H of 16s); checked here so a bad one is refused when queued.
         # Only `size`: ComfyUI repeats a returned message under EVERY input named here (a bad size
         # showed up six times, under guidance_scale, seed, ...), and it checks the numbers' min/max
         # itself when they are not named. num_frames' 4n+1 rule is checked when the node runs,

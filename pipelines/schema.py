@@ -104,6 +104,10 @@ class ParameterError(ValueError):
             shown = shown[:77] + "..."
         super().__init__(f"{name} = {shown} is not valid: {allowed}.")
 
+    def without_name(self) -> str:
+        """The message without the leading "name = ", for places that name the field already."""
+        return str(self)[len(f"{self.field} = "):]
+
 
 @dataclass(frozen=True)
 class Field:
@@ -173,8 +177,9 @@ FIELDS: dict[str, Field] = {
         Field("negative_prompt", "STRING", "", "What to avoid. Empty uses nothing; upstream's usual "
               "negative prompt is in the example workflows.", multiline=True),
         Field("size", "SIZE", "1280*720", "Video width*height in pixels. WaveSpeed renders 1280*720, "
-              "720*1280 (720p model) and 832*480, 480*832 (480p model); locally any W*H with both "
-              "sides multiples of 16 works.", options=SIZE_OPTIONS),
+              "720*1280 (720p model) and 832*480, 480*832 (480p model); locally type any W*H with both "
+              "sides multiples of 16, e.g. 960*544 (upstream's one-GPU size) or 480*272, 256*144 for quick "
+              "previews.", options=SIZE_OPTIONS),
         Field("guidance_scale", "FLOAT", 7.5, "Classifier-free guidance: how strongly the prompt steers "
               "the video. Upstream uses 7.5.", min=1.0, max=10.0, step=0.1),
         Field("flow_shift", "FLOAT", 13.0, "Flow-matching time shift: higher spends more steps on "

@@ -35,6 +35,10 @@ def test_shared_fields_have_identical_specs_on_local_and_remote():
     local = Sampler.INPUT_TYPES()["required"]
     remote = Remote.INPUT_TYPES()["required"]
     for name in schema.SHARED_SAMPLER_FIELDS:
+        if name == "size":  # locally a text box (any W*H of 16s), on WaveSpeed its four sizes
+            assert local[name][0] == "STRING" and remote[name][0] == list(schema.REMOTE_SIZES)
+            assert local[name][1]["default"] == remote[name][1]["default"] == "1280*720"
+            continue
         (lt, lo), (rt, ro) = local[name], remote[name]
         assert lt == rt
         assert {k: v for k, v in lo.items() if k != "tooltip"} == {k: v for k, v in ro.items() if k != "tooltip"}
