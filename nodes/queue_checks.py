@@ -138,9 +138,9 @@ def merged(node_errors: dict, prompt: dict, extra: dict[str, list[dict]]) -> dic
     return out
 
 
-def refusal(node_errors: dict) -> dict:
+def refusal(node_errors: dict, partly_valid: bool = True) -> dict:
     """The body of a 400 answer that refuses the whole prompt (ComfyUI's own form)."""
-    lines = [NOTHING_RUN]
+    lines = [NOTHING_RUN if partly_valid else "Nothing was run."]
     for node_id, entry in node_errors.items():
         for reason in entry.get("errors", []):
             lines.append(f"{entry.get('class_type', '?')} #{node_id}: {reason.get('details') or reason.get('message')}")
@@ -158,4 +158,4 @@ def check(prompt: dict, validation: tuple, key_configured: Callable[[], bool]) -
         return None
     if not node_errors and not extra:
         return None  # refused for another reason (no outputs, ...): ComfyUI's own answer says it
-    return refusal(merged(node_errors, prompt, extra))
+    return refusal(merged(node_errors, prompt, extra), partly_valid=bool(valid))

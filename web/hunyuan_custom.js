@@ -12,6 +12,10 @@
 // - WaveSpeed node: whether the server has a WaveSpeed key (asks our route for yes/no; this file
 //   never sees or handles a key), a red line when the chosen size is one WaveSpeed refuses, and a
 //   hint of what WaveSpeed fixes.
+// - Problems: a refused queue's errors (from /prompt's answer) and a failed run's message (the
+//   `execution_error` event) in red on the node concerned, in the pack's own words: 1.58 shows a
+//   generic "node failed" panel and 1.27 only a red outline for a dropped output. Kept until the
+//   next queue; "cancelled" after Cancel on the node that was running (1.27 left "sampling...").
 // - Load Audio: the audio player core Load Audio has (the frontend adds it to core nodes only).
 // - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
 //   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
@@ -19,8 +23,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  KEY_STATUS_ROUTE, addAudioPlayer, isOurNodeType, legacyCacheValue, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus,
-  wrappedRows,
+  CANCELLED_COLOR, KEY_STATUS_ROUTE, addAudioPlayer, isOurNodeType, legacyCacheValue, nodeErrorLines, problemLines, resultLines,
+  wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
 } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
@@ -28,6 +32,7 @@ const SAMPLER_NODE = "HunyuanCustomSampler";
 const LOAD_AUDIO_NODE = "HunyuanCustomLoadAudio";
 const STATUS_WIDGET = "hyc_status";
 const RESULT_WIDGET = "hyc_result";
+const PROBLEM_WIDGET = "hyc_problem";
 const WIDGET_TYPE = "hyc_lines";
 
 function decorateSamplerNode(nodeType) {
@@ -164,6 +169,45 @@ function showResult(node, output) {
   if (lines.length) linesWidget(node, RESULT_WIDGET).hycSetLines(lines);
 }
 
+function ourNode(id) {
+  if (id === undefined || id === null || String(id).includes(":")) return null; // inside a subgraph: not ours to place
+  const node = app.graph?.getNodeById?.(id);
+  return node && isOurNodeType(node.type) ? node : null;
+}
+
+function showProblem(id, lines) {
+  const node = ourNode(id);
+  if (node && lines.length) linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+}
+
+function clearProblems() {
+  for (const node of graphNodes()) node.widgets?.find((w) => w.name === PROBLEM_WIDGET)?.hycSetLines?.([]);
+}
+
+function showNodeErrors(nodeErrors) {
+  for (const [id, entry] of Object.entries(nodeErrors ?? {})) showProblem(id, nodeErrorLines(entry));
+}
+
+/** Both frontends queue through api.queuePrompt and get /prompt's node errors back from it, in its
+ * answer (accepted with some outputs dropped) or in the error it throws (refused). */
+function watchQueue() {
+  const queuePrompt = api.queuePrompt;
+  if (typeof queuePrompt !== "function" || queuePrompt.hycWatched) return;
+  const watched = async function () {
+    clearProblems();
+    try {
+      const answer = await queuePrompt.apply(this, arguments);
+      showNodeErrors(answer?.node_errors);
+      return answer;
+    } catch (error) {
+      showNodeErrors(error?.response?.node_errors);
+      throw error;
+    }
+  };
+  watched.hycWatched = true;
+  api.queuePrompt = watched;
+}
+
 function decorateWaveSpeedNode(nodeType, nodeData) {
   // The node's tooltip (its description) also carries the hint.
   const hint = wavespeedHint();
@@ -233,6 +277,13 @@ app.registerExtension({
     }
   },
   async setup() {
+    watchQueue();
+    api.addEventListener?.("execution_error", ({ detail }) => {
+      showProblem(detail?.node_id, problemLines(detail?.exception_message));
+    });
+    api.addEventListener?.("execution_interrupted", ({ detail }) => {
+      showProblem(detail?.node_id, [{ text: "cancelled", color: CANCELLED_COLOR }]);
+    });
     api.addEventListener?.("execution_start", () => {
       refreshKeyStatus(true); // a key set or removed while ComfyUI runs shows up with the next run
       for (const node of graphNodes()) node.widgets?.find((w) => w.name === RESULT_WIDGET)?.hycMarkStale?.();
