@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .diffusion_models.cancel_hooks import cancel_between_blocks
 from .diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
 from .diffusion_models.step_cache import DEEPCACHE, OFF, CacheSettings, step_cache_run
 from .scheduler import FlowMatchEuler
@@ -116,7 +117,8 @@ def denoise(
 ) -> torch.Tensor:
     """Run the sampling loop; returns the final float32 latents (before /scaling_factor).
 
-    `check_cancel` is called before every step and may raise to stop; `on_step` after every step.
+    `check_cancel` is called before every step and every transformer block and may raise to stop;
+    `on_step` after every step.
     """
     # The patch embed is never stored in fp8, so its weight tells the compute dtype and device.
     weight = model.x_embedder.proj.weight
@@ -136,7 +138,8 @@ def denoise(
     deep_cache = settings.name == DEEPCACHE
     flow = FlowMatchEuler(request.steps, request.flow_shift, device="cpu")
     latents = request.latents.to(device=device, dtype=torch.float32)
-    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache:
+    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache, \
+            cancel_between_blocks(model, check_cancel):  # Cancel inside a step too
         for i, t in enumerate(flow.timesteps):
             if check_cancel is not None:
                 check_cancel()
