@@ -48,6 +48,35 @@ SIZES = {
     "HunyuanCustomEdit": (400, 250),
 }
 
+# What the frontend's missing-models dialog reads (a workflow's top-level `models`, as ComfyUI's own
+# templates carry them): a file the loader's pick stands for, its model folder and where to download it
+# (README "Model files"). The dialog compares `name` with the files of `directory`, so a model that is a
+# folder is named by one file inside it. Only files with a fixed name and URL: the text encoders are
+# whole folders (tokenizer, config, shards) that one link cannot fetch; the Note names them.
+HF_HUNYUANCUSTOM = "https://huggingface.co/tencent/HunyuanCustom/resolve/main/models/"
+MODEL_DOWNLOADS = {
+    "hunyuancustom_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_720P/mp_rank_00_model_states.pt"),
+    "hunyuancustom_audio_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_audio_720P/mp_rank_00_model_states.pt"),
+    "hunyuancustom_editing_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"),
+    "hyvae_v1_0801/": ("vae", HF_HUNYUANCUSTOM + "vae_3d/hyvae_v1_0801/pytorch_model.pt", "pytorch_model.pt"),
+    "whisper-tiny/": ("audio_encoders", "https://huggingface.co/openai/whisper-tiny/resolve/main/model.safetensors",
+                      "model.safetensors"),
+}
+
+
+def model_downloads(values: list) -> list[dict]:
+    """The `models` entries for a Model Loader's widget values."""
+    out = []
+    for value in values:
+        if isinstance(value, str) and value in MODEL_DOWNLOADS:
+            directory, url, *inside = MODEL_DOWNLOADS[value]
+            out.append({"name": value + inside[0] if inside else value, "url": url, "directory": directory})
+    return out
+
+
 MODEL_FILES = {
     "transformer": "hunyuancustom_720P/mp_rank_00_model_states.pt",
     "vae": "hyvae_v1_0801/",
@@ -207,9 +236,14 @@ class Graph:
 
     def to_json(self) -> dict:
         self._set_order()
-        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-                "links": self.links, "groups": self.groups, "config": {}, "extra": {"ds": {"scale": 0.8,
-                "offset": [0, 0]}}, "version": 0.4}
+        graph = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                 "links": self.links, "groups": self.groups, "config": {}, "extra": {"ds": {"scale": 0.8,
+                 "offset": [0, 0]}}, "version": 0.4}
+        models = [m for n in self.nodes if n["type"] == "HunyuanCustomModelLoader"
+                  for m in model_downloads(n["widgets_values"])]
+        if models:
+            graph["models"] = models
+        return graph
 
     def _set_order(self) -> None:
         """`order` = a dependency order (the frontend recomputes it; keep it plausible)."""
