@@ -23,13 +23,14 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  CANCELLED_COLOR, KEY_STATUS_ROUTE, addAudioPlayer, isOurNodeType, legacyCacheValue, nodeErrorLines, problemLines, resultLines,
+  CANCELLED_COLOR, KEY_STATUS_ROUTE, LOADER_FOLDERS, addAudioPlayer, missingModelLines, isOurNodeType, legacyCacheValue, nodeErrorLines, problemLines, resultLines,
   wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
 } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
 const SAMPLER_NODE = "HunyuanCustomSampler";
 const LOAD_AUDIO_NODE = "HunyuanCustomLoadAudio";
+const LOADER_NODE = "HunyuanCustomModelLoader";
 const STATUS_WIDGET = "hyc_status";
 const RESULT_WIDGET = "hyc_result";
 const PROBLEM_WIDGET = "hyc_problem";
@@ -208,6 +209,41 @@ function watchQueue() {
   api.queuePrompt = watched;
 }
 
+/** Model Loader: a pick that is not in its folder's list (a template opened before its models were
+ * downloaded, e.g. whisper-tiny/) is said on the node when the workflow opens, not first on queue. */
+function refreshLoader(node) {
+  const picks = {};
+  for (const name of Object.keys(LOADER_FOLDERS)) {
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (!widget) continue;
+    const values = widget.options?.values;
+    picks[name] = { value: widget.value, options: typeof values === "function" ? values() : values };
+  }
+  const lines = missingModelLines(picks);
+  const existing = node.widgets?.find((w) => w.name === PROBLEM_WIDGET);
+  if (lines.length || existing) linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+}
+
+function decorateLoaderNode(nodeType) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    const node = this;
+    for (const widget of node.widgets ?? []) {
+      if (!(widget.name in LOADER_FOLDERS) || widget.hycWatched) continue;
+      const callback = widget.callback;
+      widget.callback = function () {
+        const out = callback?.apply(this, arguments);
+        refreshLoader(node);
+        return out;
+      };
+      widget.hycWatched = true;
+    }
+    refreshLoader(node);
+    return result;
+  };
+}
+
 function decorateWaveSpeedNode(nodeType, nodeData) {
   // The node's tooltip (its description) also carries the hint.
   const hint = wavespeedHint();
@@ -266,6 +302,7 @@ app.registerExtension({
     decorateResults(nodeType);
     if (nodeData.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
     if (nodeData.name === SAMPLER_NODE) decorateSamplerNode(nodeType);
+    if (nodeData.name === LOADER_NODE) decorateLoaderNode(nodeType);
     if (nodeData.name === LOAD_AUDIO_NODE) addAudioPlayer(nodeData.input?.required);
   },
   // The frontend restores kept outputs (e.g. back on a workflow's tab) through this hook.

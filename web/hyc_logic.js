@@ -203,3 +203,29 @@ export function nodeErrorLines(entry) {
   }
   return lines;
 }
+
+/** The Model Loader's file inputs: the model folder each lists, and what to download when missing. */
+export const LOADER_FOLDERS = Object.freeze({
+  transformer: ["diffusion_models", "the transformer checkpoint (see the Note and README 'Model files')"],
+  vae: ["vae", "the VAE (upstream vae_3d/hyvae_v1_0801/ or hunyuan_video_vae_bf16.safetensors)"],
+  text_encoder: ["text_encoders", "LLaVA (upstream llava-llama-3-8b-v1_1/ or llava_llama3_fp16.safetensors)"],
+  text_encoder_2: ["text_encoders", "CLIP-L (upstream openai_clip-vit-large-patch14/ or clip_l.safetensors)"],
+  llava_vision: ["clip_vision", "llava_llama3_vision.safetensors"],
+  audio_encoder: ["audio_encoders", "the folder openai/whisper-tiny from Hugging Face as whisper-tiny/"],
+});
+
+/**
+ * Lines for a Model Loader whose picks are not in its lists (a template opened before the models
+ * were downloaded): `picks` maps input name -> {value, options}. "auto" and "none" are always fine.
+ */
+export function missingModelLines(picks) {
+  const lines = [];
+  for (const [name, [folder, what]] of Object.entries(LOADER_FOLDERS)) {
+    const pick = picks?.[name];
+    if (!pick || typeof pick.value !== "string" || ["auto", "none", ""].includes(pick.value)) continue;
+    const options = Array.isArray(pick.options) ? pick.options : [];
+    if (options.includes(pick.value)) continue;
+    lines.push({ text: `${name}: ${pick.value} is not in models/${folder}: download ${what} into ComfyUI/models/${folder}/, then press R`, color: PROBLEM_COLOR });
+  }
+  return lines;
+}

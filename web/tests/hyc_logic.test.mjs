@@ -154,3 +154,16 @@ test("queue-time errors name the input once, without ComfyUI's repetitions", () 
     "size: '50*64' is not valid: W*H", "transformer: t.pt holds a VAE.", "dtype: Value not in list"]);
   assert.deepEqual(nodeErrorLines(null), []);
 });
+
+import { missingModelLines } from "../hyc_logic.js";
+
+test("a loader pick missing from its folder is said when the workflow opens", () => {
+  const lines = missingModelLines({
+    transformer: { value: "hunyuancustom_audio_720P/mp_rank_00_model_states.pt", options: ["hunyuancustom_audio_720P/mp_rank_00_model_states.pt"] },
+    audio_encoder: { value: "whisper-tiny/", options: ["none"] },
+    llava_vision: { value: "auto", options: ["auto"] },
+  });
+  assert.equal(lines.length, 1);
+  assert.match(lines[0].text, /^audio_encoder: whisper-tiny\/ is not in models\/audio_encoders: download .*whisper-tiny/);
+  assert.deepEqual(missingModelLines({ audio_encoder: { value: "none", options: ["none"] } }), []);
+});
