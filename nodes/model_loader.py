@@ -94,11 +94,9 @@ class HunyuanCustomModelLoader:
                     "fp8 checkpoints only: 'keep' stores weights in fp8 (half the memory, scaled per layer at run "
                     "time); 'dequantize' converts them to the compute dtype when loading.")}),
                 "offload": (["auto", "model", "group", "none"], {"default": "auto", "tooltip": (
-                    "auto: per stage, whole on the GPU when it fits in the free memory, else as 'group' (the "
-                    "console says which). model: one stage at a time, whole, on the GPU (720p x 129 needs ~29 GB "
-                    "with fp8 keep, ~41 GB in bf16). group: transformer blocks and LLaVA's layers streamed from CPU "
-                    "RAM, shorter VAE decode tiles if needed (720p on 24 GB cards; needs the models' size in free "
-                    "CPU RAM). none: everything stays on the GPU (80 GB class).")}),
+                    "auto: each stage whole on the GPU when it fits, else 'group'. model: one stage at a time, "
+                    "whole (720p: ~29 GB fp8 keep, ~41 GB bf16). group: blocks streamed from CPU RAM (720p on "
+                    "24 GB). none: all on the GPU (80 GB). See README > Memory.")}),
                 "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
                     "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
             },
