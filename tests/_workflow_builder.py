@@ -35,7 +35,7 @@ SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
     "PreviewImage": (340, 300),
-    "HunyuanCustomModelLoader": (420, 270),
+    "HunyuanCustomModelLoader": (420, 350),  # Nodes 2.0 draws its ten widgets 340 px tall
     "HunyuanCustomPrompt": (440, 400),
     "HunyuanCustomSampler": (360, 430),
     "HunyuanCustomWaveSpeed": (380, 250),
@@ -281,7 +281,7 @@ def local_720p(info: dict) -> dict:
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     preview = g.add("PreviewImage", (40, 900), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 380), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
         "A man in a grey coat walks along a rainy city street at night, neon signs reflecting on the wet "
         "pavement; he stops, looks up and smiles. The camera slowly follows him.", "man"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -331,14 +331,16 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
         "A man in a grey coat and a red scarf rides a bicycle along a seaside road, his scarf blowing in "
         "the wind; waves break on the rocks below. Tracking shot from the side.", "man"))
     loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
+    sampler = g.add("HunyuanCustomSampler", (1080, 500), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
                                                                   "crf": 23}, linked_widgets=("fps",))
-    remote = g.add("HunyuanCustomWaveSpeed", (1080, 990), _remote_720p_values(), title="Final 720p on WaveSpeed")
-    create = g.add("CreateVideo", (1520, 990), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1170), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    # Low enough that the preview sampler, grown by its step preview and result lines after a run,
+    # stays above this group's title.
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 1350), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 1350), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 1530), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")
@@ -366,7 +368,7 @@ def multi_subject(info: dict) -> dict:
     image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": MAN, "url": ""}, title="Subject 1")
     image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": DOG, "url": ""}, title="Subject 2")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 420), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
         "A man and his dog walk side by side along a beach at sunset; the dog jumps up and the man laughs "
         "and pats its head. Wide shot, the camera slowly pans with them.", "man and dog"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -400,7 +402,7 @@ def singing_avatar(info: dict) -> dict:
         "spotlight, close-up, the camera stays still.", "man"))
     audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
     loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1070, 380), _local_720p_values())
+    sampler = g.add("HunyuanCustomSampler", (1070, 450), _local_720p_values())
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")
@@ -446,7 +448,7 @@ def replace_subject(info: dict) -> dict:
         "light, the camera follows at a low angle.", "dog"))
     edit = g.add("HunyuanCustomEdit", (540, 990), {"expand": 5, "box": False})
     loader = g.add("HunyuanCustomModelLoader", (1040, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
-    sampler = g.add("HunyuanCustomSampler", (1040, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    sampler = g.add("HunyuanCustomSampler", (1040, 450), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")

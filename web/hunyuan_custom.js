@@ -194,16 +194,14 @@ function showNodeErrors(nodeErrors) {
 function watchQueue() {
   const queuePrompt = api.queuePrompt;
   if (typeof queuePrompt !== "function" || queuePrompt.hycWatched) return;
-  const watched = async function () {
+  // Not an async wrapper: the frontend awaits the original promise itself, so a refusal's error (which
+  // the frontend reports) carries none of our frames; we only watch the same promise.
+  const watched = function () {
     clearProblems();
-    try {
-      const answer = await queuePrompt.apply(this, arguments);
-      showNodeErrors(answer?.node_errors);
-      return answer;
-    } catch (error) {
-      showNodeErrors(error?.response?.node_errors);
-      throw error;
-    }
+    const answer = queuePrompt.apply(this, arguments);
+    Promise.resolve(answer).then((result) => showNodeErrors(result?.node_errors),
+      (error) => showNodeErrors(error?.response?.node_errors));
+    return answer;
   };
   watched.hycWatched = true;
   api.queuePrompt = watched;
