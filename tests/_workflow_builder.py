@@ -330,17 +330,17 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
     prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(
         "A man in a grey coat and a red scarf rides a bicycle along a seaside road, his scarf blowing in "
         "the wind; waves break on the rocks below. Tracking shot from the side.", "man"))
-    loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 500), {**_local_720p_values(), "size": "480*272",
+    # The WaveSpeed group on top, the preview group below it: the preview sampler grows downwards after a
+    # run (its step preview and result lines), into free space rather than over the other group's title.
+    loader = g.add("HunyuanCustomModelLoader", (1080, 950), MODEL_FILES)
+    sampler = g.add("HunyuanCustomSampler", (1080, 1340), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
-    save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
+    save_preview = g.add("HunyuanCustomSaveVideo", (1520, 950), {"filename_prefix": "HunyuanCustom/preview",
                                                                   "crf": 23}, linked_widgets=("fps",))
-    # Low enough that the preview sampler, grown by its step preview and result lines after a run,
-    # stays above this group's title.
-    remote = g.add("HunyuanCustomWaveSpeed", (1080, 1350), _remote_720p_values(), title="Final 720p on WaveSpeed")
-    create = g.add("CreateVideo", (1520, 1350), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1530), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 110), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 110), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 290), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")
