@@ -178,7 +178,9 @@ function ourNode(id) {
 
 function showProblem(id, lines) {
   const node = ourNode(id);
-  if (node && lines.length) linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+  if (!node || !lines.length) return;
+  linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+  app.canvas?.bringToFront?.(node); // grown by the lines: drawn over its neighbour, not under it
 }
 
 function clearProblems() {
