@@ -140,12 +140,12 @@ def merged(node_errors: dict, prompt: dict, extra: dict[str, list[dict]]) -> dic
 
 def refusal(node_errors: dict, partly_valid: bool = True) -> dict:
     """The body of a 400 answer that refuses the whole prompt (ComfyUI's own form)."""
-    lines = [NOTHING_RUN if partly_valid else "Nothing was run."]
-    for node_id, entry in node_errors.items():
-        for reason in entry.get("errors", []):
-            lines.append(f"{entry.get('class_type', '?')} #{node_id}: {reason.get('details') or reason.get('message')}")
+    # The problems themselves are in node_errors, which the frontends list (1.27 right after these
+    # details): named here by node only, so each message is read once.
+    nodes = ", ".join(f"{entry.get('class_type', '?')} #{node_id}" for node_id, entry in node_errors.items())
+    lead = NOTHING_RUN if partly_valid else "Nothing was run."
     return {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                      "details": "\n".join(lines), "extra_info": {}},
+                      "details": f"{lead} Problems in: {nodes}.", "extra_info": {}},
             "node_errors": node_errors}
 
 
