@@ -84,6 +84,10 @@ class HunyuanCustomSampler:
         started = time.monotonic()
         try:
             result = model.generate(job, status=bar.text, progress=progress, check_cancel=comfy.throw_if_cancelled)
+        except BaseException as exc:
+            if comfy.is_cancel(exc):
+                bar.text("cancelled")  # the live status must not keep saying "sampling ..." (frontend 1.27 keeps it)
+            raise
         finally:
             comfy.empty_cache()
         bar.text("done")  # the live status ends here; the result lines below stay after the job
