@@ -85,10 +85,15 @@ def error(message: str, input_name: str | None = None) -> dict:
     return entry
 
 
-def graph_problems(prompt: dict, key_configured: Callable[[], bool]) -> dict[str, list[dict]]:
-    """{node id: [error entries]} for the checks that need the whole graph."""
+def graph_problems(prompt: dict, key_configured: Callable[[], bool],
+                   targets: Iterable[str] | None = None) -> dict[str, list[dict]]:
+    """{node id: [error entries]} for the checks that need the whole graph; with `targets` (the
+    frontend's "run selected outputs"), only for the nodes those outputs run."""
     problems: dict[str, list[dict]] = {}
     ids = [str(i) for i in prompt]
+    if targets is not None:
+        wanted = set().union(*(upstream(prompt, str(t)) for t in targets)) if targets else set()
+        ids = [i for i in ids if i in wanted]
     if any(_class(prompt, i) == WAVESPEED for i in ids) and not key_configured():
         for node_id in ids:
             if _class(prompt, node_id) == WAVESPEED:
@@ -149,11 +154,12 @@ def refusal(node_errors: dict, partly_valid: bool = True) -> dict:
             "node_errors": node_errors}
 
 
-def check(prompt: dict, validation: tuple, key_configured: Callable[[], bool]) -> dict | None:
+def check(prompt: dict, validation: tuple, key_configured: Callable[[], bool],
+          targets: Iterable[str] | None = None) -> dict | None:
     """The refusal body for a prompt with our nodes, from ComfyUI's validate_prompt answer
     (valid, error, good outputs, node errors); None when it may be queued as it is."""
     valid, _error, _good, node_errors = validation
-    extra = graph_problems(prompt, key_configured)
+    extra = graph_problems(prompt, key_configured, targets)
     if valid and not node_errors and not extra:
         return None
     if not node_errors and not extra:

@@ -69,9 +69,10 @@ def queue_middleware(web: Any) -> Any:
                 body = await request.json()  # aiohttp keeps the body: the handler reads it again
                 prompt = body.get("prompt") if isinstance(body, dict) else None
                 if queue_checks.has_our_nodes(prompt):
-                    validation = await comfy.validate_prompt(prompt, body.get("partial_execution_targets"))
+                    targets = body.get("partial_execution_targets")
+                    validation = await comfy.validate_prompt(prompt, targets)
                     if validation is not None:
-                        answer = queue_checks.check(prompt, validation, lambda: key_status()["configured"])
+                        answer = queue_checks.check(prompt, validation, lambda: key_status()["configured"], targets)
                         if answer is not None:
                             logging.getLogger(__name__).warning("HunyuanCustom: prompt refused: %s",
                                                                 answer["error"]["details"])

@@ -64,6 +64,12 @@ def test_a_missing_wavespeed_key_refuses_before_the_local_preview_runs():
     assert "WAVESPEED_API_KEY" in reason["details"] and "restart ComfyUI" in reason["details"]
 
 
+def test_running_only_the_local_preview_needs_no_wavespeed_key():
+    # The frontend's "run selected outputs" sends partial_execution_targets: the WaveSpeed node does not run.
+    assert queue_checks.check(_hybrid(), (True, None, ["4"], {}), lambda: False, targets=["4"]) is None
+    assert queue_checks.check(_hybrid(), (True, None, ["6"], {}), lambda: False, targets=["6"]) is not None
+
+
 def test_no_audio_encoder_is_reported_on_the_model_loader_when_the_graph_has_an_audio_node():
     answer = queue_checks.check(_hybrid(with_audio=True), (True, None, ["4", "6"], {}), lambda: True)
     (reason,) = answer["node_errors"]["1"]["errors"]
