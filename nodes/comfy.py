@@ -70,6 +70,20 @@ def note(message: str, node_id: str | None = None) -> None:
     show_text(message, node_id)
 
 
+async def validate_prompt(prompt: dict, targets: list | None) -> tuple | None:
+    """ComfyUI's own queue-time validation of an API prompt (valid, error, good outputs, node errors),
+    on a copy (it converts values in place); None outside ComfyUI."""
+    import copy
+    import sys
+    import uuid
+
+    execution = sys.modules.get("execution")  # ComfyUI's, imported before any pack loads
+    validate = getattr(execution, "validate_prompt", None)
+    if validate is None:
+        return None
+    return await validate(str(uuid.uuid4()), copy.deepcopy(prompt), targets)
+
+
 def folder_paths_of(folder: str) -> list[str]:
     """The directories of a model folder: ComfyUI's (extra_model_paths.yaml included), or
     $HYC_MODELS_DIR/<folder> outside ComfyUI (scripts, tests)."""

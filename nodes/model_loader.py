@@ -14,6 +14,8 @@ from .validation import refuse
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft")
 CATEGORY = "HunyuanCustom"
+WHISPER_DOWNLOAD = ("Download the folder openai/whisper-tiny from Hugging Face into "
+                    "ComfyUI/models/audio_encoders/whisper-tiny/, refresh the page (R) and pick it")
 
 
 def _weights(folder: str) -> list[str]:
@@ -93,11 +95,9 @@ class HunyuanCustomModelLoader:
                     "fp8 checkpoints only: 'keep' stores weights in fp8 (half the memory, scaled per layer at run "
                     "time); 'dequantize' converts them to the compute dtype when loading.")}),
                 "offload": (["auto", "model", "group", "none"], {"default": "auto", "tooltip": (
-                    "auto: per stage, whole on the GPU when it fits in the free memory, else as 'group' (the "
-                    "console says which). model: one stage at a time, whole, on the GPU (720p x 129 needs ~29 GB "
-                    "with fp8 keep, ~41 GB in bf16). group: transformer blocks and LLaVA's layers streamed from CPU "
-                    "RAM, shorter VAE decode tiles if needed (720p on 24 GB cards; needs the models' size in free "
-                    "CPU RAM). none: everything stays on the GPU (80 GB class).")}),
+                    "auto: each stage whole on the GPU when it fits, else 'group'. model: one stage at a time, "
+                    "whole (720p: ~29 GB fp8 keep, ~41 GB bf16). group: blocks streamed from CPU RAM (720p on "
+                    "24 GB). none: all on the GPU (80 GB). See README > Memory.")}),
                 "attention": (["default", "native", "flash", "sage", "_native_cudnn"], {"default": "default", "tooltip": (
                     "Attention kernel (diffusers' dispatcher). flash/sage need those packages installed.")}),
             },
@@ -122,7 +122,8 @@ class HunyuanCustomModelLoader:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, llava_vision="auto"):
+    def VALIDATE_INPUTS(cls, transformer=None, vae=None, text_encoder=None, text_encoder_2=None, llava_vision="auto",
+                        audio_encoder="none"):
         # Only the file inputs: ComfyUI skips its own combo check for every input named here (and for
         # ALL inputs if this took **kwargs, letting dtype='float64' through /prompt). The same header-only
         # check as when the sampler starts (remembered by size and mtime, so a queue reads each header
@@ -131,7 +132,7 @@ class HunyuanCustomModelLoader:
         # (nodes/validation.py).
         if None in (transformer, vae, text_encoder, text_encoder_2, llava_vision):
             return True  # a linked input: known only when the node runs, checked then
-        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision)
+        files, problems = _model_files(transformer, vae, text_encoder, text_encoder_2, llava_vision, audio_encoder)
         problems = problems or files.problems()
         if problems:
             refuse(problems)
@@ -179,7 +180,7 @@ def _model_files(transformer: str, vae: str, text_encoder: str, text_encoder_2: 
         try:
             paths["audio_encoder"] = comfy.resolve_model_path("audio_encoders", audio_encoder)
         except FileNotFoundError as exc:
-            problems.append(f"audio_encoder: {exc}")
+            problems.append(f"audio_encoder: {exc}. {WHISPER_DOWNLOAD}")
     if problems:
         return None, problems
     try:

@@ -8,6 +8,9 @@ GET /view for one of the pack's example pictures, song or videos (example_media.
 folder does not hold: answered from the pack's folder by a middleware, because the frontend
 previews a picked file only through ComfyUI's /view, which reads the input folder alone. Every
 other request, and a same-named file of the user's, goes to ComfyUI's own handler.
+
+POST /prompt of a graph with our nodes: validated first and refused whole when any part fails
+(queue_checks.py), by a middleware in front of ComfyUI's handler.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import sys
 from typing import Any
 
-from . import comfy, example_media
+from . import comfy, example_media, queue_checks
 
 KEY_STATUS_PATH = "/hunyuan_custom/wavespeed_key_status"
 
@@ -51,6 +54,36 @@ def examples_middleware(web: Any) -> Any:
     return serve_example_media
 
 
+PROMPT_PATHS = ("/prompt", "/api/prompt")
+
+
+def queue_middleware(web: Any) -> Any:
+    """An aiohttp middleware that refuses a prompt with our nodes when any part of it fails its
+    checks (queue_checks.py); every other request, and any failure of this check itself, goes to
+    ComfyUI's handler unchanged."""
+
+    @web.middleware
+    async def all_or_nothing(request: Any, handler: Any) -> Any:
+        if request.method == "POST" and request.path in PROMPT_PATHS:
+            try:
+                body = await request.json()  # aiohttp keeps the body: the handler reads it again
+                prompt = body.get("prompt") if isinstance(body, dict) else None
+                if queue_checks.has_our_nodes(prompt):
+                    targets = body.get("partial_execution_targets")
+                    validation = await comfy.validate_prompt(prompt, targets)
+                    if validation is not None:
+                        answer = queue_checks.check(prompt, validation, lambda: key_status()["configured"], targets)
+                        if answer is not None:
+                            logging.getLogger(__name__).warning("HunyuanCustom: prompt refused: %s",
+                                                                answer["error"]["details"])
+                            return web.json_response(answer, status=400)
+            except Exception:  # never stand between the user and ComfyUI's own answer
+                logging.getLogger(__name__).warning("HunyuanCustom: queue check skipped", exc_info=True)
+        return await handler(request)
+
+    return all_or_nothing
+
+
 def register(prompt_server: Any) -> bool:
     """Add our routes to a PromptServer instance; False when there is none (not in ComfyUI)."""
     routes = getattr(prompt_server, "routes", None)
@@ -63,10 +96,12 @@ def register(prompt_server: Any) -> bool:
 
         try:
             middlewares.append(examples_middleware(web))
+            middlewares.append(queue_middleware(web))
         except RuntimeError:  # already frozen (server started): previews of the examples stay blank
             logging.getLogger(__name__).warning(
-                "HunyuanCustom: could not add the example-media preview handler; the examples still "
-                "load, but their preview in our Load nodes stays empty")
+                "HunyuanCustom: could not add the example-media preview and queue-check handlers; the "
+                "examples still load, but their preview stays empty and a graph with a failing branch runs "
+                "its other outputs")
     return True
 
 

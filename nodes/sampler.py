@@ -43,7 +43,7 @@ class HunyuanCustomSampler:
 
     @classmethod
     def VALIDATE_INPUTS(cls, size=None):
-        # Declaring `size` here lets any W*H (multiples of 16) through ComfyUI's combo check.
+        # `size` is a text box (any W*H of 16s); checked here so a bad one is refused when queued.
         # Only `size`: ComfyUI repeats a returned message under EVERY input named here (a bad size
         # showed up six times, under guidance_scale, seed, ...), and it checks the numbers' min/max
         # itself when they are not named. num_frames' 4n+1 rule is checked when the node runs,
@@ -90,6 +90,10 @@ class HunyuanCustomSampler:
         started = time.monotonic()
         try:
             result = model.generate(job, status=bar.text, progress=progress, check_cancel=comfy.throw_if_cancelled)
+        except BaseException as exc:
+            if comfy.is_cancel(exc):
+                bar.text("cancelled")  # the live status must not keep saying "sampling ..." (frontend 1.27 keeps it)
+            raise
         finally:
             comfy.empty_cache()
         bar.text("done")  # the live status ends here; the result lines below stay after the job

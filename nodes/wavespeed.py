@@ -64,7 +64,7 @@ class HunyuanCustomWaveSpeed:
             "required": {
                 "prompt": ("HYC_PROMPT", {"tooltip": "Prompt, negative prompt and reference image from the "
                                                      "HunyuanCustomPrompt node."}),
-                **widgets(schema.REMOTE_SAMPLER_FIELDS),
+                **widgets(schema.REMOTE_SAMPLER_FIELDS, backend=schema.REMOTE),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }

@@ -7,12 +7,18 @@ from typing import Any
 from ..pipelines import schema
 
 
-def widget(name: str, tooltip: str | None = None) -> tuple:
-    """The INPUT_TYPES entry for one schema field; identical for every node that uses it."""
+def widget(name: str, tooltip: str | None = None, backend: str = schema.LOCAL) -> tuple:
+    """The INPUT_TYPES entry for one schema field; identical for every node of a backend that uses it."""
     f = schema.FIELDS[name]
     opts: dict[str, Any] = {"default": f.default, "tooltip": tooltip or f.full_tooltip()}
     if f.kind == "SIZE":
-        return (list(f.options), opts)
+        if backend == schema.REMOTE:  # WaveSpeed renders four sizes: a list
+            return (list(schema.REMOTE_SIZES), opts)
+        # Locally any W*H of 16s: a text box. A list would not take a typed size (its filter box only
+        # filters), and Nodes 2.0 outlines a value that is not in its list in red. Old workflows and API
+        # prompts hold the same "W*H" text, so they load and run unchanged.
+        opts["multiline"] = False
+        return ("STRING", opts)
     if f.kind == "STRING":
         opts["multiline"] = f.multiline
         return ("STRING", opts)
@@ -31,14 +37,15 @@ def widget(name: str, tooltip: str | None = None) -> tuple:
     return (f.kind, opts)
 
 
-def widgets(names: tuple[str, ...]) -> dict[str, tuple]:
-    return {n: widget(n) for n in names}
+def widgets(names: tuple[str, ...], backend: str = schema.LOCAL) -> dict[str, tuple]:
+    return {n: widget(n, backend=backend) for n in names}
 
 
 def validation_message(values: dict[str, Any], backend: str) -> bool | str:
-    """VALIDATE_INPUTS helper: True, or the error text of the first bad value."""
+    """VALIDATE_INPUTS helper: True, or the error text of the first bad value. ComfyUI puts the
+    input's name before it ("size - '50*64' is not valid: ..."), so the text starts with the value."""
     try:
         schema.validate(values, backend, names=list(values))
     except schema.ParameterError as exc:
-        return str(exc)
+        return exc.without_name()
     return True

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import torch
 
+from .diffusion_models.cancel_hooks import cancel_between_blocks
 from .diffusion_models.deep_cache import DeepCache, upstream_deep_cache_mode
 from .diffusion_models.step_cache import DEEPCACHE, OFF, CacheSettings, step_cache_run
 from .scheduler import FlowMatchEuler
@@ -209,14 +210,18 @@ def denoise(
     on_window: WindowCallback | None = None,
     parallel: PassRunner | None = None,
     window_split: WindowRunner | None = None,
+    cancel_in_blocks: bool = True,
 ) -> torch.Tensor:
     """Run the sampling loop; returns the final float32 latents (before /scaling_factor).
 
-    `check_cancel` is called before every window (so before every step) and may raise to stop;
-    `on_window` after every window's forwards, `on_step` after every step.
+    `check_cancel` is called before every window (so before every step) and may raise to stop, and
+    with `cancel_in_blocks` before every transformer block too (Cancel inside a step); `on_window`
+    after every window's forwards, `on_step` after every step.
     `parallel` (parallel/cfg.py): runs this rank's share of each window's passes and gathers all of them;
     `window_split` (parallel/windows.py): this rank runs the windows it owns, and the step's velocity
-    sums and counts are added over the ranks before the Euler step.
+    sums and counts are added over the ranks before the Euler step. Parallel ranks pass
+    `cancel_in_blocks=False`: their check is a collective, which ranks running different windows
+    would call a different number of times.
     """
     # The patch embed is never stored in fp8, so its weight tells the compute dtype and device.
     weight = model.x_embedder.proj.weight
@@ -245,7 +250,8 @@ def denoise(
     whole_inputs = None  # a one-window run's inputs, made once
     if settings.name == DEEPCACHE and not deep_cache:
         settings = CacheSettings(OFF)
-    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache:
+    with step_cache_run(model, settings, request.steps, request.cache_forced_skips) as cache, \
+            cancel_between_blocks(model, check_cancel if cancel_in_blocks else None):  # Cancel inside a step too
         for i, t in enumerate(flow.timesteps):
             mode = upstream_deep_cache_mode(i, request.steps) if deep_cache else "off"
             t = t.to(device)

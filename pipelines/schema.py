@@ -81,18 +81,17 @@ THRESHOLD_RECOMMENDED = -1.0  # cache_threshold's "the chosen cache's published 
 
 
 def _cache_tooltip() -> str:
-    return ("Step cache: reuses work of earlier steps on steps it expects to change little (faster, slightly "
-            "different video). " + " ".join(f"{o.name}: {o.does}." for o in CACHE_OPTIONS.values())
-            + " Published speedups, all on HunyuanVideo T2V 720p (whose weights the thresholds and ratios were "
-            "calibrated on, not HunyuanCustom's; expect other skip counts here): teacache 0.15 2.1x, magcache "
-            "0.12 2.3x, fbcache 0.035 2.7x. Upstream-exact: off, and deepcache at 30 steps.")
+    # Short enough to read in a tooltip (~300 characters); what each does and the published speedups
+    # are in the README's Speed section.
+    return ("Reuses work of earlier steps where little changes: faster, slightly different video. Upstream-exact: "
+            "off, and deepcache at 30 steps (~25% faster). " + ", ".join(ADAPTIVE_CACHES) + " skip more: 2-2.8x "
+            "published on HunyuanVideo T2V, not HunyuanCustom's weights. README > Speed.")
 
 
 def _threshold_tooltip() -> str:
-    return ("How much the adaptive caches may skip: -1 uses the chosen cache's published setting, 0 never skips "
-            "(the video is then exactly 'off'), higher skips more. " + " ".join(
-                f"{name}: {CACHE_OPTIONS[name].threshold}, recommended {CACHE_OPTIONS[name].recommended:g}."
-                for name in ADAPTIVE_CACHES) + " Not used by off and deepcache.")
+    return ("How much the adaptive caches skip: -1 = the cache's published setting ("
+            + ", ".join(f"{name} {CACHE_OPTIONS[name].recommended:g}" for name in ADAPTIVE_CACHES)
+            + "), 0 never skips (exactly 'off'), higher skips more. Unused by off and deepcache.")
 
 
 class ParameterError(ValueError):
@@ -106,6 +105,10 @@ class ParameterError(ValueError):
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{name} = {shown} is not valid: {allowed}.")
+
+    def without_name(self) -> str:
+        """The message without the leading "name = ", for places that name the field already."""
+        return str(self)[len(f"{self.field} = "):]
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,9 @@ FIELDS: dict[str, Field] = {
         Field("negative_prompt", "STRING", "", "What to avoid. Empty uses nothing; upstream's usual "
               "negative prompt is in the example workflows.", multiline=True),
         Field("size", "SIZE", "1280*720", "Video width*height in pixels. WaveSpeed renders 1280*720, "
-              "720*1280 (720p model) and 832*480, 480*832 (480p model); locally any W*H with both "
-              "sides multiples of 16 works.", options=SIZE_OPTIONS),
+              "720*1280 (720p model) and 832*480, 480*832 (480p model); locally type any W*H with both "
+              "sides multiples of 16, e.g. 960*544 (upstream's one-GPU size) or 480*272, 256*144 for quick "
+              "previews.", options=SIZE_OPTIONS),
         Field("guidance_scale", "FLOAT", 7.5, "Classifier-free guidance: how strongly the prompt steers "
               "the video. Upstream uses 7.5.", min=1.0, max=10.0, step=0.1),
         Field("flow_shift", "FLOAT", 13.0, "Flow-matching time shift: higher spends more steps on "

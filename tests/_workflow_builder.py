@@ -35,7 +35,7 @@ SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
     "PreviewImage": (340, 300),
-    "HunyuanCustomModelLoader": (420, 270),
+    "HunyuanCustomModelLoader": (420, 350),  # Nodes 2.0 draws its ten widgets 340 px tall
     "HunyuanCustomPrompt": (440, 400),
     "HunyuanCustomSampler": (360, 430),
     "HunyuanCustomWaveSpeed": (380, 250),
@@ -47,6 +47,35 @@ SIZES = {
     "HunyuanCustomLoadVideo": (340, 460),
     "HunyuanCustomEdit": (400, 250),
 }
+
+# What the frontend's missing-models dialog reads (a workflow's top-level `models`, as ComfyUI's own
+# templates carry them): a file the loader's pick stands for, its model folder and where to download it
+# (README "Model files"). The dialog compares `name` with the files of `directory`, so a model that is a
+# folder is named by one file inside it. Only files with a fixed name and URL: the text encoders are
+# whole folders (tokenizer, config, shards) that one link cannot fetch; the Note names them.
+HF_HUNYUANCUSTOM = "https://huggingface.co/tencent/HunyuanCustom/resolve/main/models/"
+MODEL_DOWNLOADS = {
+    "hunyuancustom_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_720P/mp_rank_00_model_states.pt"),
+    "hunyuancustom_audio_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_audio_720P/mp_rank_00_model_states.pt"),
+    "hunyuancustom_editing_720P/mp_rank_00_model_states.pt": (
+        "diffusion_models", HF_HUNYUANCUSTOM + "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"),
+    "hyvae_v1_0801/": ("vae", HF_HUNYUANCUSTOM + "vae_3d/hyvae_v1_0801/pytorch_model.pt", "pytorch_model.pt"),
+    "whisper-tiny/": ("audio_encoders", "https://huggingface.co/openai/whisper-tiny/resolve/main/model.safetensors",
+                      "model.safetensors"),
+}
+
+
+def model_downloads(values: list) -> list[dict]:
+    """The `models` entries for a Model Loader's widget values."""
+    out = []
+    for value in values:
+        if isinstance(value, str) and value in MODEL_DOWNLOADS:
+            directory, url, *inside = MODEL_DOWNLOADS[value]
+            out.append({"name": value + inside[0] if inside else value, "url": url, "directory": directory})
+    return out
+
 
 MODEL_FILES = {
     "transformer": "hunyuancustom_720P/mp_rank_00_model_states.pt",
@@ -207,9 +236,14 @@ class Graph:
 
     def to_json(self) -> dict:
         self._set_order()
-        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-                "links": self.links, "groups": self.groups, "config": {}, "extra": {"ds": {"scale": 0.8,
-                "offset": [0, 0]}}, "version": 0.4}
+        graph = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                 "links": self.links, "groups": self.groups, "config": {}, "extra": {"ds": {"scale": 0.8,
+                 "offset": [0, 0]}}, "version": 0.4}
+        models = [m for n in self.nodes if n["type"] == "HunyuanCustomModelLoader"
+                  for m in model_downloads(n["widgets_values"])]
+        if models:
+            graph["models"] = models
+        return graph
 
     def _set_order(self) -> None:
         """`order` = a dependency order (the frontend recomputes it; keep it plausible)."""
@@ -254,7 +288,7 @@ def local_720p(info: dict) -> dict:
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
     preview = g.add("PreviewImage", (40, 900), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 380), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
         "A man in a grey coat walks along a rainy city street at night, neon signs reflecting on the wet "
         "pavement; he stops, looks up and smiles. The camera slowly follows him.", "man"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -303,15 +337,17 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
     prompt = g.add("HunyuanCustomPrompt", (560, 440), _prompt_values(
         "A man in a grey coat and a red scarf rides a bicycle along a seaside road, his scarf blowing in "
         "the wind; waves break on the rocks below. Tracking shot from the side.", "man"))
-    loader = g.add("HunyuanCustomModelLoader", (1080, 110), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 430), {**_local_720p_values(), "size": "480*272",
+    # The WaveSpeed group on top, the preview group below it: the preview sampler grows downwards after a
+    # run (its step preview and result lines), into free space rather than over the other group's title.
+    loader = g.add("HunyuanCustomModelLoader", (1080, 950), MODEL_FILES)
+    sampler = g.add("HunyuanCustomSampler", (1080, 1340), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
-    save_preview = g.add("HunyuanCustomSaveVideo", (1520, 110), {"filename_prefix": "HunyuanCustom/preview",
+    save_preview = g.add("HunyuanCustomSaveVideo", (1520, 950), {"filename_prefix": "HunyuanCustom/preview",
                                                                   "crf": 23}, linked_widgets=("fps",))
-    remote = g.add("HunyuanCustomWaveSpeed", (1080, 990), _remote_720p_values(), title="Final 720p on WaveSpeed")
-    create = g.add("CreateVideo", (1520, 990), {"fps": 25.0}, linked_widgets=("fps",))
-    save_final = g.add("SaveVideo", (1520, 1170), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
+    remote = g.add("HunyuanCustomWaveSpeed", (1080, 110), _remote_720p_values(), title="Final 720p on WaveSpeed")
+    create = g.add("CreateVideo", (1520, 110), {"fps": 25.0}, linked_widgets=("fps",))
+    save_final = g.add("SaveVideo", (1520, 290), {"filename_prefix": "HunyuanCustom/final_720p", "format": "mp4",
                                                    "codec": "h264"})
     g.link(image, "image", prompt, "image")
     g.link(loader, "model", sampler, "model")
@@ -339,7 +375,7 @@ def multi_subject(info: dict) -> dict:
     image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": MAN, "url": ""}, title="Subject 1")
     image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": DOG, "url": ""}, title="Subject 2")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 420), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
         "A man and his dog walk side by side along a beach at sunset; the dog jumps up and the man laughs "
         "and pats its head. Wide shot, the camera slowly pans with them.", "man and dog"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -379,7 +415,7 @@ def singing_avatar(info: dict) -> dict:
         "spotlight, close-up, the camera stays still.", "man"))
     audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
     loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1070, 380), {**_local_720p_values(), "num_frames": 0})
+    sampler = g.add("HunyuanCustomSampler", (1070, 450), {**_local_720p_values(), "num_frames": 0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")
@@ -409,6 +445,10 @@ def replace_subject(info: dict) -> dict:
         "connect their MASK output to the Edit node's mask instead of the second video), paint it in a "
         "video editor, or use one white-on-black picture for every frame. expand grows the mask by a few "
         "pixels (5, upstream's), box fills it out to a rectangle.\n\n"
+        "A longer clip (up to 60 s): set the Sampler's num_frames to 0 (the whole source) and both Load Video "
+        "nodes' frame_load_cap to 0 (their default, 129 frames, keeps a file of unknown length from filling "
+        "the memory; memory_limit_gb still caps it: raise it for long 720p clips, 11 MB a frame). It runs in "
+        "windows of 129 frames, each costing what a 129-frame edit costs.\n\n"
         + IMAGE_NOTE.format(name=DOG) + "\n\n"
         + MODELS_NOTE.replace("diffusion_models/hunyuancustom_720P/mp_rank_00_model_states.pt  (tencent/HunyuanCustom; "
                               "or mp_rank_00_model_states_fp8.pt with its _fp8_map.pt beside it, or ComfyUI's "
@@ -425,7 +465,7 @@ def replace_subject(info: dict) -> dict:
         "light, the camera follows at a low angle.", "dog"))
     edit = g.add("HunyuanCustomEdit", (540, 990), {"expand": 5, "box": False})
     loader = g.add("HunyuanCustomModelLoader", (1040, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
-    sampler = g.add("HunyuanCustomSampler", (1040, 380), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    sampler = g.add("HunyuanCustomSampler", (1040, 450), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")

@@ -44,7 +44,7 @@ def test_cache_fields_are_local_sampler_fields_with_truthful_tooltips():
     assert f["cache"].options == schema.CACHE_NAMES and f["cache"].default == "deepcache"
     assert all(f[name].backends == (schema.LOCAL,) for name in schema.LOCAL_CACHE_FIELDS)
     tooltip = f["cache"].tooltip
-    assert "HunyuanVideo T2V" in tooltip and "not HunyuanCustom's" in tooltip
+    assert "HunyuanVideo T2V" in tooltip and "not HunyuanCustom's" in tooltip and len(tooltip) <= 300
     assert "Upstream-exact: off, and deepcache at 30 steps" in tooltip
     assert "0 never skips" in f["cache_threshold"].tooltip and "-1" in f["cache_threshold"].tooltip
     with pytest.raises(schema.ParameterError, match="cache = 'fastcache' is not valid: one of off, deepcache"):

@@ -106,6 +106,7 @@ def test_a_bad_value_is_reported_once_under_its_own_input():
     literal = dict(size="50*64", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=9, steps=2)
     errors = comfy_errors(sampler, literal)
     assert [name for name, _ in errors] == ["size"] and "multiples of 16" in errors[0][1]
+    assert not errors[0][1].startswith("size - size")  # ComfyUI names the input once
     assert comfy_errors(sampler, dict(literal, size="48*64")) == []  # any W*H of 16s locally
     assert comfy_errors(sampler, dict(literal, size="48*64", steps=0)) == [("steps", "out of range")]
 

@@ -153,11 +153,18 @@ def test_all_white_mask_regenerates_everything_and_says_so(models):
     assert any("the mask covers every pixel, so the whole video is regenerated" in s for s in said), said
 
 
-def test_video_and_mask_of_different_sizes_are_resized_not_refused():
+def test_video_and_mask_of_different_sizes_are_resized_not_refused_and_a_stretch_is_said(caplog):
     condition = EditCondition(_source(9), _mask(12, 20, 36))
-    job, note = _job(PromptSpec.create("p", "", "s", _reference()).with_condition(condition)).planned()
-    assert job.num_frames == 9 and note == ["source 64x48, 9 frames -> 64x48, 9 frames"]
+    with caplog.at_level("WARNING"):
+        job, note = _job(PromptSpec.create("p", "", "s", _reference()).with_condition(condition)).planned()
+    assert job.num_frames == 9 and note == [
+        "source 64x48, 9 frames -> 64x48, 9 frames; mask 36x20 has another aspect ratio than the source 64x48: "
+        "it is stretched to fit, so it may miss the subject; make the mask from the source video itself"]
+    assert "mask 36x20 has another aspect ratio" in caplog.text  # the console too
     assert job.spec.condition("edit").pixels.mask.shape == (9, 48, 64)
+    same_aspect = EditCondition(_source(9), _mask(9, 24, 32))
+    _, note = _job(PromptSpec.create("p", "", "s", _reference()).with_condition(same_aspect)).planned()
+    assert note == ["source 64x48, 9 frames -> 64x48, 9 frames; mask 32x24 scaled to the source's 64x48"]
 
 
 def test_empty_masks_are_refused_before_anything_loads(models, monkeypatch):

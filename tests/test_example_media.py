@@ -247,7 +247,7 @@ def fake_web(monkeypatch):
 def test_middleware_added_to_the_server_answers_only_our_pictures(fake_web, input_dir):
     server = types.SimpleNamespace(routes=FakeRoutes(), app=types.SimpleNamespace(middlewares=[]))
     assert routes.register(server) is True
-    (middleware,) = server.app.middlewares
+    middleware, _queue_checks = server.app.middlewares  # the second: nodes/queue_checks.py's (test_queue_checks)
 
     async def core_handler(request):
         return ("core", request.path)

@@ -172,7 +172,8 @@ def test_empty_prompt_error_names_the_field():
     with pytest.raises(ValueError, match=r"^prompt\b"):
         HunyuanCustomPrompt().build("   ", "", "man", image)
     message = HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="")
-    assert isinstance(message, str) and message.startswith("prompt")
+    # ComfyUI shows it after the input's name: "prompt - '' is not valid: ..." (not "prompt - prompt = ...")
+    assert isinstance(message, str) and message.startswith("'' is not valid: a non-empty description")
     assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt="ok") is True
     assert HunyuanCustomPrompt.VALIDATE_INPUTS(prompt=None) is True  # linked input
     with pytest.raises(ValueError, match="subject"):  # checked when the node runs

@@ -35,6 +35,10 @@ def test_shared_fields_have_identical_specs_on_local_and_remote():
     local = Sampler.INPUT_TYPES()["required"]
     remote = Remote.INPUT_TYPES()["required"]
     for name in schema.SHARED_SAMPLER_FIELDS:
+        if name == "size":  # locally a text box (any W*H of 16s), on WaveSpeed its four sizes
+            assert local[name][0] == "STRING" and remote[name][0] == list(schema.REMOTE_SIZES)
+            assert local[name][1]["default"] == remote[name][1]["default"] == "1280*720"
+            continue
         (lt, lo), (rt, ro) = local[name], remote[name]
         assert lt == rt
         assert {k: v for k, v in lo.items() if k != "tooltip"} == {k: v for k, v in ro.items() if k != "tooltip"}
@@ -142,9 +146,13 @@ def test_cancel_is_honoured(comfy_models, monkeypatch):
             raise InterruptedError("cancelled by user")
 
     monkeypatch.setattr(comfy, "throw_if_cancelled", cancel)
+    monkeypatch.setattr(comfy, "is_cancel", lambda exc: isinstance(exc, InterruptedError))
+    said = []
+    monkeypatch.setattr(comfy.Progress, "text", lambda self, message: said.append(message))
     with pytest.raises(InterruptedError):
         Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=9, steps=20)
     assert len(calls) == 4  # stopped at the first check after the cancel, long before 20 steps
+    assert said[-1] == "cancelled"  # the live status does not keep saying "sampling ..."
 
 
 def test_comfy_models_unloaded_first_and_our_memory_released_after_cancel_and_error(comfy_models, monkeypatch):

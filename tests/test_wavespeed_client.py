@@ -238,6 +238,9 @@ def test_poll_errors_that_never_stop_give_up_with_task_id(fake, tmp_path, caplog
     run = go(fake, tmp_path, expect_error=True, max_retries=3)
     assert run.error.reason == "server_error" and run.error.http_status == 502
     assert run.error.task_id in str(run.error) and "502 Bad Gateway" in str(run.error)
+    # Submitted already: the advice is the dashboard, not "try again" (that bills a second video).
+    assert "may be billed" in str(run.error) and "dashboard" in str(run.error)
+    assert "try again in a few minutes" not in str(run.error)
     assert len(fake.polls()) == 4
     assert_clean(fake, run, caplog)
 

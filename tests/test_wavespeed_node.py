@@ -91,7 +91,7 @@ def test_interface_matches_the_schema_and_has_tooltips():
     assert list(required) == ["prompt", *schema.REMOTE_SAMPLER_FIELDS]
     assert required["prompt"][0] == "HYC_PROMPT"
     for name in schema.REMOTE_SAMPLER_FIELDS:  # identical to what the local sampler builds
-        assert required[name] == widgets.widget(name)
+        assert required[name] == widgets.widget(name, backend=schema.REMOTE)
     for name, (_, opts) in required.items():
         assert opts.get("tooltip"), f"{name} has no tooltip"
     assert spec_["hidden"] == {"unique_id": "UNIQUE_ID"}

@@ -129,6 +129,27 @@ def test_template_category_is_named_hunyuancustom():
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_template_models_feed_the_missing_models_dialog(name, models_dir):
+    # The frontends (1.27 and 1.58) read a workflow's top-level `models` when it opens and offer the
+    # download of each one whose `name` is not among the files of `directory`.
+    graph = load(name)
+    loaders = nodes_of(graph, "HunyuanCustomModelLoader")
+    models = graph.get("models", [])
+    assert bool(models) == bool(loaders)
+    for model in models:
+        assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith("/" + model["name"].split("/")[-1])
+        assert model["directory"] in ("diffusion_models", "vae", "audio_encoders")
+        # Installed as the Note says, the file is there (the tiny model set has the same layout): no dialog.
+        assert (models_dir / model["directory"] / model["name"]).is_file(), model
+        # Each names a file of one of the loader's picks (a folder pick by a file inside it).
+        assert any(model["name"].startswith(v) for n in loaders for v in n["widgets_values"] if isinstance(v, str) and v)
+    directories = {m["directory"] for m in models}
+    assert {"diffusion_models", "vae"} <= directories or not loaders
+    if name == SINGING_AVATAR:
+        assert "audio_encoders" in directories
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_template_card_has_a_thumbnail(name):
     # ComfyUI's template browser shows workflows/<name>.jpg on the card (tools/make_template_thumbnails.py).
     with Image.open(WORKFLOWS / f"{name}.jpg") as thumb:

@@ -20,7 +20,12 @@
 //   5. the WaveSpeed node shows the key line (matching the server's key status), the hint, and
 //      the warning for a local-only size, in each renderer;
 //   6. a queue refused by the server (a picture that does not exist) reports that problem once,
-//      in the issues panel (1.58) or the error dialog (1.27).
+//      in the issues panel (1.58) or the error dialog (1.27);
+//   7. in each renderer: no two nodes overlap and no node covers a group's title, as the templates
+//      open and after a run (classic); a template whose model file is missing opens the frontend's
+//      missing-models dialog naming it; the local size is a text box that takes a typed W*H; a
+//      template with a failing branch runs nothing and shows the problem in red on the node; a
+//      problem raised while a node runs shows on that node in the pack's words.
 // Screenshots go to --shots (not committed). Exit status 0 when every check passed.
 //
 // Setup: Chromium (Debian: apt-get install chromium) and `npm install playwright-core` in some
@@ -111,7 +116,11 @@ try {
       for (const file of [remoteWorkflow(files), localWorkflow(files)].filter(Boolean)) await checkWorkflow(file, renderer, true);
     }
     await checkWaveSpeedLines(files, renderer);
+    await checkLayout(files, renderer);
+    await checkTypedSize(files, renderer);
+    await checkProblemsOnNodes(files, renderer);
   }
+  await checkMissingModelsDialog(files);
   await setRenderer("classic");
   await checkRefusedQueue(files);
 } finally {
@@ -386,6 +395,9 @@ async function queueWorkflow(file, nodes, renderer) {
       lines.visible && expected.every((t) => lines.text.includes(t)), `expected ${JSON.stringify(expected)} shown ${JSON.stringify(lines)}`);
     await page.screenshot({ path: `${SHOTS}/${file}_ran_${n.type}_${n.id}_${renderer}.png`, clip: lines.clip ?? undefined });
   }
+  await fitView();
+  const overlaps = await nodeOverlaps(); // result lines and previews make nodes grow
+  check(`${file}: after the run no node overlaps another or a group title (${renderer})`, overlaps.length === 0, overlaps.join(" | "));
   reportErrors(`running ${file} (${renderer})`);
 }
 
@@ -479,6 +491,151 @@ async function checkWaveSpeedLines(files, renderer) {
   lines = await linesShown(id, "hyc_status");
   check(`the warning goes when the size is one WaveSpeed renders (${renderer})`, lines.visible && !lines.text.includes("local-only"), lines.text);
   reportErrors(`WaveSpeed lines (${renderer})`);
+}
+
+async function nodeOverlaps() {
+  // Boxes as drawn: in Nodes 2.0 the DOM nodes (their real size), in the classic canvas pos/size with
+  // the title bar above pos. Group titles: the band at the top of each group.
+  return page.evaluate(() => {
+    const graph = window.app.graph, T = window.LiteGraph.NODE_TITLE_HEIGHT, c = window.app.canvas;
+    const nodes = graph.nodes ?? graph._nodes;
+    const toGraph = (r) => {
+      const [ox, oy] = c.ds.offset, k = c.ds.scale, b = c.canvas.getBoundingClientRect();
+      return [(r.left - b.left) / k - ox, (r.top - b.top) / k - oy, r.width / k, r.height / k];
+    };
+    const boxes = nodes.map((n) => {
+      const el = document.querySelector(`[data-node-id="${n.id}"]`);
+      const box = el && el.getBoundingClientRect().width > 0 ? toGraph(el.getBoundingClientRect())
+        : [n.pos[0], n.pos[1] - T, n.size[0], n.size[1] + T];
+      return { id: n.id, type: n.type, box };
+    });
+    const cut = (a, b) => a[0] + 2 < b[0] + b[2] && b[0] + 2 < a[0] + a[2] && a[1] + 2 < b[1] + b[3] && b[1] + 2 < a[1] + a[3];
+    const out = [];
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      if (cut(boxes[i].box, boxes[j].box)) out.push(`${boxes[i].id} ${boxes[i].type} / ${boxes[j].id} ${boxes[j].type}`);
+    }
+    for (const g of graph.groups ?? graph._groups ?? []) {
+      const [x, y, w] = g._bounding ?? g.bounding, band = [x, y, w, (g.font_size ?? 24) + 10];
+      for (const b of boxes) if (cut(b.box, band)) out.push(`${b.id} ${b.type} / group title "${g.title}"`);
+    }
+    return out;
+  });
+}
+
+async function checkLayout(files, renderer) {
+  console.log(`\n== layout (${renderer})`);
+  for (const file of files) {
+    await closeDialogs();
+    await loadWorkflow(readWorkflow(file), `${file} (layout)`);
+    await closeDialogs();
+    await fitView();
+    const overlaps = await nodeOverlaps();
+    check(`${file}: no node overlaps another or a group title (${renderer})`, overlaps.length === 0, overlaps.join(" | "));
+  }
+}
+
+async function checkTypedSize(files, renderer) {
+  console.log(`\n== typed size (${renderer})`);
+  const file = localWorkflow(files);
+  if (!file) return;
+  const workflow = readWorkflow(file);
+  await closeDialogs();
+  await loadWorkflow(workflow, `${file} (typed size)`);
+  const id = workflow.nodes.find((n) => n.type === "HunyuanCustomSampler").id;
+  const widget = await page.evaluate((id) => {
+    const w = window.app.graph.getNodeById(id).widgets.find((x) => x.name === "size");
+    return { type: w.type, options: Array.isArray(w.options?.values) ? w.options.values.length : null };
+  }, id);
+  check(`the local size is a text box, not a list (${renderer})`, widget.type !== "combo" && widget.options === null, JSON.stringify(widget));
+  await zoomOn(id);
+  // Type it as a user does: in Nodes 2.0 into the node's text input, in the classic canvas the prompt dialog's value.
+  const typed = "256*144";
+  const input = page.locator(`[data-node-id="${id}"] input[type=text], [data-node-id="${id}"] input:not([type])`).first();
+  if (renderer === "vue" && await input.count()) {
+    await input.fill(typed);
+    await input.press("Enter");
+  } else {
+    await page.evaluate(([id, value]) => {
+      const node = window.app.graph.getNodeById(id), w = node.widgets.find((x) => x.name === "size");
+      w.value = value; w.callback?.(value, window.app.canvas, node);
+    }, [id, typed]);
+  }
+  await page.waitForTimeout(800);
+  const now = await page.evaluate((id) => window.app.graph.getNodeById(id).widgets.find((x) => x.name === "size").value, id);
+  check(`a typed size ${typed} is taken (${renderer})`, now === typed, now);
+  const red = await page.evaluate((id) => [...document.querySelectorAll(`[data-node-id="${id}"] [class*=error], [data-node-id="${id}"] .border-red-500`)].length, id);
+  check(`no red border on the typed size (${renderer})`, red === 0, red);
+  reportErrors(`typed size (${renderer})`);
+}
+
+async function checkProblemsOnNodes(files, renderer) {
+  console.log(`\n== problems on the node concerned (${renderer})`);
+  const hybrid = files.find((f) => { const w = readWorkflow(f); return w.nodes.some((n) => n.type === "HunyuanCustomWaveSpeed") && w.nodes.some((n) => n.type === "HunyuanCustomSampler"); });
+  if (hybrid) {
+    // A branch that fails its checks (a VAE picked as the transformer): nothing runs (no WaveSpeed
+    // render), and the loader says why in red.
+    const workflow = readWorkflow(hybrid);
+    const loader = workflow.nodes.find((n) => n.type === "HunyuanCustomModelLoader");
+    loader.widgets_values[0] = "a_vae_by_mistake.pt";
+    await closeDialogs();
+    await loadWorkflow(workflow, `${hybrid} (failing branch)`);
+    await closeDialogs();
+    const before = new Set(Object.keys(await (await fetch(`${URL}/history`)).json()));
+    await page.evaluate(async () => { try { await window.app.queuePrompt(0, 1); } catch (e) { /* shown below */ } });
+    await page.waitForTimeout(4000);
+    const history = await (await fetch(`${URL}/history`)).json();
+    const queue = await (await fetch(`${URL}/queue`)).json();
+    const ran = Object.keys(history).filter((k) => !before.has(k));
+    check(`${hybrid} with a failing branch: nothing ran, nothing queued (${renderer})`, ran.length === 0
+      && queue.queue_running.length + queue.queue_pending.length === 0, JSON.stringify(ran));
+    await closeDialogs();
+    await zoomOn(loader.id);
+    const lines = await linesShown(loader.id, "hyc_problem");
+    check(`the loader shows the problem in red on the node (${renderer})`, lines.visible && /transformer: .*VAE/.test(lines.text), JSON.stringify(lines));
+    await page.screenshot({ path: `${SHOTS}/failing_branch_${renderer}.png`, clip: lines.clip ?? undefined });
+  }
+  // A problem raised while a node runs: a subject longer than a word is refused by the Prompt node at run time.
+  const file = localWorkflow(files);
+  if (file) {
+    const workflow = readWorkflow(file);
+    const prompt = workflow.nodes.find((n) => n.type === "HunyuanCustomPrompt");
+    prompt.widgets_values[2] = "a subject of far more words than the one short word or phrase the prompt template takes";
+    await closeDialogs();
+    await loadWorkflow(workflow, `${file} (run-time problem)`);
+    await closeDialogs();
+    const before = new Set(Object.keys(await (await fetch(`${URL}/history`)).json()));
+    await page.evaluate(async () => { try { await window.app.queuePrompt(0, 1); } catch (e) { /* shown below */ } });
+    const entry = await waitForRun(before, 120000);
+    await page.waitForTimeout(2500);
+    await closeDialogs();
+    await zoomOn(prompt.id);
+    const lines = await linesShown(prompt.id, "hyc_problem");
+    check(`a run-time problem shows on its node in the pack's words (${renderer})`, entry?.status?.status_str === "error"
+      && lines.visible && /subject = .*one short word/.test(lines.text), JSON.stringify(lines));
+    await page.screenshot({ path: `${SHOTS}/runtime_problem_${renderer}.png`, clip: lines.clip ?? undefined });
+  }
+  reportErrors(`problems on nodes (${renderer})`);
+}
+
+async function checkMissingModelsDialog(files) {
+  console.log("\n== missing-models dialog");
+  const file = files.find((f) => readWorkflow(f).models?.length);
+  if (!check("templates carry models metadata", !!file)) return;
+  // The transformer as a user without the download has it: the loader's pick and the metadata name a
+  // file the folder lacks. 1.27 opens its missing-models dialog; 1.58 lists it in its error overlay.
+  const workflow = readWorkflow(file);
+  const missing = workflow.models[0].name.replace(/[^/]+$/, "hyc_not_downloaded.pt");
+  const loader = workflow.nodes.find((n) => n.type === "HunyuanCustomModelLoader");
+  if (loader.widgets_values[0] === workflow.models[0].name) loader.widgets_values[0] = missing;
+  workflow.models[0].name = missing;
+  await closeDialogs();
+  await loadWorkflow(workflow, `${file} (model missing)`);
+  await page.waitForTimeout(2000);
+  const text = [...await dialogTexts(), ...await page.evaluate(() => [...document.querySelectorAll(
+    "[data-testid=error-overlay], .p-toast-message")].map((e) => e.innerText))].join("\n");
+  check("a template whose model file is missing says so when it opens, naming the file", text.includes("hyc_not_downloaded.pt"), text.slice(0, 400));
+  await page.screenshot({ path: `${SHOTS}/missing_models.png` });
+  await closeDialogs();
 }
 
 async function checkRefusedQueue(files) {

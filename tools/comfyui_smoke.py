@@ -444,6 +444,116 @@ def check_cancel(s: Smoke, label: str, image: str, fake: Any, comfy_pid: int, li
             f"threads {threads_before} -> {threads_after}")
 
 
+def check_failing_branch(s: Smoke, name: str, graph: dict) -> None:
+    """With one branch broken (a VAE picked as the transformer), a template must be refused WHOLE:
+    ComfyUI 0.3.64 ran the outputs that validated (a WaveSpeed final, billed; a reference preview)
+    while frontend 1.27 only outlined the dropped nodes."""
+    loaders = [k for k, n in graph.items() if n["class_type"] == "HunyuanCustomModelLoader"]
+    if not loaders:
+        return
+    broken = json.loads(json.dumps(graph))
+    broken[loaders[0]]["inputs"]["transformer"] = "a_vae_by_mistake.pt"
+    r = s.post_prompt(broken)
+    details = error_details(r, loaders[0])
+    s.check(f"workflow {name} with a failing branch refused whole, the problem named on the loader",
+            r.status_code == 400 and len(details) == 1 and details[0].startswith("transformer: "), r.text[:800])
+
+
+def check_size_widgets(s: Smoke) -> None:
+    info = s.get("/object_info").json()
+    local = info["HunyuanCustomSampler"]["input"]["required"]["size"]
+    remote = info["HunyuanCustomWaveSpeed"]["input"]["required"]["size"]
+    s.check("local sampler's size is a text box (any W*H of 16s typed in)", local[0] == "STRING", local[0])
+    s.check("WaveSpeed's size lists its four sizes", remote[0] == ["1280*720", "720*1280", "832*480", "480*832"],
+            remote[0])
+
+
+class _Events:
+    """A minimal client of ComfyUI's /ws (JSON text frames only), to act at a given step: the smoke
+    runs with requests alone. Server frames are unmasked; binary frames (previews) are skipped."""
+
+    def __init__(self, url: str, client_id: str):
+        import base64
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        self.buffer = b""
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("websocket closed")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def next(self) -> dict | None:
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._read(8), "big")
+        payload = self._read(length)
+        return json.loads(payload) if first & 0x0F == 1 else None
+
+    def wait_for(self, match: Callable[[dict], bool], timeout_s: float) -> dict | None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            event = self.next()
+            if event is not None and match(event):
+                return event
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def check_cancel_in_step(s: Smoke, image: str, models: dict) -> None:
+    """Cancel inside a denoising step: at 1280*720 one step of the tiny transformer takes seconds on a
+    CPU. Step 2's duration is measured from the /ws progress events; Cancel sent right after step 2
+    must stop within half a step (between blocks of step 3), not after the step as a check between
+    steps would."""
+    events = _Events(s.url, s.client_id)
+    try:
+        graph = local_graph(image, models, size="1280*720")
+        graph["4"]["inputs"].update(steps=3, cache="off", seed=int(time.time()) % 100000)
+        pid = s.queue(graph)
+
+        def step_done(n: int) -> bool:
+            found = events.wait_for(lambda e: e.get("type") == "progress" and e["data"].get("node") == "4"
+                                    and e["data"].get("value") == n and e["data"].get("max") == 3, 600)
+            return found is not None
+
+        ok = step_done(1)
+        t1 = time.monotonic()
+        ok = ok and step_done(2)
+        step_s = time.monotonic() - t1
+        if not s.check("Cancel inside a step: steps 1 and 2 of 3 done", ok):
+            requests.post(s.url + "/interrupt", json={}, timeout=10)
+            s.wait(pid, 600)
+            return
+        t0 = time.monotonic()
+        requests.post(s.url + "/interrupt", json={}, timeout=10)
+        entry = s.wait(pid, 600)
+        took = time.monotonic() - t0
+        msgs = [m[0] for m in entry["status"].get("messages", [])]
+        s.check("Cancel inside a step: interrupted", "execution_interrupted" in msgs, msgs)
+        s.check("Cancel inside a step: stopped within half a step", took <= max(step_s / 2, 1.0),
+                f"stopped in {took:.1f} s, a step takes {step_s:.1f} s")
+    finally:
+        events.close()
+
+
 def _streams(path: Path) -> str:
     """ffmpeg's stream lines for a file ("Stream #0:0...: Video: h264 ...", "...: Audio: aac ...")."""
     import imageio_ffmpeg
@@ -473,6 +583,7 @@ def check_workflows(s: Smoke, folder: Path, output_dir: Path) -> None:
                 inputs["dtype"] = "float32"
             if node["class_type"] == "HunyuanCustomLoadVideo":
                 inputs["frame_load_cap"] = TINY_FRAMES  # what the shrunk sampler uses
+        check_failing_branch(s, path.name, graph)
         r = s.post_prompt(graph)
         if not s.check(f"workflow {path.name} passes /prompt", r.status_code == 200, r.text[:800]):
             continue
@@ -711,9 +822,11 @@ def main() -> int:
         image = s.upload_png("hyc_smoke_ref.png")
         check_remote_validation(s, image)
         check_path_guard(s, work)
+        check_size_widgets(s)
         if not args.skip_local:
             check_local(s, image, models, work / "output")
             check_loras(s, image, models)
+            check_cancel_in_step(s, image, models)
         check_remote(s, image, fake, work / "output", proc.pid)
         workflows = Path(args.workflows)
         if workflows.is_dir() and not args.skip_local:

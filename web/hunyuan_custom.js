@@ -12,6 +12,10 @@
 // - WaveSpeed node: whether the server has a WaveSpeed key (asks our route for yes/no; this file
 //   never sees or handles a key), a red line when the chosen size is one WaveSpeed refuses, and a
 //   hint of what WaveSpeed fixes.
+// - Problems: a refused queue's errors (from /prompt's answer) and a failed run's message (the
+//   `execution_error` event) in red on the node concerned, in the pack's own words: 1.58 shows a
+//   generic "node failed" panel and 1.27 only a red outline for a dropped output. Kept until the
+//   next queue; "cancelled" after Cancel on the node that was running (1.27 left "sampling...").
 // - Load Audio: the audio player core Load Audio has (the frontend adds it to core nodes only).
 // - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
 //   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
@@ -19,15 +23,17 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
-  KEY_STATUS_ROUTE, addAudioPlayer, isOurNodeType, legacyCacheValue, resultLines, wavespeedHint, wavespeedLines, wavespeedNodeStatus,
-  wrappedRows,
+  CANCELLED_COLOR, KEY_STATUS_ROUTE, LOADER_FOLDERS, addAudioPlayer, missingModelLines, isOurNodeType, legacyCacheValue, nodeErrorLines, problemLines, resultLines,
+  wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
 } from "./hyc_logic.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
 const SAMPLER_NODE = "HunyuanCustomSampler";
 const LOAD_AUDIO_NODE = "HunyuanCustomLoadAudio";
+const LOADER_NODE = "HunyuanCustomModelLoader";
 const STATUS_WIDGET = "hyc_status";
 const RESULT_WIDGET = "hyc_result";
+const PROBLEM_WIDGET = "hyc_problem";
 const WIDGET_TYPE = "hyc_lines";
 
 function decorateSamplerNode(nodeType) {
@@ -164,6 +170,80 @@ function showResult(node, output) {
   if (lines.length) linesWidget(node, RESULT_WIDGET).hycSetLines(lines);
 }
 
+function ourNode(id) {
+  if (id === undefined || id === null || String(id).includes(":")) return null; // inside a subgraph: not ours to place
+  const node = app.graph?.getNodeById?.(id);
+  return node && isOurNodeType(node.type) ? node : null;
+}
+
+function showProblem(id, lines) {
+  const node = ourNode(id);
+  if (!node || !lines.length) return;
+  linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+  app.canvas?.bringToFront?.(node); // grown by the lines: drawn over its neighbour, not under it
+}
+
+function clearProblems() {
+  for (const node of graphNodes()) node.widgets?.find((w) => w.name === PROBLEM_WIDGET)?.hycSetLines?.([]);
+}
+
+function showNodeErrors(nodeErrors) {
+  for (const [id, entry] of Object.entries(nodeErrors ?? {})) showProblem(id, nodeErrorLines(entry));
+}
+
+/** Both frontends queue through api.queuePrompt and get /prompt's node errors back from it, in its
+ * answer (accepted with some outputs dropped) or in the error it throws (refused). */
+function watchQueue() {
+  const queuePrompt = api.queuePrompt;
+  if (typeof queuePrompt !== "function" || queuePrompt.hycWatched) return;
+  // Not an async wrapper: the frontend awaits the original promise itself, so a refusal's error (which
+  // the frontend reports) carries none of our frames; we only watch the same promise.
+  const watched = function () {
+    clearProblems();
+    const answer = queuePrompt.apply(this, arguments);
+    Promise.resolve(answer).then((result) => showNodeErrors(result?.node_errors),
+      (error) => showNodeErrors(error?.response?.node_errors));
+    return answer;
+  };
+  watched.hycWatched = true;
+  api.queuePrompt = watched;
+}
+
+/** Model Loader: a pick that is not in its folder's list (a template opened before its models were
+ * downloaded, e.g. whisper-tiny/) is said on the node when the workflow opens, not first on queue. */
+function refreshLoader(node) {
+  const picks = {};
+  for (const name of Object.keys(LOADER_FOLDERS)) {
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (!widget) continue;
+    const values = widget.options?.values;
+    picks[name] = { value: widget.value, options: typeof values === "function" ? values() : values };
+  }
+  const lines = missingModelLines(picks);
+  const existing = node.widgets?.find((w) => w.name === PROBLEM_WIDGET);
+  if (lines.length || existing) linesWidget(node, PROBLEM_WIDGET).hycSetLines(lines);
+}
+
+function decorateLoaderNode(nodeType) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    const node = this;
+    for (const widget of node.widgets ?? []) {
+      if (!(widget.name in LOADER_FOLDERS) || widget.hycWatched) continue;
+      const callback = widget.callback;
+      widget.callback = function () {
+        const out = callback?.apply(this, arguments);
+        refreshLoader(node);
+        return out;
+      };
+      widget.hycWatched = true;
+    }
+    refreshLoader(node);
+    return result;
+  };
+}
+
 function decorateWaveSpeedNode(nodeType, nodeData) {
   // The node's tooltip (its description) also carries the hint.
   const hint = wavespeedHint();
@@ -222,6 +302,7 @@ app.registerExtension({
     decorateResults(nodeType);
     if (nodeData.name === WAVESPEED_NODE) decorateWaveSpeedNode(nodeType, nodeData);
     if (nodeData.name === SAMPLER_NODE) decorateSamplerNode(nodeType);
+    if (nodeData.name === LOADER_NODE) decorateLoaderNode(nodeType);
     if (nodeData.name === LOAD_AUDIO_NODE) addAudioPlayer(nodeData.input?.required);
   },
   // The frontend restores kept outputs (e.g. back on a workflow's tab) through this hook.
@@ -233,6 +314,13 @@ app.registerExtension({
     }
   },
   async setup() {
+    watchQueue();
+    api.addEventListener?.("execution_error", ({ detail }) => {
+      showProblem(detail?.node_id, problemLines(detail?.exception_message));
+    });
+    api.addEventListener?.("execution_interrupted", ({ detail }) => {
+      showProblem(detail?.node_id, [{ text: "cancelled", color: CANCELLED_COLOR }]);
+    });
     api.addEventListener?.("execution_start", () => {
       refreshKeyStatus(true); // a key set or removed while ComfyUI runs shows up with the next run
       for (const node of graphNodes()) node.widgets?.find((w) => w.name === RESULT_WIDGET)?.hycMarkStale?.();

@@ -162,3 +162,70 @@ export function addAudioPlayer(required) {
   if (upload) required.upload = upload;
   return required;
 }
+
+/** Colour of a problem line (a refused queue or a failed run), and of a cancelled run's line. */
+export const PROBLEM_COLOR = "#ff6b6b";
+export const CANCELLED_COLOR = "#ffb74d";
+const PROBLEM_MAX_LINES = 12;
+
+/**
+ * The lines a node shows for a problem found while it ran (an `execution_error` event's
+ * exception_message): the pack's own words, one row per line of the message, at most 12.
+ */
+export function problemLines(message) {
+  if (typeof message !== "string" || !message.trim()) return [];
+  const rows = message.split("\n").map((row) => row.trim()).filter(Boolean);
+  const shown = rows.slice(0, PROBLEM_MAX_LINES);
+  if (rows.length > shown.length) shown.push("...");
+  return shown.map((text) => ({ text, color: PROBLEM_COLOR }));
+}
+
+/**
+ * The lines a node shows for its queue-time errors (one entry of /prompt's node_errors:
+ * {errors: [{message, details, extra_info: {input_name}}]}): each error's details, which carry the
+ * pack's words, or its message when there are none; "input: " before it when the details do not
+ * name the input already. Duplicates (ComfyUI repeats one message per input) shown once.
+ */
+export function nodeErrorLines(entry) {
+  const errors = Array.isArray(entry?.errors) ? entry.errors : [];
+  const seen = new Set();
+  const lines = [];
+  for (const error of errors) {
+    const details = typeof error?.details === "string" ? error.details.trim() : "";
+    const input = error?.extra_info?.input_name;
+    let text = details || String(error?.message ?? "").trim();
+    // ComfyUI's own "input - message" form for a VALIDATE_INPUTS answer
+    if (input && text.startsWith(`${input} - `)) text = text.slice(input.length + 3);
+    if (input && !text.startsWith(`${input}:`) && !text.startsWith(`${input} `)) text = `${input}: ${text}`;
+    if (!text || seen.has(text)) continue;
+    seen.add(text);
+    lines.push(...problemLines(text));
+  }
+  return lines;
+}
+
+/** The Model Loader's file inputs: the model folder each lists, and what to download when missing. */
+export const LOADER_FOLDERS = Object.freeze({
+  transformer: ["diffusion_models", "the transformer checkpoint (see the Note and README 'Model files')"],
+  vae: ["vae", "the VAE (upstream vae_3d/hyvae_v1_0801/ or hunyuan_video_vae_bf16.safetensors)"],
+  text_encoder: ["text_encoders", "LLaVA (upstream llava-llama-3-8b-v1_1/ or llava_llama3_fp16.safetensors)"],
+  text_encoder_2: ["text_encoders", "CLIP-L (upstream openai_clip-vit-large-patch14/ or clip_l.safetensors)"],
+  llava_vision: ["clip_vision", "llava_llama3_vision.safetensors"],
+  audio_encoder: ["audio_encoders", "the folder openai/whisper-tiny from Hugging Face as whisper-tiny/"],
+});
+
+/**
+ * Lines for a Model Loader whose picks are not in its lists (a template opened before the models
+ * were downloaded): `picks` maps input name -> {value, options}. "auto" and "none" are always fine.
+ */
+export function missingModelLines(picks) {
+  const lines = [];
+  for (const [name, [folder, what]] of Object.entries(LOADER_FOLDERS)) {
+    const pick = picks?.[name];
+    if (!pick || typeof pick.value !== "string" || ["auto", "none", ""].includes(pick.value)) continue;
+    const options = Array.isArray(pick.options) ? pick.options : [];
+    if (options.includes(pick.value)) continue;
+    lines.push({ text: `${name}: ${pick.value} is not in models/${folder}: download ${what} into ComfyUI/models/${folder}/, then press R`, color: PROBLEM_COLOR });
+  }
+  return lines;
+}

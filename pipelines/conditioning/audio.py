@@ -24,8 +24,9 @@ from ..media.audio_io import WHISPER_RATE, AudioClip, AudioInputError, clip_from
 from .base import AUDIO, Condition, ConditionError, StageContext
 
 DEFAULT_STRENGTH = schema.FIELDS["audio_strength"].default  # 0.8, upstream's scripts
-WHISPER_MISSING = ("the audio mode needs Whisper: pick whisper-tiny as the Model Loader's audio_encoder "
-                   "(CLI: --audio-encoder), the folder openai/whisper-tiny from Hugging Face put in "
+# In ComfyUI's words: the command line refuses --audio without --audio-encoder before this is reached.
+WHISPER_MISSING = ("the audio mode needs Whisper: pick whisper-tiny as the Model Loader's audio_encoder, "
+                   "the folder openai/whisper-tiny from Hugging Face put in "
                    "ComfyUI/models/audio_encoders/whisper-tiny/")
 
 

@@ -34,6 +34,7 @@ one-window edit is unchanged.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -172,7 +173,23 @@ class EditCondition(Condition):
                      "the video edits all of it; a one-frame mask applies to every frame)")
         if bool((planned.pixels.mask == 255).all()):
             note += "; the mask covers every pixel, so the whole video is regenerated"
+        mask_note = self.mask_size_note()
+        if mask_note:
+            note += "; " + mask_note
+            logging.getLogger(__name__).warning("HunyuanCustom: %s", mask_note)
         return replace(job, spec=job.spec.with_condition(planned), num_frames=out), note
+
+    def mask_size_note(self) -> str:
+        """A mask of another size than the source is resized to it, as upstream does: said when that
+        happens, and which way, since another aspect ratio stretches it off the subject."""
+        mask_w, mask_h = int(self.mask.shape[2]), int(self.mask.shape[1])
+        width, height = self.source_size
+        if (mask_w, mask_h) == (width, height):
+            return ""
+        if abs(mask_w * height - mask_h * width) <= 0.01 * mask_h * width:
+            return f"mask {mask_w}x{mask_h} scaled to the source's {width}x{height}"
+        return (f"mask {mask_w}x{mask_h} has another aspect ratio than the source {width}x{height}: it is "
+                "stretched to fit, so it may miss the subject; make the mask from the source video itself")
 
     def _planned_for(self, job: Any) -> bool:
         return (self.pixels is not None and output_frames(self.frames) == job.num_frames

@@ -78,7 +78,8 @@ class JobSession:
         self.in_step = True
         with torch.no_grad():
             latents = denoise(model, request, on_step=on_step, check_cancel=self._agreed_cancel(check_cancel),
-                              on_window=on_window, parallel=self.cfg_split, window_split=self.window_split)
+                              on_window=on_window, parallel=self.cfg_split, window_split=self.window_split,
+                              cancel_in_blocks=False)  # the agreed check is a collective: per window only
         self.in_step = False
         return latents
 

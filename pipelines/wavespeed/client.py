@@ -329,20 +329,25 @@ class WaveSpeedClient:
     def _gave_up(self, what: str, t: _Transient, host: str | None, extra: str = "") -> WaveSpeedError:
         host = host or urlsplit(self.base_url).netloc
         tail = f" ({extra})" if extra else ""
+        # Once submitted, the task runs (and is billed) whatever happens to our polls: running again
+        # would pay for a second video, so the advice is the dashboard first.
+        billed = (f"Task {self.task_id} was already submitted and may be billed: look it up on your WaveSpeed "
+                  "dashboard (its video may be there) before running again, which submits and bills a new task. "
+                  if self.task_id else "")
         if t.http_status == 429:
             return self._error(
                 f"WaveSpeed kept answering 'too many requests' while {what}{tail}",
-                "Your account tier limits how many videos run per minute and at once; wait a minute "
+                billed + "Your account tier limits how many videos run per minute and at once; wait a minute "
                 "and run again", reason="rate_limit", http_status=429, server_message=t.server_message)
         if t.network:
             return self._error(
                 f"Could not reach {host} while {what}: {t.problem}{tail}",
-                "Check the internet connection or proxy settings, and WAVESPEED_BASE_URL if you set it",
+                billed + "Check the internet connection or proxy settings, and WAVESPEED_BASE_URL if you set it",
                 reason="unreachable", server_message=t.server_message)
         return self._error(
             f"WaveSpeed's server kept failing while {what}: {t.problem}{tail}",
-            "This is on WaveSpeed's side; try again in a few minutes", reason="server_error",
-            http_status=t.http_status, server_message=t.server_message)
+            billed + "This is on WaveSpeed's side" + ("" if self.task_id else "; try again in a few minutes"),
+            reason="server_error", http_status=t.http_status, server_message=t.server_message)
 
     def _timed_out(self, when: str, last_status: str | None = None, problem: _Transient | None = None) -> WaveSpeedError:
         status = f"; its last status was '{last_status}'" if last_status else ""

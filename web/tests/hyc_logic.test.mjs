@@ -129,3 +129,41 @@ test("our Load Audio gets core Load Audio's player, placed before the upload but
     assert.deepEqual(addAudioPlayer(other), other);
   }
 });
+
+import { problemLines, nodeErrorLines, PROBLEM_COLOR } from "../hyc_logic.js";
+
+test("a run's error shows the pack's own words, line by line, capped", () => {
+  const lines = problemLines("WaveSpeed: not enough credits.\nTop up at wavespeed.ai, then queue again.\n");
+  assert.deepEqual(lines.map((l) => l.text), ["WaveSpeed: not enough credits.", "Top up at wavespeed.ai, then queue again."]);
+  assert.ok(lines.every((l) => l.color === PROBLEM_COLOR));
+  assert.deepEqual(problemLines(""), []);
+  assert.deepEqual(problemLines(undefined), []);
+  assert.equal(problemLines(Array.from({ length: 30 }, (_, i) => `row ${i}`).join("\n")).length, 13);
+});
+
+test("queue-time errors name the input once, without ComfyUI's repetitions", () => {
+  const entry = {
+    errors: [
+      { message: "Custom validation failed for node", details: "size - '50*64' is not valid: W*H", extra_info: { input_name: "size" } },
+      { message: "Custom validation failed for node", details: "transformer: t.pt holds a VAE.", extra_info: { input_name: "transformer" } },
+      { message: "Custom validation failed for node", details: "transformer: t.pt holds a VAE.", extra_info: { input_name: "transformer" } },
+      { message: "Value not in list", details: "", extra_info: { input_name: "dtype" } },
+    ],
+  };
+  assert.deepEqual(nodeErrorLines(entry).map((l) => l.text), [
+    "size: '50*64' is not valid: W*H", "transformer: t.pt holds a VAE.", "dtype: Value not in list"]);
+  assert.deepEqual(nodeErrorLines(null), []);
+});
+
+import { missingModelLines } from "../hyc_logic.js";
+
+test("a loader pick missing from its folder is said when the workflow opens", () => {
+  const lines = missingModelLines({
+    transformer: { value: "hunyuancustom_audio_720P/mp_rank_00_model_states.pt", options: ["hunyuancustom_audio_720P/mp_rank_00_model_states.pt"] },
+    audio_encoder: { value: "whisper-tiny/", options: ["none"] },
+    llava_vision: { value: "auto", options: ["auto"] },
+  });
+  assert.equal(lines.length, 1);
+  assert.match(lines[0].text, /^audio_encoder: whisper-tiny\/ is not in models\/audio_encoders: download .*whisper-tiny/);
+  assert.deepEqual(missingModelLines({ audio_encoder: { value: "none", options: ["none"] } }), []);
+});
