@@ -97,3 +97,21 @@ def test_a_file_short_of_frames_is_not_saved(tmp_path, monkeypatch):
     with pytest.raises(video_io.VideoError, match="holds 3 of 9 frames"):
         video_io.write_video(tmp_path / "a.mp4", _frames(), fps=25)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_video_is_made_8_bit_a_few_frames_at_a_time(tmp_path, monkeypatch):
+    """Save Video's path: the float frames are never copied whole (60 s of 720p would be 4 GB more)."""
+    frames = torch.rand(40, 16, 16, 3)
+    sizes = []
+    convert = video_io.frames_to_uint8
+
+    def spy(part):
+        sizes.append(part.shape[0])
+        return convert(part)
+
+    monkeypatch.setattr(video_io, "frames_to_uint8", spy)
+    path = video_io.write_video(tmp_path / "long.mp4", frames, fps=25, crf=0)
+    assert sum(sizes) == 40 and max(sizes) <= video_io.ENCODE_CHUNK_FRAMES
+    monkeypatch.undo()
+    back, _fps = video_io.read_video(path)
+    assert back.shape == frames.shape

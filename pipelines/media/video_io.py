@@ -60,15 +60,16 @@ def write_video(
     path = Path(path)
     if path.exists():
         raise VideoError(f"{path} already exists; refusing to overwrite it")
-    data = frames_to_uint8(frames)
-    count, height, width, _ = data.shape
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoError(f"expected frames shaped [frames, height, width, 3], got {tuple(frames.shape)}")
+    count, height, width, _ = frames.shape
     if width % 2 or height % 2:
         raise VideoError(f"H.264/yuv420p needs even width and height, got {width}x{height} for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = None
     try:
         tmp_name = new_partial_file(path.parent, ".mp4")
-        _encode(tmp_name, data, float(fps), int(crf), audio_path, should_cancel, path)
+        _encode(tmp_name, frames, float(fps), int(crf), audio_path, should_cancel, path)
         if metadata:
             _add_metadata(tmp_name, metadata, path)
         _check_written(tmp_name, count, path)
@@ -86,9 +87,15 @@ def write_video(
     return path
 
 
-def _encode(tmp_name: str, data: np.ndarray, fps: float, crf: int, audio_path: str | None,
+# Frames converted to 8-bit at a time: a long float video is never copied whole (60 s of 720p
+# would be another 4 GB as uint8).
+ENCODE_CHUNK_FRAMES = 16
+
+
+def _encode(tmp_name: str, frames: torch.Tensor, fps: float, crf: int, audio_path: str | None,
             should_cancel: Callable[[], None] | None, target: Path) -> None:
-    """Pipe the frames through imageio-ffmpeg's ffmpeg into `tmp_name`, H.264/yuv420p (+ AAC audio).
+    """Pipe the frames through imageio-ffmpeg's ffmpeg into `tmp_name`, H.264/yuv420p (+ AAC audio),
+    converting them to 8-bit ENCODE_CHUNK_FRAMES at a time.
 
     Why not imageio_ffmpeg.write_frames: it drops ffmpeg's exit status and its error output, so a
     full disk ("Error writing trailer: No space left on device") looked like success and left a
@@ -97,7 +104,7 @@ def _encode(tmp_name: str, data: np.ndarray, fps: float, crf: int, audio_path: s
 
     import imageio_ffmpeg
 
-    count, height, width, _ = data.shape
+    count, height, width, _ = frames.shape
     rate = str(Fraction(fps).limit_denominator())  # 24000/1001 stays exact
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{width}x{height}", "-r", rate, "-i", "-"]
@@ -109,10 +116,12 @@ def _encode(tmp_name: str, data: np.ndarray, fps: float, crf: int, audio_path: s
                                    start_new_session=True)
         try:
             try:
-                for i in range(count):
-                    if should_cancel is not None:
-                        should_cancel()
-                    process.stdin.write(data[i].tobytes())
+                for start in range(0, count, ENCODE_CHUNK_FRAMES):
+                    data = frames_to_uint8(frames[start:start + ENCODE_CHUNK_FRAMES])
+                    for frame in data:
+                        if should_cancel is not None:
+                            should_cancel()
+                        process.stdin.write(frame.tobytes())
             except BrokenPipeError:
                 pass  # ffmpeg quit early: its status and error lines below say why
             finally:
