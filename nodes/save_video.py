@@ -31,9 +31,11 @@ class HunyuanCustomSaveVideo:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "frames": ("IMAGE", {"tooltip": "The video frames (an IMAGE batch). H.264 needs even "
-                                                "sizes: an odd width or height is cropped by one pixel "
-                                                "(the last column/row)."}),
+                # IMAGE, or our Sampler's 8-bit frames (a long video that never exists as float32)
+                "frames": ("IMAGE,HYC_FRAMES", {"tooltip": "The video frames: an IMAGE batch, or the "
+                                                           "HunyuanCustom Sampler's frames_8bit (a quarter of "
+                                                           "the memory, for long videos). H.264 needs even sizes: "
+                                                           "an odd width or height is cropped by one pixel."}),
                 "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": MAX_FPS, "step": 0.01, "round": 0.01,
                                   "tooltip": "Frames per second. HunyuanCustom renders at 25; connect "
                                              "the sampler's fps output here to keep them in step."}),

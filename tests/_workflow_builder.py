@@ -35,7 +35,7 @@ SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
     "PreviewImage": (340, 300),
-    "HunyuanCustomModelLoader": (420, 350),  # Nodes 2.0 draws its ten widgets 340 px tall
+    "HunyuanCustomModelLoader": (420, 380),  # Nodes 2.0 draws its eleven widgets (gpus last) 374 px tall
     "HunyuanCustomPrompt": (440, 400),
     "HunyuanCustomSampler": (360, 430),
     "HunyuanCustomWaveSpeed": (380, 250),
@@ -340,7 +340,7 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
     # The WaveSpeed group on top, the preview group below it: the preview sampler grows downwards after a
     # run (its step preview and result lines), into free space rather than over the other group's title.
     loader = g.add("HunyuanCustomModelLoader", (1080, 950), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 1340), {**_local_720p_values(), "size": "480*272",
+    sampler = g.add("HunyuanCustomSampler", (1080, 1370), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 950), {"filename_prefix": "HunyuanCustom/preview",
@@ -399,7 +399,8 @@ def singing_avatar(info: dict) -> dict:
         "pass, as upstream). A longer song is sampled in 129-frame windows that move every step (HunyuanVideo-"
         "Avatar's method): the GPU memory stays one window's, the sampling time grows with the windows (a 60 s "
         "song is 12 windows: about 12x a 5 s video), deepcache does not act on it, and RAM holds the frames "
-        "(float32 IMAGE: 0.33 GB per second of 720p). Quality over many windows is unmeasured on the real "
+        "in 8 bits (the Sampler's frames_8bit goes to Save Video: 0.07 GB per second of 720p; its float32 "
+        "frames output, 0.28 GB a second, is made only when connected). Quality over many windows is unmeasured on the real "
         "weights: try a short part of the song first (num_frames 129, 257...).\n\n" + AUDIO_MODELS_NOTE
         + "\n\n" + IMAGE_NOTE.format(name=MAN) + " A face or upper body looking at the camera "
         "works best.\n\nSong: \"" + REFERENCE_SONG + "\" is the pack's example (a synthetic voice singing "
@@ -415,7 +416,7 @@ def singing_avatar(info: dict) -> dict:
         "spotlight, close-up, the camera stays still.", "man"))
     audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
     loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1070, 450), {**_local_720p_values(), "num_frames": 0})
+    sampler = g.add("HunyuanCustomSampler", (1070, 470), {**_local_720p_values(), "num_frames": 0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")
@@ -423,7 +424,7 @@ def singing_avatar(info: dict) -> dict:
     g.link(song, "audio", audio, "audio")
     g.link(loader, "model", sampler, "model")
     g.link(audio, "prompt", sampler, "prompt")
-    g.link(sampler, "frames", save, "frames")
+    g.link(sampler, "frames_8bit", save, "frames")  # a whole song never exists as float32 frames
     g.link(sampler, "fps", save, "fps")
     g.link(sampler, "audio", save, "audio")
     return g.to_json()
@@ -465,7 +466,7 @@ def replace_subject(info: dict) -> dict:
         "light, the camera follows at a low angle.", "dog"))
     edit = g.add("HunyuanCustomEdit", (540, 990), {"expand": 5, "box": False})
     loader = g.add("HunyuanCustomModelLoader", (1040, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
-    sampler = g.add("HunyuanCustomSampler", (1040, 450), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    sampler = g.add("HunyuanCustomSampler", (1040, 470), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")

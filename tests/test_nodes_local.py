@@ -120,7 +120,7 @@ def test_loader_and_sampler_make_frames(comfy_models):
     spec = PromptSpec.create("a blue square", "", "square", ref)
     answer = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
                               num_frames=9, steps=2)
-    frames, fps, seed, _audio = answer["result"]
+    frames, fps, seed, _audio, _frames_8bit = answer["result"]
     assert frames.shape == (9, 48, 64, 3) and frames.dtype == torch.float32
     assert 0.0 <= frames.min() and frames.max() <= 1.0
     assert fps == 25.0 and seed == 3

@@ -408,7 +408,7 @@ def test_nodes_generate_with_single_files_end_to_end(comfy_env):
     ref = torch.ones(1, 40, 30, 3)
     ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
     spec = PromptSpec.create("a blue square", "", "square", ref)
-    frames, fps, seed, _audio = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]().sample(
+    frames, fps, seed, _audio, _frames_8bit = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]().sample(
         model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=5, steps=2)["result"]
     assert frames.shape == (5, 48, 64, 3) and torch.isfinite(frames).all()
     assert fps == 25.0 and seed == 3

@@ -35,9 +35,11 @@ def new_partial_file(folder: str | os.PathLike, suffix: str) -> str:
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """[F,H,W,3] float 0..1 -> contiguous uint8 array (rounded, clamped)."""
+    """[F,H,W,3] float 0..1 -> contiguous uint8 array (rounded, clamped); 8-bit frames as they are."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise VideoError(f"expected frames shaped [frames, height, width, 3], got {tuple(frames.shape)}")
+    if frames.dtype == torch.uint8:
+        return np.ascontiguousarray(frames.detach().cpu().numpy())
     arr = (frames.detach().to("cpu", torch.float32).clamp(0, 1) * 255.0).round().to(torch.uint8)
     return np.ascontiguousarray(arr.numpy())
 

@@ -234,7 +234,7 @@ class WorkerGenerator(LocalGenerator):
     def apply_loras(self, model, loras: tuple, status) -> None:
         """The workers put the LoRAs on their own transformers (sent with each job); here is only its header."""
 
-    def generate(self, job, *, status=None, progress=None, check_cancel=None, loras: tuple = ()):
+    def generate(self, job, *, status=None, progress=None, check_cancel=None, loras: tuple = (), on_frames=None):
         from .launch import plan_for_job
 
         try:
@@ -249,7 +249,8 @@ class WorkerGenerator(LocalGenerator):
                                     check_cancel=check_cancel)
 
         self.sampler = sampler
-        return super().generate(job, status=status, progress=progress, check_cancel=check_cancel, loras=loras)
+        return super().generate(job, status=status, progress=progress, check_cancel=check_cancel, loras=loras,
+                                on_frames=on_frames)
 
     def unload(self) -> None:
         self.pool.close()
