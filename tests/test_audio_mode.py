@@ -87,7 +87,7 @@ def test_nodes_make_an_mp4_with_video_and_audio_of_the_right_lengths(comfy_dirs,
     assert audio_in["waveform"].shape == (1, 2, round(0.6 * RATE)) and audio_in["sample_rate"] == RATE
     spec = audio_prompt(audio=audio_in)
     model = loader()
-    frames, fps, seed, audio = HunyuanCustomSampler().sample(model, spec, **TINY)["result"]
+    frames, fps, seed, audio, _frames_8bit = HunyuanCustomSampler().sample(model, spec, **TINY)["result"]
     assert frames.shape == (9, 48, 64, 3) and fps == 25.0 and seed == 5
     assert audio["sample_rate"] == RATE and audio["waveform"].shape == (1, 2, round(9 / 25 * RATE))
     saved = HunyuanCustomSaveVideo().save(frames, fps, "HunyuanCustom/singing", 19, audio=audio)

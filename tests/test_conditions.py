@@ -160,7 +160,8 @@ def test_the_sampler_always_outputs_a_track_the_length_of_the_video():
 
     out = HunyuanCustomSampler().sample(Finished(), spec(), size="64*48", guidance_scale=7.5, flow_shift=13.0,
                                         seed=4, num_frames=49, steps=2)["result"]
-    assert HunyuanCustomSampler.RETURN_NAMES[-1] == "audio" and len(out) == 4
+    # audio is the 4th output: outputs added later (frames_8bit) go after it, so saved links keep their slots
+    assert HunyuanCustomSampler.RETURN_NAMES[3] == "audio" and len(out) == len(HunyuanCustomSampler.RETURN_TYPES) == 5
     audio = out[3]
     assert audio["waveform"].shape == (1, 1, 2 * audio["sample_rate"]) and not audio["waveform"].any()
 

@@ -105,8 +105,8 @@ def test_nodes_edit_an_mp4_source_into_an_mp4_with_its_sound(models, comfy, clip
     assert prompt.mode == "editing" and prompt.condition("edit").frames is None  # planned by the sampler
     (model,) = Loader().load(EDITING, "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/",
                              dtype="float32")
-    frames, out_fps, seed, audio = Sampler().sample(model, prompt, size="64*48", guidance_scale=7.5, flow_shift=5.0,
-                                                    seed=11, num_frames=129, steps=2)["result"]
+    frames, out_fps, seed, audio, _frames_8bit = Sampler().sample(
+        model, prompt, size="64*48", guidance_scale=7.5, flow_shift=5.0, seed=11, num_frames=129, steps=2)["result"]
     assert frames.shape == (17, 48, 64, 3) and out_fps == 25.0 and seed == 11  # 19 source frames -> 4n+1
     assert audio["sample_rate"] == sound["sample_rate"] and audio["waveform"].shape[-1] == round(17 / 25 * 44100)
     assert torch.equal(audio["waveform"], sound["waveform"][..., :audio["waveform"].shape[-1]])

@@ -122,7 +122,7 @@ def test_widget_slot_rules_follow_the_frontend():
     (lambda g: _by_id(g, 3)["widgets_values"].__setitem__(1, "sometimes"), "control value 'sometimes'"),
     (lambda g: _by_id(g, 1)["widgets_values"].pop(), "widgets_values has 1 values"),
     (lambda g: _by_id(g, 5).__setitem__("type", "NoSuchNode"), "unknown node type"),
-    (lambda g: _by_id(g, 4)["inputs"][0].__setitem__("link", None), "required input 'frames' (IMAGE) is not connected"),
+    (lambda g: _by_id(g, 4)["inputs"][0].__setitem__("link", None), "required input 'frames' (IMAGE,HYC_FRAMES) is not connected"),
     (lambda g: g.__setitem__("last_link_id", 3), "last_link_id 3 is below"),
 ])
 def test_bad_graphs_are_rejected_with_a_clear_reason(mutate, expected):
