@@ -56,7 +56,7 @@ class HunyuanCustomLoadAudio:
         from ..pipelines.media.audio_io import AudioInputError, read_audio_file
 
         comfy.throw_if_cancelled()
-        path = picked_files.existing_path(audio, "audio", "audio")
+        path = picked_files.path_of(audio, "audio", "audio")
         try:
             clip, cut = read_audio_file(path, what=f"audio {audio!r}", max_seconds=int(max_seconds) or None)
         except AudioInputError as exc:

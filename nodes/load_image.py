@@ -72,7 +72,7 @@ class HunyuanCustomLoadImage:
                 refuse([f"url: {exc}"])
             return True
         try:
-            picked_files.existing_path(image, "image", "image")
+            picked_files.path_of(image, "image", "image")
         except ValueError as exc:
             refuse([str(exc)])
         return True
@@ -84,7 +84,7 @@ class HunyuanCustomLoadImage:
         if _is_url(url):
             loaded = image_io.load_image_url(url.strip(), should_cancel=comfy.throw_if_cancelled)
         else:
-            loaded = image_io.load_image_file(picked_files.existing_path(image, "image", "image"))
+            loaded = image_io.load_image_file(picked_files.path_of(image, "image", "image"))
         return (loaded.image, loaded.mask)
 
 

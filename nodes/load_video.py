@@ -69,7 +69,7 @@ class HunyuanCustomLoadVideo:
              unique_id: str | None = None) -> tuple:
         from ..pipelines.media import video_io
 
-        path = picked_files.existing_path(video, "video", "video")
+        path = picked_files.path_of(video, "video", "video")
         max_bytes = int(float(memory_limit_gb) * 2**30) or None
         try:
             decoded = video_io.decode_video(path, should_cancel=comfy.throw_if_cancelled,

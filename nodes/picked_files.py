@@ -79,18 +79,13 @@ def missing(name: str, input_name: str) -> str:
             "another.")
 
 
-def existing_path(name: str, input_name: str, kind: str) -> str:
-    """path_of(): the file's path, or ValueError (`missing()`) when there is no such file there."""
-    return path_of(name, input_name, kind)
-
-
 def validation(name: str | None, input_name: str, kind: str) -> bool | str:
     """A Load node's VALIDATE_INPUTS answer for its one file input: True, or the message (reported
     once, under that input). A linked input (None) is known only at run time and checked there."""
     if name is None:
         return True
     try:
-        existing_path(name, input_name, kind)
+        path_of(name, input_name, kind)
     except ValueError as exc:
         return str(exc)
     return True

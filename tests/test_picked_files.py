@@ -122,4 +122,4 @@ def test_a_symlink_inside_the_folder_to_a_file_inside_it_is_fine(folders):
 def test_the_folder_itself_and_sub_folders_are_not_files(folders):
     for name in ("", " ", ".", "x [y]", "x [y]/", "[input]", " [output]"):
         with pytest.raises(ValueError):
-            picked_files.existing_path(name, "image", "image")
+            picked_files.path_of(name, "image", "image")
