@@ -104,7 +104,12 @@ class HunyuanCustomSampler:
         finally:
             comfy.empty_cache()
         bar.text("done")  # the live status ends here; the result lines below stay after the job
-        frames_8bit = store.frames() if store is not None else (to_8bit(result.frames) if eight_bit else None)
+        if store is not None:
+            frames_8bit = store.frames()
+        else:
+            from ..pipelines.media.video_io import frames_to_uint8_tensor
+
+            frames_8bit = frames_to_uint8_tensor(result.frames) if eight_bit else None
         shown = frames_8bit if store is not None else result.frames
         audio = result.audio if result.audio is not None else silence(shown.shape[0] / result.fps)
         return with_result_lines((result.frames, result.fps, result.seed, audio, frames_8bit),
@@ -149,17 +154,6 @@ class FrameStore:
     def frames(self):
         return self.data[:self.count]
 
-
-def to_8bit(frames):
-    """A float IMAGE as 8-bit frames, a few at a time (no whole float temporary)."""
-    import torch
-
-    from ..pipelines.media.video_io import ENCODE_CHUNK_FRAMES, frames_to_uint8
-
-    out = torch.empty(frames.shape, dtype=torch.uint8)
-    for start in range(0, frames.shape[0], ENCODE_CHUNK_FRAMES):
-        out[start:start + ENCODE_CHUNK_FRAMES] = torch.from_numpy(frames_to_uint8(frames[start:start + ENCODE_CHUNK_FRAMES]))
-    return out
 
 
 def result_lines(frames, fps: float, seed: int, seconds: float) -> list[str]:

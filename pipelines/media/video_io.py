@@ -44,6 +44,21 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(arr.numpy())
 
 
+# Frames converted to 8-bit at a time: a long float video is never copied whole (60 s of 720p
+# would be another 4 GB as uint8).
+ENCODE_CHUNK_FRAMES = 16
+
+
+def frames_to_uint8_tensor(frames: torch.Tensor) -> torch.Tensor:
+    """A float IMAGE [F,H,W,3] as a uint8 tensor, converted ENCODE_CHUNK_FRAMES at a time (no whole
+    float temporary beside the output)."""
+    out = torch.empty(tuple(frames.shape), dtype=torch.uint8)
+    for start in range(0, frames.shape[0], ENCODE_CHUNK_FRAMES):
+        chunk = frames[start:start + ENCODE_CHUNK_FRAMES]
+        out[start:start + chunk.shape[0]] = torch.from_numpy(frames_to_uint8(chunk))
+    return out
+
+
 def write_video(
     path: str | os.PathLike,
     frames: torch.Tensor,
@@ -87,11 +102,6 @@ def write_video(
             except OSError:
                 pass
     return path
-
-
-# Frames converted to 8-bit at a time: a long float video is never copied whole (60 s of 720p
-# would be another 4 GB as uint8).
-ENCODE_CHUNK_FRAMES = 16
 
 
 def _encode(tmp_name: str, frames: torch.Tensor, fps: float, crf: int, audio_path: str | None,
