@@ -34,7 +34,7 @@ class WindowSplit:
 
     def mine(self, windows: Iterable[W]) -> list[W]:
         """This rank's windows of the step (round robin by window index)."""
-        return [w for w in windows if w.index % self.size == self.index]
+        return [w for w in windows if self.owns(w)]
 
     def combine(self, velocity: torch.Tensor | None, counts: torch.Tensor | None, latents: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
