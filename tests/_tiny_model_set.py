@@ -38,6 +38,23 @@ class TinyModelSet:
     audio_encoder: Path | None = None
 
 
+# The Model Loader's picks for the set's ref2v files (transformer, VAE, LLaVA, CLIP), as ComfyUI names them
+# inside the model folders once HYC_MODELS_DIR points at the set's root.
+LOADER_PICKS = ("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/",
+                "openai_clip-vit-large-patch14/")
+
+
+def blue_square_spec():
+    """The node tests' prompt: a blue square on white as the reference (40 x 30 pixels)."""
+    import torch
+
+    from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
+
+    ref = torch.ones(1, 40, 30, 3)
+    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
+    return PromptSpec.create("a blue square", "", "square", ref)
+
+
 def build_tiny_model_set(root: Path, fixtures: Path = FIXTURES) -> TinyModelSet:
     root = Path(root)
     transformers = {}

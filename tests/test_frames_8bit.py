@@ -8,18 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _tiny_model_set import build_tiny_model_set
+from _tiny_model_set import LOADER_PICKS, blue_square_spec, build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.nodes import comfy
 from hunyuan_custom.nodes.sampler import FRAMES, FRAMES_8BIT, linked_outputs
-from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.media import video_io
 
 Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
 Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]
 SaveVideo = NODE_CLASS_MAPPINGS["HunyuanCustomSaveVideo"]
-FILES = ("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/",
-         "openai_clip-vit-large-patch14/")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +35,8 @@ def _prompt(*slots: int) -> dict:
 
 def _run(models_dir, monkeypatch, api_prompt):
     monkeypatch.setenv("HYC_MODELS_DIR", str(models_dir))
-    (model,) = Loader().load(*FILES, dtype="float32")
-    ref = torch.ones(1, 40, 30, 3)
-    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec.create("a blue square", "", "square", ref)
+    (model,) = Loader().load(*LOADER_PICKS, dtype="float32")
+    spec = blue_square_spec()
     return Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=9,
                             steps=2, unique_id="5", api_prompt=api_prompt)
 

@@ -12,11 +12,9 @@ from safetensors.torch import load_file
 
 from _checkpoint_writers import write_upstream_pt
 from _lora_files import make_lora, merged, write_lora
-from _tiny_model_set import FIXTURES
-from _tiny_model_set import build_tiny_model_set
+from _tiny_model_set import FIXTURES, blue_square_spec, build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from hunyuan_custom.pipelines import weights_io
-from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 from hunyuan_custom.pipelines.diffusion_models import loading
 
 Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
@@ -50,9 +48,7 @@ def comfy_models(models_dir, monkeypatch):
 
 
 def _frames(model) -> torch.Tensor:
-    ref = torch.ones(1, 40, 30, 3)
-    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec.create("a blue square", "", "square", ref)
+    spec = blue_square_spec()
     answer = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=9, steps=2)
     return answer["result"][0]
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from _tiny_model_set import build_tiny_model_set
+from _tiny_model_set import LOADER_PICKS, blue_square_spec, build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
 from hunyuan_custom.pipelines import schema
 from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
@@ -113,11 +113,8 @@ def test_sampler_validation_and_rerun_rules():
 
 
 def test_loader_and_sampler_make_frames(comfy_models):
-    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
-                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
-    ref = torch.ones(1, 40, 30, 3)
-    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec.create("a blue square", "", "square", ref)
+    (model,) = Loader().load(*LOADER_PICKS, dtype="float32")
+    spec = blue_square_spec()
     answer = Sampler().sample(model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
                               num_frames=9, steps=2)
     frames, fps, seed, _audio, _frames_8bit = answer["result"]
@@ -135,8 +132,7 @@ def test_loader_and_sampler_make_frames(comfy_models):
 def test_cancel_is_honoured(comfy_models, monkeypatch):
     from hunyuan_custom.nodes import comfy
 
-    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
-                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
+    (model,) = Loader().load(*LOADER_PICKS, dtype="float32")
     spec = PromptSpec.create("x", "", "object", torch.ones(1, 32, 32, 3))
     calls = []
 
@@ -174,8 +170,7 @@ def test_comfy_models_unloaded_first_and_our_memory_released_after_cancel_and_er
     real_release = LocalGenerator.release
     monkeypatch.setattr(LocalGenerator, "release", lambda self: (events.append("release"), real_release(self)))
 
-    (model,) = Loader().load("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/",
-                             "llava-llama-3-8b-v1_1/", "openai_clip-vit-large-patch14/", dtype="float32")
+    (model,) = Loader().load(*LOADER_PICKS, dtype="float32")
     spec = PromptSpec.create("x", "", "object", torch.ones(1, 32, 32, 3))
     args = dict(size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=1, num_frames=5, steps=2)
 

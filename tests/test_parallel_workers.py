@@ -13,15 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from _lora_files import make_lora, write_lora
-from _tiny_model_set import FIXTURES, build_tiny_model_set
+from _tiny_model_set import FIXTURES, LOADER_PICKS, blue_square_spec, build_tiny_model_set
 from hunyuan_custom import NODE_CLASS_MAPPINGS
-from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 Loader = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]
 Sampler = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]
 LoRA = NODE_CLASS_MAPPINGS["HunyuanCustomLoRA"]
-FILES = ("hunyuancustom_720P/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "llava-llama-3-8b-v1_1/",
-         "openai_clip-vit-large-patch14/")
+FILES = LOADER_PICKS
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +39,8 @@ def comfy_models(models_dir, monkeypatch):
     return models_dir
 
 
-def _spec() -> PromptSpec:
-    ref = torch.ones(1, 40, 30, 3)
-    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    return PromptSpec.create("a blue square", "", "square", ref)
-
-
 def _frames(model, steps: int = 2):
-    return Sampler().sample(model, _spec(), size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
+    return Sampler().sample(model, blue_square_spec(), size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3,
                             num_frames=9, steps=steps)["result"][0]
 
 

@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 import _single_file_encoders as sfe
 from _cli_run import error_line, run_cli
 import _tiny_text_encoders as tiny
+from _tiny_model_set import blue_square_spec
 from hunyuan_custom.pipelines import generate
 from hunyuan_custom.pipelines.text_encoders import files as tef
 from hunyuan_custom.pipelines.text_encoders import encodings as te_rows
 from hunyuan_custom.pipelines.text_encoders import loading as te_loading
 from hunyuan_custom.pipelines.media import video_io
-from hunyuan_custom.pipelines.conditioning.prompt_spec import PromptSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference"
 PROMPT = "A woman is drinking coffee at a cafe."
@@ -405,9 +405,7 @@ def test_nodes_generate_with_single_files_end_to_end(comfy_env):
     (model,) = NODE_CLASS_MAPPINGS["HunyuanCustomModelLoader"]().load(
         "hyc_wide_text/mp_rank_00_model_states.pt", "hyvae_v1_0801/", "llava_llama3_fp8_scaled.safetensors",
         "clip_l.safetensors", dtype="float32", llava_vision="auto")
-    ref = torch.ones(1, 40, 30, 3)
-    ref[:, 10:30, 5:25] = torch.tensor([0.1, 0.5, 0.9])
-    spec = PromptSpec.create("a blue square", "", "square", ref)
+    spec = blue_square_spec()
     frames, fps, seed, _audio, _frames_8bit = NODE_CLASS_MAPPINGS["HunyuanCustomSampler"]().sample(
         model, spec, size="64*48", guidance_scale=7.5, flow_shift=13.0, seed=3, num_frames=5, steps=2)["result"]
     assert frames.shape == (5, 48, 64, 3) and torch.isfinite(frames).all()
