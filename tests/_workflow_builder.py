@@ -21,6 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
+CATEGORY = "HunyuanCustom"  # the pack's name in the template browser (locales/en/main.json says so for 1.58)
 SEED_CONTROL = "fixed"  # seed -1 stays -1, so every run picks a new random seed itself
 
 # The pack's own example media (nodes/example_media.py): the templates run out of the box.
@@ -483,13 +484,26 @@ def replace_subject(info: dict) -> dict:
 
 
 BUILDERS = {
-    "HunyuanCustom local 720p": local_720p,
-    "HunyuanCustom on WaveSpeed 720p": remote_wavespeed_720p,
-    "HunyuanCustom local preview and WaveSpeed final": hybrid_preview_local_final_remote,
-    "HunyuanCustom two subjects": multi_subject,
-    "HunyuanCustom singing avatar": singing_avatar,
-    "HunyuanCustom replace the subject in a video": replace_subject,
+    "Local 720p": local_720p,
+    "WaveSpeed 720p": remote_wavespeed_720p,
+    "Local preview and WaveSpeed final": hybrid_preview_local_final_remote,
+    "Two subjects": multi_subject,
+    "Singing avatar": singing_avatar,
+    "Replace the subject in a video": replace_subject,
 }
+
+# What each card in ComfyUI's template browser says under its title (the file name). The frontends
+# show the file name there too; web/template_browser.js puts these in its place (read from
+# web/template_cards.json, which main() writes), and the thumbnails carry them.
+CARD_DESCRIPTIONS = {
+    "Local 720p": "One subject from one picture, on your GPU, with upstream's 720p settings",
+    "WaveSpeed 720p": "Rendered on WaveSpeed's servers: no GPU or model files needed",
+    "Local preview and WaveSpeed final": "A quick low-resolution preview on your GPU, then the 720p final on WaveSpeed",
+    "Two subjects": "Two reference pictures, one video with both subjects",
+    "Singing avatar": "The subject sings or talks to a song, as long as the track",
+    "Replace the subject in a video": "Puts the subject into an existing video where a mask says",
+}
+CARDS_FILE = ROOT / "web" / "template_cards.json"
 
 
 def _write(path: Path, data: dict) -> None:
@@ -510,6 +524,8 @@ def main(argv: list[str]) -> None:
         graph = json.loads(path.read_text(encoding="utf-8"))
         _write(WORKFLOWS / "api" / f"{name}.json", wf.ui_to_api(graph, info))
         print("wrote", path.relative_to(ROOT))
+    _write(CARDS_FILE, {"category": CATEGORY, "descriptions": CARD_DESCRIPTIONS})
+    print("wrote", CARDS_FILE.relative_to(ROOT))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_a_plain_install_imports_every_module_and_ships_the_data_files(early_run
     assert expected_modules <= set(found["modules"])
 
     shipped = set(found["files"])
-    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js", "locales/*/*.json",
+    for pattern in ("workflows/*.json", "workflows/*.jpg", "workflows/api/*.json", "web/*.js", "web/*.json", "locales/*/*.json",
                     "assets/examples/*.png", "assets/examples/*.mp3", "assets/examples/*.mp4"):
         wanted = {str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)}
         assert wanted and wanted <= shipped, pattern

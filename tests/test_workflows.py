@@ -28,10 +28,10 @@ KEY = "ws-workflow-test-key-7777bbbb"
 TITLE_BAR = 30  # LiteGraph draws a node's title above its pos
 LOCAL, REMOTE, PROMPT = "HunyuanCustomSampler", "HunyuanCustomWaveSpeed", "HunyuanCustomPrompt"
 # The file names are the titles of the template browser's cards (ComfyUI shows nothing else).
-LOCAL_720P, REMOTE_720P = "HunyuanCustom local 720p", "HunyuanCustom on WaveSpeed 720p"
-HYBRID, TWO_SUBJECTS = "HunyuanCustom local preview and WaveSpeed final", "HunyuanCustom two subjects"
-SINGING_AVATAR = "HunyuanCustom singing avatar"
-REPLACE_SUBJECT = "HunyuanCustom replace the subject in a video"
+LOCAL_720P, REMOTE_720P = "Local 720p", "WaveSpeed 720p"
+HYBRID, TWO_SUBJECTS = "Local preview and WaveSpeed final", "Two subjects"
+SINGING_AVATAR = "Singing avatar"
+REPLACE_SUBJECT = "Replace the subject in a video"
 EDIT = "HunyuanCustomEdit"
 MEDIA_LOADERS = {"HunyuanCustomLoadImage": "image", "HunyuanCustomLoadAudio": "audio",
                  "HunyuanCustomLoadVideo": "video"}  # node -> its file input (and kind)
@@ -109,10 +109,24 @@ def test_the_five_workflows_and_their_twins_exist():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_template_card_title_is_readable(name):
-    # ComfyUI's template browser (frontend 1.27 and 1.58 alike) titles a custom pack's card with the file
-    # name, clamped to two lines of a 16rem card; it offers no other title field for custom packs.
-    assert name.startswith("HunyuanCustom ") and "_" not in name and len(name) <= 48
+    # ComfyUI's template browser titles a custom pack's card with the file name (it offers no other title
+    # field for custom packs), under the pack's category: no "HunyuanCustom " in front, and short enough
+    # for 1.58's one-line card title (tools/browser_check.mjs checks that none is cut off).
+    assert not name.lower().startswith("hunyuancustom") and "_" not in name and len(name) <= 34
     assert all(c.isalnum() or c in " -" for c in name), "characters that need escaping in the template URL"
+
+
+def test_every_template_card_has_its_own_description():
+    # Both frontends describe a custom pack's card with its file name again; the web extension shows
+    # these instead (web/template_browser.js), written by tests/_workflow_builder.py.
+    import _workflow_builder as builder
+
+    cards = json.loads((WORKFLOWS.parent / "web" / "template_cards.json").read_text(encoding="utf-8"))
+    assert cards == {"category": builder.CATEGORY, "descriptions": builder.CARD_DESCRIPTIONS}
+    assert sorted(cards["descriptions"]) == sorted(NAMES)
+    for name, text in cards["descriptions"].items():
+        assert text.lower() != name.lower() and name.lower() not in text.lower()
+        assert 20 <= len(text) <= 80, "two lines of a 16rem card (1.27 clamps the rest)"
 
 
 def test_template_category_is_named_hunyuancustom():
@@ -126,6 +140,7 @@ def test_template_category_is_named_hunyuancustom():
     repository = "comfyui-hunyuancustom"  # README's `git clone .../comfyui-hunyuancustom`
     for folder in (project, repository, repository + "-main"):
         assert categories[folder.replace(".", "_")] == "HunyuanCustom"
+    assert set(categories.values()) == {__import__("_workflow_builder").CATEGORY}
 
 
 @pytest.mark.parametrize("name", NAMES)

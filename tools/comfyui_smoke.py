@@ -652,8 +652,8 @@ def check_long_videos(s: Smoke, folder: Path, output_dir: Path, work: Path) -> N
     source = _upload(s, "hyc_source_300.mp4", _mp4(work / "source300.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8)
                                                                             for _ in range(300)]), "video/mp4")
     mask_name = _upload(s, "hyc_mask_300.mp4", _mp4(work / "mask300.mp4", [mask] * 300), "video/mp4")
-    cases = (("HunyuanCustom singing avatar.json", {"HunyuanCustomLoadAudio": [song]}, 301, 12.0),
-             ("HunyuanCustom replace the subject in a video.json", {"HunyuanCustomLoadVideo": [source, mask_name]},
+    cases = (("Singing avatar.json", {"HunyuanCustomLoadAudio": [song]}, 301, 12.0),
+             ("Replace the subject in a video.json", {"HunyuanCustomLoadVideo": [source, mask_name]},
               297, None))
     for name, media, want_frames, want_seconds in cases:
         graph = json.loads((folder / name).read_text(encoding="utf-8"))

@@ -3,7 +3,8 @@
 ComfyUI's template browser shows `<name>.jpg` on the card of each custom-node template; without one
 the card is blank. We have no real renders to show (no GPU, no real weights here), so the thumbnail
 is an honest mini-map of the graph itself: the nodes at their saved positions, coloured by role,
-with their titles and the links between them.
+with their titles and the links between them, under the pack's name, the card's title and its
+description (web/template_cards.json, which 1.58's cards do not show as text).
 
     python tools/make_template_thumbnails.py          # (re)writes every workflows/*.jpg
 
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
+CARDS = ROOT / "web" / "template_cards.json"
 SIZE = (640, 400)
 MARGIN = 24
 BACKGROUND = (32, 33, 38)
@@ -69,13 +71,13 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width:
     return text + "…" if text else ""
 
 
-def render(workflow: dict, title: str) -> Image.Image:
+def render(workflow: dict, title: str, description: str = "", category: str = "HunyuanCustom") -> Image.Image:
     nodes = workflow["nodes"]
     left = min(n["pos"][0] for n in nodes)
     top = min(n["pos"][1] for n in nodes)
     right = max(n["pos"][0] + n["size"][0] for n in nodes)
     bottom = max(n["pos"][1] + n["size"][1] for n in nodes)
-    header = 40
+    header = 62
     scale = min((SIZE[0] - 2 * MARGIN) / (right - left), (SIZE[1] - header - 2 * MARGIN) / (bottom - top))
 
     def box(node: dict) -> tuple[float, float, float, float]:
@@ -86,7 +88,10 @@ def render(workflow: dict, title: str) -> Image.Image:
     image = Image.new("RGB", SIZE, BACKGROUND)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, SIZE[0], header), fill=TITLE_BAR)
-    draw.text((MARGIN, header / 2), title, fill=(235, 235, 240), font=_font(18), anchor="lm")
+    draw.text((MARGIN, 20), _fit(draw, f"{category} · {title}", _font(18), SIZE[0] - 2 * MARGIN),
+              fill=(235, 235, 240), font=_font(18), anchor="lm")
+    draw.text((MARGIN, 45), _fit(draw, description, _font(14), SIZE[0] - 2 * MARGIN), fill=(170, 175, 185),
+              font=_font(14), anchor="lm")
 
     boxes = {n["id"]: box(n) for n in nodes}
     for _link_id, src, _src_slot, dst, _dst_slot, _type in workflow["links"]:
@@ -103,11 +108,12 @@ def render(workflow: dict, title: str) -> Image.Image:
 
 
 def main() -> int:
+    cards = json.loads(CARDS.read_text(encoding="utf-8"))
     for path in sorted(WORKFLOWS.glob("*.json")):
         workflow = json.loads(path.read_text())
         title = path.stem  # the file name is the card's title in ComfyUI's template browser
         target = path.with_suffix(".jpg")
-        render(workflow, title).save(target, quality=88)
+        render(workflow, title, cards["descriptions"].get(title, ""), cards["category"]).save(target, quality=88)
         print(f"wrote {target.relative_to(ROOT)}")
     return 0
 
