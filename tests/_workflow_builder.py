@@ -32,6 +32,9 @@ MASK_VIDEO = "hunyuan_custom_examples/park_walk_mask.mp4"
 EDITING_TRANSFORMER = "hunyuancustom_editing_720P/mp_rank_00_model_states.pt"
 
 # Node sizes (width, height), large enough for their widgets so the frontend does not grow them.
+# Below each of our nodes the layout leaves PROBLEM_ROOM free: a problem shown on the node grows it by
+# up to four rows (web/hunyuan_custom.js MAX_ROWS) without covering the node below.
+PROBLEM_ROOM = 100
 SIZES = {
     "Note": (470, 330),
     "HunyuanCustomLoadImage": (340, 410),
@@ -231,7 +234,8 @@ class Graph:
         left = min(n["pos"][0] for n in members) - pad
         top = min(n["pos"][1] for n in members) - title_h - pad - 40  # room for the group's title
         right = max(n["pos"][0] + n["size"][0] for n in members) + pad
-        bottom = max(n["pos"][1] + n["size"][1] for n in members) + pad
+        bottom = max(n["pos"][1] + n["size"][1] + (PROBLEM_ROOM if n["type"].startswith("HunyuanCustom") else 0)
+                     for n in members) + pad
         self.groups.append({"title": title, "bounding": [left, top, right - left, bottom - top], "color": color,
                             "font_size": 24, "flags": {}})
 
@@ -287,9 +291,9 @@ def local_720p(info: dict) -> dict:
         + " The preview shows the image as the model gets it (e.g. when loaded from the url).\n\n" + SEED_NOTE
         + "\n\n" + LORA_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
-    preview = g.add("PreviewImage", (40, 900), title="Reference as used")
+    preview = g.add("PreviewImage", (40, 980), title="Reference as used")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 550), _prompt_values(
         "A man in a grey coat walks along a rainy city street at night, neon signs reflecting on the wet "
         "pavement; he stops, looks up and smiles. The camera slowly follows him.", "man"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -341,7 +345,7 @@ def hybrid_preview_local_final_remote(info: dict) -> dict:
     # The WaveSpeed group on top, the preview group below it: the preview sampler grows downwards after a
     # run (its step preview and result lines), into free space rather than over the other group's title.
     loader = g.add("HunyuanCustomModelLoader", (1080, 950), MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1080, 1370), {**_local_720p_values(), "size": "480*272",
+    sampler = g.add("HunyuanCustomSampler", (1080, 1460), {**_local_720p_values(), "size": "480*272",
                                                            "num_frames": 33, "steps": 20},
                     title="Quick local preview")
     save_preview = g.add("HunyuanCustomSaveVideo", (1520, 950), {"filename_prefix": "HunyuanCustom/preview",
@@ -374,9 +378,9 @@ def multi_subject(info: dict) -> dict:
         "pack's example pictures, so the template runs as it is; for your own subjects upload one picture per "
         "subject in the Load Reference Image nodes. Cut-out subjects on white work best.\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 420), {"image": MAN, "url": ""}, title="Subject 1")
-    image_2 = g.add("HunyuanCustomLoadImage", (40, 870), {"image": DOG, "url": ""}, title="Subject 2")
+    image_2 = g.add("HunyuanCustomLoadImage", (40, 960), {"image": DOG, "url": ""}, title="Subject 2")
     loader = g.add("HunyuanCustomModelLoader", (560, 40), MODEL_FILES)
-    prompt = g.add("HunyuanCustomPrompt", (560, 450), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (560, 550), _prompt_values(
         "A man and his dog walk side by side along a beach at sunset; the dog jumps up and the man laughs "
         "and pats its head. Wide shot, the camera slowly pans with them.", "man and dog"))
     sampler = g.add("HunyuanCustomSampler", (1070, 40), _local_720p_values())
@@ -411,13 +415,13 @@ def singing_avatar(info: dict) -> dict:
         "frames silent (the sampler says how many) and longer audio is cut. The sampler's audio output carries the track cut to the video into the saved "
         "mp4.\n\n" + SEED_NOTE))
     image = g.add("HunyuanCustomLoadImage", (40, 440), {"image": MAN, "url": ""})
-    song = g.add("HunyuanCustomLoadAudio", (40, 900), {"audio": REFERENCE_SONG})
+    song = g.add("HunyuanCustomLoadAudio", (40, 980), {"audio": REFERENCE_SONG})
     prompt = g.add("HunyuanCustomPrompt", (560, 330), _prompt_values(
         "A man in a grey coat sings passionately on a small stage, holding a microphone close to his mouth; warm "
         "spotlight, close-up, the camera stays still.", "man"))
-    audio = g.add("HunyuanCustomAudio", (560, 780), {"audio_strength": 0.8})
+    audio = g.add("HunyuanCustomAudio", (560, 860), {"audio_strength": 0.8})
     loader = g.add("HunyuanCustomModelLoader", (1070, 40), AUDIO_MODEL_FILES)
-    sampler = g.add("HunyuanCustomSampler", (1070, 470), {**_local_720p_values(), "num_frames": 0})
+    sampler = g.add("HunyuanCustomSampler", (1070, 550), {**_local_720p_values(), "num_frames": 0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/singing_avatar",
                                                          "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")
@@ -460,14 +464,14 @@ def replace_subject(info: dict) -> dict:
         + " Editing costs what generating the same video costs, plus two VAE encodes (the source and the mask)."
         "\n\n" + SEED_NOTE))
     source = g.add("HunyuanCustomLoadVideo", (40, 440), {"video": SOURCE_VIDEO}, title="Source video")
-    mask = g.add("HunyuanCustomLoadVideo", (40, 960), {"video": MASK_VIDEO}, title="Mask video (white = replace)")
+    mask = g.add("HunyuanCustomLoadVideo", (40, 1030), {"video": MASK_VIDEO}, title="Mask video (white = replace)")
     image = g.add("HunyuanCustomLoadImage", (540, 40), {"image": DOG, "url": ""})
-    prompt = g.add("HunyuanCustomPrompt", (540, 520), _prompt_values(
+    prompt = g.add("HunyuanCustomPrompt", (540, 580), _prompt_values(
         "A golden retriever walks along a stone road in a park, looks around and sniffs the air. Natural "
         "light, the camera follows at a low angle.", "dog"))
-    edit = g.add("HunyuanCustomEdit", (540, 990), {"expand": 5, "box": False})
+    edit = g.add("HunyuanCustomEdit", (540, 1110), {"expand": 5, "box": False})
     loader = g.add("HunyuanCustomModelLoader", (1040, 40), {**MODEL_FILES, "transformer": EDITING_TRANSFORMER})
-    sampler = g.add("HunyuanCustomSampler", (1040, 470), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
+    sampler = g.add("HunyuanCustomSampler", (1040, 550), {**_local_720p_values(), "steps": 50, "flow_shift": 5.0})
     save = g.add("HunyuanCustomSaveVideo", (1500, 40), {"filename_prefix": "HunyuanCustom/replace_subject",
                                                           "crf": 19}, linked_widgets=("fps",))
     g.link(image, "image", prompt, "image")

@@ -7,9 +7,11 @@
 // renderer; in 1.27 it is a hidden experimental setting that does not render core text widgets).
 //   1. the page loads with our web extension registered and no page error from our files;
 //   2. the template browser (Workflow > Browse Templates) lists a card with a thumbnail for each
-//      workflow in workflows/, under the pack's category; opening each card gives no "missing"
+//      workflow in workflows/, under the pack's category (headed by its name, not its folder's), its
+//      title whole, its own description (not the title again); opening each card gives no "missing"
 //      toast or error overlay, no node with the red error outline, and our Load Reference Image,
-//      Load Audio and Load Video nodes preview the pack's example picture, song and videos;
+//      Load Audio and Load Video nodes preview the pack's example picture, song and videos, and it
+//      opens at a zoom where the nodes are drawn (not the classic canvas's blank boxes);
 //   3. each workflow loads like a drag and drop: no dialog, every node type known, every widget
 //      holds the file's value, the prompt the UI builds has the inputs of the API twin
 //      (workflows/api), and exporting it again gives the same inputs and links (no rewiring);
@@ -22,7 +24,7 @@
 //   6. a queue refused by the server (a picture that does not exist) reports that problem once,
 //      in the issues panel (1.58) or the error dialog (1.27);
 //   7. in each renderer: no two nodes overlap and no node covers a group's title, as the templates
-//      open and after a run (classic); a template whose model file is missing opens the frontend's
+//      open, after a run (classic) and with a long problem on each node; a template whose model file is missing opens the frontend's
 //      missing-models dialog naming it; the local size is a text box that takes a typed W*H; a
 //      template with a failing branch runs nothing and shows the problem in red on the node; a
 //      problem raised while a node runs shows on that node in the pack's words.
@@ -69,6 +71,7 @@ const OURS = /^HunyuanCustom/;
 const OUR_FILES = /ComfyUI-HunyuanCustom|hunyuan_custom\.js|hyc_logic\.js/;
 const VUE_FROM = [1, 40]; // first frontend version whose Nodes 2.0 renderer is checked by default
 const MISSING_PICTURE = "hyc_no_such_picture.png";
+const CARDS = JSON.parse(fs.readFileSync(path.join(REPO, "web", "template_cards.json"), "utf8"));
 
 const failures = [];
 function check(name, ok, detail = "") {
@@ -244,9 +247,24 @@ async function checkTemplateBrowser(files, renderer) {
     const card = page.locator(`[data-testid="template-workflow-${name}"]`).first();
     const shown = await card.evaluate((el) => {
       const img = el.querySelector("img");
-      return { visible: el.getBoundingClientRect().height > 0, thumb: !!img && img.complete && img.naturalWidth > 0, text: el.innerText.slice(0, 80) };
+      // The card's texts: its title (the file name) is the first leaf that says it; the others follow.
+      const leaves = [...el.querySelectorAll("*")].filter((e) => e.children.length === 0 && e.innerText?.trim())
+        .map((e) => ({ text: e.innerText.trim(), tag: e.tagName, cut: e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1 }));
+      return { visible: el.getBoundingClientRect().height > 0, thumb: !!img && img.complete && img.naturalWidth > 0, leaves };
     }).catch(() => null);
     check(`template card ${name} shown with its thumbnail (${renderer})`, !!shown?.visible && !!shown?.thumb, JSON.stringify(shown));
+    const title = shown?.leaves.find((l) => l.text === name);
+    check(`template card ${name}: its title is shown whole, not cut off (${renderer})`, !!title && !title.cut, JSON.stringify(title ?? shown?.leaves));
+    const repeats = (shown?.leaves ?? []).filter((l) => l !== title && l.text.replace(/[-_]/g, " ") === name.replace(/[-_]/g, " "));
+    check(`template card ${name}: the title is not repeated as its description (${renderer})`, repeats.length === 0, JSON.stringify(shown?.leaves));
+    const described = CARDS.descriptions?.[name];
+    if (described && (shown?.leaves ?? []).some((l) => l.tag === "P")) {
+      check(`template card ${name} says what it does (${renderer})`, shown.leaves.some((l) => l.text === described), JSON.stringify(shown.leaves));
+    }
+    const headings = await page.evaluate(() => [...document.querySelectorAll(".p-dialog h1, .p-dialog h2, [role=dialog] h1, [role=dialog] h2")]
+      .filter((h) => h.offsetParent !== null).map((h) => h.innerText.trim()));
+    check(`the pack's page is headed by its name, not its install folder (${renderer})`,
+      !headings.includes(await packFolder(names)), JSON.stringify(headings));
     if (name === names[0]) await page.screenshot({ path: `${SHOTS}/templates_${renderer}.png` });
     if (!shown) continue;
     await card.click();
@@ -255,6 +273,14 @@ async function checkTemplateBrowser(files, renderer) {
       .catch(() => {});
     const loaded = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes).map((n) => n.type));
     check(`template ${name} opens from its card (${renderer})`, loaded.some((t) => OURS.test(t)), loaded.join(","));
+    // The classic canvas draws nodes as blank boxes below its level-of-detail zoom (1.58 fitted our
+    // templates to about 0.5); Nodes 2.0 checked alike.
+    const zoom = await page.evaluate(() => {
+      const c = window.app.canvas;
+      return { scale: Number(c.ds.scale.toFixed(3)), threshold: Number((c._lowQualityZoomThreshold ?? 0).toFixed(3)), lowQuality: !!c.low_quality };
+    });
+    check(`template ${name} opens at a zoom where nodes are drawn (${renderer})`, !(zoom.scale < zoom.threshold) && !zoom.lowQuality, JSON.stringify(zoom));
+    await page.screenshot({ path: `${SHOTS}/template_${name}_${renderer}_as_opened.png` });
     await openedCleanly(`template ${name} (${renderer})`);
     await mediaPreviews(`template ${name} (${renderer})`);
     await fitView();
@@ -264,10 +290,15 @@ async function checkTemplateBrowser(files, renderer) {
   reportErrors(`template browser (${renderer})`);
 }
 
+async function packFolder(names) {
+  // The install folder under custom_nodes/: the key of /workflow_templates that lists our cards.
+  const listed = await (await fetch(`${URL}/api/workflow_templates`)).json();
+  return Object.keys(listed).find((k) => names.some((n) => listed[k].includes(n))) ?? null;
+}
+
 async function packCategory(names) {
   // The category is named after the install folder (or a translation of it): the one whose cards are ours.
-  const listed = await (await fetch(`${URL}/api/workflow_templates`)).json();
-  const folder = Object.keys(listed).find((k) => names.some((n) => listed[k].includes(n)));
+  const folder = await packFolder(names);
   if (!folder) return null;
   return page.evaluate((folder) => {
     // Texts in the dialog outside the cards (whose titles may say HunyuanCustom too).
@@ -531,7 +562,32 @@ async function checkLayout(files, renderer) {
     await fitView();
     const overlaps = await nodeOverlaps();
     check(`${file}: no node overlaps another or a group title (${renderer})`, overlaps.length === 0, overlaps.join(" | "));
+    // The longest problem the pack shows (12 lines and more, each wrapping), on every one of our nodes.
+    await showLongProblems();
+    await closeDialogs();
+    await fitView();
+    const shown = await page.evaluate(() => (window.app.graph.nodes ?? window.app.graph._nodes)
+      .filter((n) => n.widgets?.some((w) => w.name === "hyc_problem")).length);
+    const after = await nodeOverlaps();
+    check(`${file}: with a long problem on each of our nodes (${shown}), still no overlap (${renderer})`, shown > 0 && after.length === 0, after.join(" | "));
+    await page.screenshot({ path: `${SHOTS}/${file}_long_problems_${renderer}.png` });
   }
+}
+
+async function showLongProblems() {
+  // As the server reports a failed run (the execution_error event), for each of our nodes in turn.
+  await page.evaluate(async () => {
+    const { api } = await import("/scripts/api.js");
+    const line = "a problem line long enough to wrap across the node, as the pack's messages with a file path do";
+    for (const node of (window.app.graph.nodes ?? window.app.graph._nodes).filter((n) => /^HunyuanCustom/.test(n.type))) {
+      api.dispatchCustomEvent("execution_error", {
+        prompt_id: "hyc-layout-check", node_id: String(node.id), node_type: node.type, executed: [],
+        exception_message: Array.from({ length: 14 }, (_, i) => `${i + 1}: ${line}`).join("\n"),
+        exception_type: "ValueError", traceback: [], current_inputs: {}, current_outputs: {},
+      });
+    }
+  });
+  await page.waitForTimeout(1500);
 }
 
 async function checkTypedSize(files, renderer) {

@@ -19,6 +19,8 @@
 // - Load Audio: the audio player core Load Audio has (the frontend adds it to core nodes only).
 // - Local sampler: a workflow saved with the older deep_cache switch shows its true/false in the
 //   `cache` widget that took its place; shown as deepcache/off (the server maps it alike).
+// - Templates: they open at a zoom where nodes are drawn (graph_view.js), and their cards in the
+//   template browser say what they do (template_browser.js).
 // Pure logic lives in hyc_logic.js (unit-tested with node --test).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -26,6 +28,8 @@ import {
   CANCELLED_COLOR, KEY_STATUS_ROUTE, LOADER_FOLDERS, addAudioPlayer, missingModelLines, isOurNodeType, legacyCacheValue, nodeErrorLines, problemLines, resultLines,
   wavespeedHint, wavespeedLines, wavespeedNodeStatus, wrappedRows,
 } from "./hyc_logic.js";
+import { keepReadableAfterLoad } from "./graph_view.js";
+import { watchTemplateBrowser } from "./template_browser.js";
 
 const WAVESPEED_NODE = "HunyuanCustomWaveSpeed";
 const SAMPLER_NODE = "HunyuanCustomSampler";
@@ -50,6 +54,9 @@ const LINE_HEIGHT = 16;
 const PADDING = 6;
 const MARGIN = 4; // around the element inside the widget's slot (frontends default to 10)
 const FONT = "12px sans-serif";
+// A problem can run to a dozen wrapped rows; shown whole, it grew the node over the one below. The
+// first rows say what is wrong; the rest scrolls (and is the element's tooltip).
+const MAX_ROWS = { [PROBLEM_WIDGET]: 4 }; // tests/_workflow_builder.py PROBLEM_ROOM leaves room for them
 
 let keyAnswer = null; // last route answer ({configured}) or null
 let keyCheckedAt = 0;
@@ -97,6 +104,8 @@ function linesWidget(node, name) {
     font: FONT, lineHeight: `${LINE_HEIGHT}px`, padding: `${PADDING / 2}px 4px`, boxSizing: "border-box",
     whiteSpace: "normal", overflowWrap: "anywhere", overflow: "hidden", userSelect: "text", cursor: "text",
   });
+  // Nodes 2.0 lays the element out at its own height (not the widget's): cap it in CSS too.
+  if (MAX_ROWS[name]) Object.assign(element.style, { maxHeight: `${MAX_ROWS[name] * LINE_HEIGHT + PADDING}px`, overflowY: "auto" });
   let lines = [];
   let measuredWidth = 0;
   const height = () => {
@@ -109,7 +118,8 @@ function linesWidget(node, name) {
       requestAnimationFrame(() => fitNode(node));
     }
     // The frontends size the element to the widget's height less its margins.
-    return wrappedRows(lines, Math.max(width - 8, 60), measure) * LINE_HEIGHT + PADDING + 2 * MARGIN;
+    const rows = wrappedRows(lines, Math.max(width - 8, 60), measure);
+    return Math.min(rows, MAX_ROWS[name] ?? Infinity) * LINE_HEIGHT + PADDING + 2 * MARGIN;
   };
   const widget = node.addDOMWidget(name, WIDGET_TYPE, element, {
     serialize: false,
@@ -126,6 +136,7 @@ function linesWidget(node, name) {
     const same = next.length === lines.length && next.every((l, i) => l.text === lines[i].text && l.color === lines[i].color);
     if (same) return;
     lines = next;
+    element.title = MAX_ROWS[name] ? lines.map((line) => line.text).join("\n") : "";
     element.replaceChildren(...lines.map((line) => {
       const row = document.createElement("div");
       row.textContent = line.text;
@@ -313,8 +324,14 @@ app.registerExtension({
       if (node && isOurNodeType(node.type)) showResult(node, output);
     }
   },
+  afterConfigureGraph() {
+    if (graphNodes().some((node) => isOurNodeType(node.type))) {
+      keepReadableAfterLoad(app, window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30);
+    }
+  },
   async setup() {
     watchQueue();
+    watchTemplateBrowser();
     api.addEventListener?.("execution_error", ({ detail }) => {
       showProblem(detail?.node_id, problemLines(detail?.exception_message));
     });

@@ -229,3 +229,55 @@ export function missingModelLines(picks) {
   }
   return lines;
 }
+
+function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch (error) {
+    return text;
+  }
+}
+
+/**
+ * The description to show in place of a template card's text, or null to leave it: only a <p> that
+ * repeats the card's own name (1.27 describes a custom pack's card with its file name, "-" and "_"
+ * as spaces), only on a card of OUR module (its thumbnail is served from
+ * /workflow_templates/<module>/), only for a template that web/template_cards.json describes.
+ */
+export function cardDescription(cards, module, name, imageSources, text, tag) {
+  const description = cards?.descriptions?.[name];
+  if (typeof description !== "string" || !module || String(tag).toUpperCase() !== "P") return null;
+  const shown = String(text ?? "").trim();
+  if (shown !== name && shown !== name.replace(/[-_]/g, " ").trim()) return null;
+  const ours = (imageSources ?? []).some((src) => decoded(String(src)).includes(`/workflow_templates/${module}/`));
+  return ours ? description : null;
+}
+
+/** Whether a heading shows our install folder's name (1.27's heading of the pack's template page). */
+export function isFolderHeading(module, text) {
+  return Boolean(module) && String(text ?? "").trim() === module;
+}
+
+/** The zoom a template opens at when the frontend's own choice would draw nodes as blank boxes. */
+export const READABLE_SCALE = 0.75;
+
+/**
+ * A readable view after a workflow with our nodes loads, or null to keep the frontend's.
+ * 1.58 fits a template opened from the template browser to the window, ignoring its saved view;
+ * for a graph of our size that is about 0.5, below the zoom under which the classic canvas draws
+ * nodes as blank boxes (`threshold`: the canvas's level-of-detail limit). Then: READABLE_SCALE (or
+ * just above the limit), each axis centred when the graph fits it, else its start in view.
+ * `savedScale`: the workflow's own saved zoom (extra.ds.scale): a view the frontend restored from
+ * the file is the user's and is kept. `bounds` [x, y, w, h] in graph units, `viewport` [w, h] in px.
+ */
+export function readableView({ scale, threshold, savedScale, bounds, viewport }) {
+  if (!(threshold > 0) || !(scale < threshold)) return null;
+  if (typeof savedScale === "number" && Math.abs(scale - savedScale) < 1e-3) return null;
+  const target = Math.max(READABLE_SCALE, threshold * 1.1);
+  if (target > 1.5) return null; // a level-of-detail limit this high is the user's own choice
+  const offset = [0, 1].map((axis) => {
+    const start = bounds[axis], length = bounds[axis + 2], room = viewport[axis] / target;
+    return length <= room ? (room - length) / 2 - start : room * 0.04 - start;
+  });
+  return { scale: target, offset };
+}

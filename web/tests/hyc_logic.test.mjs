@@ -7,7 +7,7 @@ import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
   wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wrappedRows, wavespeedLines,
   RESULT_COLOR, resultLines, isOurNodeType,
-  legacyCacheValue,
+  legacyCacheValue, cardDescription, isFolderHeading, readableView, READABLE_SCALE,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -166,4 +166,44 @@ test("a loader pick missing from its folder is said when the workflow opens", ()
   assert.equal(lines.length, 1);
   assert.match(lines[0].text, /^audio_encoder: whisper-tiny\/ is not in models\/audio_encoders: download .*whisper-tiny/);
   assert.deepEqual(missingModelLines({ audio_encoder: { value: "none", options: ["none"] } }), []);
+});
+
+test("a template card's repeated name is replaced by its description, on our cards only", () => {
+  const cards = { category: "HunyuanCustom", descriptions: { "Singing avatar": "The subject sings", "a_b": "Under" } };
+  const ours = ["/api/workflow_templates/comfyui-hunyuancustom/Singing%20avatar.jpg"];
+  const card = (name, text, tag = "P", images = ours, module = "comfyui-hunyuancustom") =>
+    cardDescription(cards, module, name, images, text, tag);
+  assert.equal(card("Singing avatar", " Singing avatar "), "The subject sings");
+  assert.equal(card("a_b", "a b", "p", ["/api/workflow_templates/comfyui-hunyuancustom/a_b.jpg"]), "Under");
+  assert.equal(card("Singing avatar", "Singing avatar", "H3"), null, "the title stays");
+  assert.equal(card("Singing avatar", "Something the frontend wrote"), null);
+  assert.equal(card("Singing avatar", "Singing avatar", "P", ["/api/workflow_templates/other-pack/Singing%20avatar.jpg"]), null,
+    "another pack's card of the same name");
+  assert.equal(card("Singing avatar", "Singing avatar", "P", []), null, "no thumbnail yet: not known to be ours");
+  assert.equal(card("Unknown", "Unknown"), null);
+  assert.equal(card("Singing avatar", "Singing avatar", "P", ours, ""), null);
+  assert.equal(card("Singing avatar", "Singing avatar", "P", ["/api/workflow_templates/comfyui-hunyuancustom/%E0%A4%A.jpg"]), "The subject sings",
+    "a malformed escape does not throw");
+});
+
+test("only a heading that is exactly our install folder's name is ours", () => {
+  assert.equal(isFolderHeading("comfyui-hunyuancustom", " comfyui-hunyuancustom "), true);
+  assert.equal(isFolderHeading("comfyui-hunyuancustom", "comfyui-hunyuancustom templates"), false);
+  assert.equal(isFolderHeading("", ""), false);
+});
+
+test("a template fitted below the level-of-detail limit opens readable instead", () => {
+  const bounds = [100, 50, 3000, 700];
+  const view = readableView({ scale: 0.5, threshold: 8 / 14, savedScale: 0.8, bounds, viewport: [1600, 900] });
+  assert.equal(view.scale, READABLE_SCALE);
+  // screen = (graph + offset) * scale: the graph's left edge a little inside the window (too wide to
+  // fit), its height (700 units = 525 px) centred.
+  const screen = (axis, at) => (at + view.offset[axis]) * view.scale;
+  assert.ok(screen(0, 100) > 0 && screen(0, 100) < 100);
+  assert.ok(Math.abs(screen(1, 50) - (900 - 525) / 2) < 1e-9);
+  assert.equal(readableView({ scale: 0.6, threshold: 8 / 14, savedScale: 0.8, bounds, viewport: [1600, 900] }), null, "readable already");
+  assert.equal(readableView({ scale: 0.5, threshold: 8 / 14, savedScale: 0.5, bounds, viewport: [1600, 900] }), null, "the file's own view");
+  assert.equal(readableView({ scale: 0.5, threshold: 0, bounds, viewport: [1600, 900] }), null, "level of detail switched off");
+  assert.equal(readableView({ scale: 0.5, threshold: 2, bounds, viewport: [1600, 900] }), null, "the user's high limit");
+  assert.equal(readableView({ scale: 0.5, threshold: 0.8, bounds, viewport: [1600, 900] }).scale, 0.8 * 1.1);
 });

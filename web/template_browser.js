@@ -1,0 +1,66 @@
+// Our cards in ComfyUI's template browser, as the frontends cannot say them themselves.
+//
+// For a custom pack's templates the frontends (1.27 to 1.58) know only the file names: the card's
+// title is the name, 1.27 repeats it as the card's description, and 1.27 heads the pack's page with
+// the install folder's name ("comfyui-hunyuancustom"; the list on the left takes the translation in
+// locales/en/main.json). There is no field to give them more, so while the dialog is open this puts
+// the descriptions of web/template_cards.json (written by tests/_workflow_builder.py) and the pack's
+// name in those places. It only rewrites text the frontend drew for OUR module; when a frontend
+// draws the dialog differently, nothing matches and the dialog stays as the frontend made it.
+// Pure matching rules live in hyc_logic.js (cardDescription, isFolderHeading).
+import { cardDescription, isFolderHeading } from "./hyc_logic.js";
+
+// This file is served as /extensions/<install folder>/template_browser.js.
+const MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2, -1)[0] ?? "");
+const CARD = "[data-testid^='template-workflow-']";
+
+/** Set an element's text in the text node the frontend (Vue) made, so its own updates still land. */
+function setText(element, text) {
+  const node = [...element.childNodes].find((n) => n.nodeType === Node.TEXT_NODE);
+  if (node) {
+    if (node.nodeValue !== text) node.nodeValue = text;
+  } else if (element.textContent !== text) {
+    element.textContent = text;
+  }
+  if (element.hasAttribute("title") && element.getAttribute("title") !== text) element.setAttribute("title", text);
+}
+
+function patch(root, cards) {
+  for (const card of root.querySelectorAll(CARD)) {
+    const name = card.dataset.testid.slice("template-workflow-".length);
+    const images = [...card.querySelectorAll("img")].map((img) => img.getAttribute("src") || img.src || "");
+    for (const element of card.querySelectorAll("p, h3, h4, span, div")) {
+      if (element.children.length) continue; // only the leaves that hold text
+      const text = cardDescription(cards, MODULE, name, images, element.textContent, element.tagName);
+      if (text) setText(element, text);
+    }
+  }
+  for (const heading of root.querySelectorAll("h1, h2")) {
+    if (isFolderHeading(MODULE, heading.textContent)) setText(heading, cards.category);
+  }
+}
+
+/** Watch for the template dialog (mounted on <body>) and patch it while it is open. */
+export async function watchTemplateBrowser() {
+  let cards;
+  try {
+    const response = await fetch(new URL("./template_cards.json", import.meta.url), { cache: "no-store" });
+    if (!response.ok) return;
+    cards = await response.json();
+  } catch (error) {
+    return; // the cards keep the frontend's own texts
+  }
+  let scheduled = false;
+  const run = () => {
+    scheduled = false;
+    for (const dialog of document.querySelectorAll(".p-dialog, [role=dialog]")) {
+      if (dialog.querySelector(CARD)) patch(dialog, cards);
+    }
+  };
+  // One pass per frame at most; cheap when no dialog with cards is open (one query per frame).
+  new MutationObserver(() => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(run);
+  }).observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ["src"] });
+}
