@@ -87,7 +87,9 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
-const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+const WINDOW = { width: 1600, height: 1000 };
+const LAPTOP = { width: 1366, height: 768 }; // the most common laptop screen, less nothing: the browser's bars
+const page = await browser.newPage({ viewport: WINDOW });
 const errors = []; // page errors and console errors, with stacks
 page.on("pageerror", (e) => errors.push(e.stack || e.message));
 page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -233,7 +235,17 @@ async function mediaPreviews(label) {
 }
 
 async function checkTemplateBrowser(files, renderer) {
-  console.log(`\n== template browser (${renderer})`);
+  console.log(`\n== template browser (${renderer}, in a laptop's ${LAPTOP.width}x${LAPTOP.height} window)`);
+  await page.setViewportSize(LAPTOP); // the zoom a template opens at depends on the window
+  try {
+    await openTemplates(files, renderer);
+  } finally {
+    await page.setViewportSize(WINDOW);
+    await page.waitForTimeout(500);
+  }
+}
+
+async function openTemplates(files, renderer) {
   const names = files.map((f) => f.replace(/\.json$/, ""));
   for (const name of names) {
     await closeDialogs();

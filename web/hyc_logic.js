@@ -275,9 +275,10 @@ export function readableView({ scale, threshold, savedScale, bounds, viewport })
   if (typeof savedScale === "number" && Math.abs(scale - savedScale) < 1e-3) return null;
   const target = Math.max(READABLE_SCALE, threshold * 1.1);
   if (target > 1.5) return null; // a level-of-detail limit this high is the user's own choice
+  const margin = [0.06, 0.08]; // of the window: clear of the frontends' floating buttons
   const offset = [0, 1].map((axis) => {
     const start = bounds[axis], length = bounds[axis + 2], room = viewport[axis] / target;
-    return length <= room ? (room - length) / 2 - start : room * 0.04 - start;
+    return length <= room ? (room - length) / 2 - start : room * margin[axis] - start;
   });
   return { scale: target, offset };
 }
