@@ -500,12 +500,12 @@ BUILDERS = {
 # show the file name there too; web/template_browser.js puts these in its place (read from
 # web/template_cards.json, which main() writes), and the thumbnails carry them.
 CARD_DESCRIPTIONS = {
-    "Local 720p": "One subject from one picture, on your GPU, with upstream's 720p settings",
+    "Local 720p": "One subject from one picture, on your own GPU",
     "WaveSpeed 720p": "Rendered on WaveSpeed's servers: no GPU or model files needed",
-    "Local preview and WaveSpeed final": "A quick low-resolution preview on your GPU, then the 720p final on WaveSpeed",
+    "Local preview and WaveSpeed final": "A quick preview on your GPU, then the final on WaveSpeed",
     "Two subjects": "Two reference pictures, one video with both subjects",
-    "Singing avatar": "The subject sings or talks to a song, as long as the track",
-    "Replace the subject in a video": "Puts the subject into an existing video where a mask says",
+    "Singing avatar": "The subject sings or talks along to a whole song",
+    "Replace the subject in a video": "Puts the subject into a video where a mask says",
 }
 CARDS_FILE = ROOT / "web" / "template_cards.json"
 

@@ -239,18 +239,30 @@ function decoded(text) {
 }
 
 /**
- * The description to show in place of a template card's text, or null to leave it: only a <p> that
- * repeats the card's own name (1.27 describes a custom pack's card with its file name, "-" and "_"
- * as spaces), only on a card of OUR module (its thumbnail is served from
- * /workflow_templates/<module>/), only for a template that web/template_cards.json describes.
+ * Whether a template card is one of OUR module's: its thumbnail is served from
+ * /workflow_templates/<module>/ (1.58), or, while the thumbnail has no such address (1.27 shows it
+ * from a blob: URL), `listing` (the /workflow_templates answer: module -> names) has its name under
+ * our module and under no other.
  */
-export function cardDescription(cards, module, name, imageSources, text, tag) {
+export function isOurCard(module, name, imageSources, listing) {
+  if (!module) return false;
+  const paths = (imageSources ?? []).map((src) => decoded(String(src ?? "")));
+  if (paths.some((src) => src.includes(`/workflow_templates/${module}/`))) return true;
+  if (paths.some((src) => src.includes("/workflow_templates/"))) return false;
+  const owners = Object.entries(listing ?? {}).filter(([, names]) => Array.isArray(names) && names.includes(name));
+  return owners.length === 1 && owners[0][0] === module;
+}
+
+/**
+ * The description to show in place of a text of one of our template cards, or null to leave it:
+ * only a <p> that repeats the card's own name (1.27 describes a custom pack's card with its file
+ * name, "-" and "_" as spaces), only for a template that web/template_cards.json describes.
+ */
+export function cardDescription(cards, name, text, tag) {
   const description = cards?.descriptions?.[name];
-  if (typeof description !== "string" || !module || String(tag).toUpperCase() !== "P") return null;
+  if (typeof description !== "string" || String(tag).toUpperCase() !== "P") return null;
   const shown = String(text ?? "").trim();
-  if (shown !== name && shown !== name.replace(/[-_]/g, " ").trim()) return null;
-  const ours = (imageSources ?? []).some((src) => decoded(String(src)).includes(`/workflow_templates/${module}/`));
-  return ours ? description : null;
+  return shown === name || shown === name.replace(/[-_]/g, " ").trim() ? description : null;
 }
 
 /** Whether a heading shows our install folder's name (1.27's heading of the pack's template page). */

@@ -7,8 +7,8 @@
 // the descriptions of web/template_cards.json (written by tests/_workflow_builder.py) and the pack's
 // name in those places. It only rewrites text the frontend drew for OUR module; when a frontend
 // draws the dialog differently, nothing matches and the dialog stays as the frontend made it.
-// Pure matching rules live in hyc_logic.js (cardDescription, isFolderHeading).
-import { cardDescription, isFolderHeading } from "./hyc_logic.js";
+// Pure matching rules live in hyc_logic.js (isOurCard, cardDescription, isFolderHeading).
+import { cardDescription, isFolderHeading, isOurCard } from "./hyc_logic.js";
 
 // This file is served as /extensions/<install folder>/template_browser.js.
 const MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2, -1)[0] ?? "");
@@ -25,13 +25,14 @@ function setText(element, text) {
   if (element.hasAttribute("title") && element.getAttribute("title") !== text) element.setAttribute("title", text);
 }
 
-function patch(root, cards) {
+function patch(root, cards, listing) {
   for (const card of root.querySelectorAll(CARD)) {
     const name = card.dataset.testid.slice("template-workflow-".length);
-    const images = [...card.querySelectorAll("img")].map((img) => img.getAttribute("src") || img.src || "");
-    for (const element of card.querySelectorAll("p, h3, h4, span, div")) {
+    const images = [...card.querySelectorAll("img")].map((img) => img.getAttribute("src"));
+    if (!isOurCard(MODULE, name, images, listing)) continue;
+    for (const element of card.querySelectorAll("p")) {
       if (element.children.length) continue; // only the leaves that hold text
-      const text = cardDescription(cards, MODULE, name, images, element.textContent, element.tagName);
+      const text = cardDescription(cards, name, element.textContent, element.tagName);
       if (text) setText(element, text);
     }
   }
@@ -42,11 +43,15 @@ function patch(root, cards) {
 
 /** Watch for the template dialog (mounted on <body>) and patch it while it is open. */
 export async function watchTemplateBrowser() {
-  let cards;
+  let cards, listing;
   try {
-    const response = await fetch(new URL("./template_cards.json", import.meta.url), { cache: "no-store" });
-    if (!response.ok) return;
-    cards = await response.json();
+    // The descriptions, and which pack lists which template (the frontend's own question to the server).
+    const [ours, all] = await Promise.all([
+      fetch(new URL("./template_cards.json", import.meta.url), { cache: "no-store" }),
+      fetch(new URL("../../api/workflow_templates", import.meta.url), { cache: "no-store" }),
+    ]);
+    if (!ours.ok || !all.ok) return;
+    [cards, listing] = [await ours.json(), await all.json()];
   } catch (error) {
     return; // the cards keep the frontend's own texts
   }
@@ -54,7 +59,7 @@ export async function watchTemplateBrowser() {
   const run = () => {
     scheduled = false;
     for (const dialog of document.querySelectorAll(".p-dialog, [role=dialog]")) {
-      if (dialog.querySelector(CARD)) patch(dialog, cards);
+      if (dialog.querySelector(CARD)) patch(dialog, cards, listing);
     }
   };
   // One pass per frame at most; cheap when no dialog with cards is open (one query per frame).

@@ -7,7 +7,7 @@ import {
   REMOTE_SIZES, WAVESPEED_FIXED, KEY_STATUS_ROUTE, parseSize, isRemoteSize, remoteModelFor, keyBadge,
   wavespeedHint, sizeWarning, wavespeedNodeStatus, BADGE_COLORS, HINT_COLOR, wrapText, wrappedRows, wavespeedLines,
   RESULT_COLOR, resultLines, isOurNodeType,
-  legacyCacheValue, cardDescription, isFolderHeading, readableView, READABLE_SCALE,
+  legacyCacheValue, cardDescription, isOurCard, isFolderHeading, readableView, READABLE_SCALE,
 } from "../hyc_logic.js";
 
 test("parseSize reads W*H and rejects everything else", () => {
@@ -168,21 +168,27 @@ test("a loader pick missing from its folder is said when the workflow opens", ()
   assert.deepEqual(missingModelLines({ audio_encoder: { value: "none", options: ["none"] } }), []);
 });
 
-test("a template card's repeated name is replaced by its description, on our cards only", () => {
+test("a template card's repeated name is replaced by its description", () => {
   const cards = { category: "HunyuanCustom", descriptions: { "Singing avatar": "The subject sings", "a_b": "Under" } };
-  const ours = ["/api/workflow_templates/comfyui-hunyuancustom/Singing%20avatar.jpg"];
-  const card = (name, text, tag = "P", images = ours, module = "comfyui-hunyuancustom") =>
-    cardDescription(cards, module, name, images, text, tag);
-  assert.equal(card("Singing avatar", " Singing avatar "), "The subject sings");
-  assert.equal(card("a_b", "a b", "p", ["/api/workflow_templates/comfyui-hunyuancustom/a_b.jpg"]), "Under");
-  assert.equal(card("Singing avatar", "Singing avatar", "H3"), null, "the title stays");
-  assert.equal(card("Singing avatar", "Something the frontend wrote"), null);
-  assert.equal(card("Singing avatar", "Singing avatar", "P", ["/api/workflow_templates/other-pack/Singing%20avatar.jpg"]), null,
-    "another pack's card of the same name");
-  assert.equal(card("Singing avatar", "Singing avatar", "P", []), null, "no thumbnail yet: not known to be ours");
-  assert.equal(card("Unknown", "Unknown"), null);
-  assert.equal(card("Singing avatar", "Singing avatar", "P", ours, ""), null);
-  assert.equal(card("Singing avatar", "Singing avatar", "P", ["/api/workflow_templates/comfyui-hunyuancustom/%E0%A4%A.jpg"]), "The subject sings",
+  assert.equal(cardDescription(cards, "Singing avatar", " Singing avatar ", "P"), "The subject sings");
+  assert.equal(cardDescription(cards, "a_b", "a b", "p"), "Under");
+  assert.equal(cardDescription(cards, "Singing avatar", "Singing avatar", "H3"), null, "the title stays");
+  assert.equal(cardDescription(cards, "Singing avatar", "Something the frontend wrote", "P"), null);
+  assert.equal(cardDescription(cards, "Unknown", "Unknown", "P"), null);
+});
+
+test("a card is ours by its thumbnail's address, else by a name no other pack lists", () => {
+  const module = "comfyui-hunyuancustom";
+  const listing = { [module]: ["Singing avatar", "Local 720p"], "other-pack": ["Local 720p"] };
+  const ours = (name, images) => isOurCard(module, name, images, listing);
+  assert.equal(ours("Local 720p", ["/api/workflow_templates/comfyui-hunyuancustom/Local%20720p.jpg"]), true);
+  assert.equal(ours("Singing avatar", ["/api/workflow_templates/other-pack/Singing%20avatar.jpg"]), false);
+  assert.equal(ours("Singing avatar", ["blob:http://127.0.0.1:8188/1f0e"]), true, "1.27's thumbnail: by the listing");
+  assert.equal(ours("Singing avatar", [null]), true, "not loaded yet");
+  assert.equal(ours("Local 720p", ["blob:x"]), false, "another pack has a template of that name");
+  assert.equal(ours("Unknown", []), false);
+  assert.equal(isOurCard("", "Singing avatar", [], listing), false);
+  assert.equal(ours("Singing avatar", ["/api/workflow_templates/comfyui-hunyuancustom/%E0%A4%A.jpg"]), true,
     "a malformed escape does not throw");
 });
 
