@@ -51,6 +51,7 @@ class Faults:
     # uploads
     binary_upload: bool = True  # False: the one-step route answers 404 (two-step only)
     upload_failures: list = field(default_factory=list)  # statuses (or (status, ctype, body)) for the first uploads
+    upload_redirects: list = field(default_factory=list)  # Location headers (307) for the first presigned PUTs
     # submit
     submit_rate_limited: int = 0  # the first N submits answer 429, creating nothing
     retry_after: str | None = "0.05"
@@ -380,6 +381,12 @@ def _make_handler(fake: FakeWaveSpeed, server_name: str):
         def _cdn(self, method: str, route: str, body: bytes) -> None:
             f = fake.faults
             if method == "PUT" and route.startswith("/upload/"):
+                if f.upload_redirects:
+                    self.send_response(307)
+                    self.send_header("Location", f.upload_redirects.pop(0))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 media_id = route[len("/upload/"):]
                 with fake.lock:
                     pending = fake.pending_puts.pop(media_id, None)

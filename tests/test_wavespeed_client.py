@@ -399,6 +399,19 @@ def test_two_step_upload_puts_without_key_and_with_exact_headers(fake, tmp_path,
     assert_clean(fake, run, caplog)
 
 
+def test_two_step_upload_is_never_redirected(fake, tmp_path, caplog):
+    # The presigned URL comes from WaveSpeed; a redirect would send the user's picture to another host.
+    fake.faults.binary_upload = False
+    fake.faults.upload_redirects = [f"{fake.cdn_url}/upload/elsewhere"]
+    with pytest.raises(WaveSpeedError) as info:
+        go(fake, tmp_path)
+    assert info.value.reason == "upload_failed" and "redirected" in str(info.value)
+    assert "not sent there" in str(info.value) and "Nothing was submitted" in str(info.value)
+    (put,) = fake.calls("cdn", "PUT")  # the redirect was not followed
+    assert "elsewhere" not in put.path and not fake.submits()
+    assert KEY not in str(info.value) + caplog.text
+
+
 def test_seed_minus_one_is_sent_and_the_server_seed_reported(fake, tmp_path, caplog):
     fake.faults.report_seed = 777
     run = go(fake, tmp_path, {"seed": -1})

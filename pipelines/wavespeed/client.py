@@ -294,10 +294,10 @@ class WaveSpeedClient:
         return resp
 
     def _plain_request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """A request to an upload or output host: never with the key."""
-        # Not bounded by the overall cap: the task is done (and billed) by then; fetch its result.
+        """A request to the upload host WaveSpeed named: never with the key, never redirected (a
+        presigned upload URL does not redirect; following one would send the picture elsewhere)."""
         timeout = (self.settings.connect_timeout_s, min(self.settings.read_timeout_s, self.settings.timeout_s))
-        return self._session.request(method, url, timeout=timeout, auth=strip_auth, **kwargs)
+        return self._session.request(method, url, timeout=timeout, auth=strip_auth, allow_redirects=False, **kwargs)
 
     def _retrying(self, what: str, attempt: Callable[[], Any], *, capped: bool = True,
                   host: str | None = None) -> Any:
@@ -514,6 +514,11 @@ class WaveSpeedClient:
                 raise _network_failure(exc) from None
             with resp:
                 _raise_if_transient(resp)
+                if resp.is_redirect:
+                    elsewhere = urlsplit(resp.headers.get("Location", "")).netloc or "another address"
+                    raise self._error(f"The upload host {host} redirected the reference image to {elsewhere}; "
+                                      "it was not sent there", "Nothing was submitted or billed; queue again later.",
+                                      reason="upload_failed", http_status=resp.status_code)
                 if not 200 <= resp.status_code < 300:
                     raise self._error(f"The upload host {host} refused the reference image", reason="upload_failed",
                                       http_status=resp.status_code, server_message=summarise_body(resp))
