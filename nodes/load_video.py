@@ -67,6 +67,7 @@ class HunyuanCustomLoadVideo:
 
     def load(self, video: str, frame_load_cap: int = DEFAULT_MAX_FRAMES, memory_limit_gb: float = DEFAULT_MEMORY_GB,
              unique_id: str | None = None) -> tuple:
+        from ..pipelines.conditioning.edit import frame_rate_note
         from ..pipelines.media import video_io
 
         path = picked_files.path_of(video, "video", "video")
@@ -86,6 +87,8 @@ class HunyuanCustomLoadVideo:
         elif decoded.cut == "memory":
             comfy.note(f"video {video!r}: loaded the first {count} frames, which fill memory_limit_gb = "
                        f"{float(memory_limit_gb):g}; raise memory_limit_gb to load more.", unique_id)
+        if note := frame_rate_note(decoded.fps):  # the Edit node gets frames only: say it where the rate is known
+            comfy.note(f"video {video!r}: {note}.", unique_id)
         return (decoded.frames, audio, float(decoded.fps))
 
 

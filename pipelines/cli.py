@@ -238,7 +238,7 @@ def _edit_condition(args: argparse.Namespace):
     """--video/--mask (+ --expand, --mask-box, --pose) as an EditCondition; with no --size or
     --num-frames, the source's size (rounded down to multiples of 16) and length are the job's."""
     from .conditioning.base import ConditionError
-    from .conditioning.edit import EditCondition
+    from .conditioning.edit import EditCondition, frame_rate_note
     from .conditioning.edit_pixels import frames_used
     from .media.video_io import VideoError, read_audio, read_video_uint8
 
@@ -263,11 +263,8 @@ def _edit_condition(args: argparse.Namespace):
                                   box=args.mask_box, pose=pose, audio=audio)
     except ConditionError as exc:
         raise _edit_error(args, exc) from None
-    if fps and abs(fps - schema.FPS) > 0.01:  # upstream edits frame for frame; the output is always 25 fps
-        _status(f"note: the source is {fps:g} fps; the edit keeps every frame at {schema.FPS:g} fps, so it plays "
-                f"{max(fps, schema.FPS) / min(fps, schema.FPS):.3g}x {'slower' if fps > schema.FPS else 'faster'} "
-                "than the source "
-                "(its sound is cut, not stretched)")
+    if note := frame_rate_note(fps):
+        _status(f"note: {note}")
     width, height = condition.source_size
     if args.size is None:
         rounded = (width // 16 * 16, height // 16 * 16)

@@ -168,6 +168,20 @@ def test_the_video_and_its_mask_are_the_tools_frames_with_the_parks_sound(media_
     assert sorted(p.name for p in input_dir.iterdir()) == ["mine.png"]
 
 
+def test_load_video_says_what_another_frame_rate_does_to_the_edit(input_dir, caplog):
+    from hunyuan_custom.pipelines.media import video_io
+
+    frames = torch.zeros(3, 48, 64, 3)
+    video_io.write_video(input_dir / "at30.mp4", frames, 30)
+    with caplog.at_level("WARNING", logger="hunyuan_custom"):
+        _, _, fps = HunyuanCustomLoadVideo().load("at30.mp4", frame_load_cap=0)
+        HunyuanCustomLoadVideo().load(MASK, frame_load_cap=0)  # 25 fps: nothing to say
+    assert fps == 30.0
+    assert [r.getMessage() for r in caplog.records] == [
+        "HunyuanCustom: video 'at30.mp4': the source is 30 fps; the edit keeps every frame at 25 fps, so it plays "
+        "1.2x slower than the source (its sound is cut, not stretched)."]
+
+
 def test_load_video_stops_after_the_cap(input_dir):
     frames, _, _ = HunyuanCustomLoadVideo().load(MASK, frame_load_cap=9)
     assert frames.shape[0] == 9

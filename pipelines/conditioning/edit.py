@@ -73,6 +73,16 @@ def head_latents(pixels: EditPixels, sample) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def frame_rate_note(fps: float) -> str | None:
+    """What a source's frame rate does to the edit, or None at 25 fps: upstream edits frame for frame
+    and the result is always played at 25 fps, so another rate changes the speed (said, not silent)."""
+    if not fps or abs(fps - schema.FPS) <= 0.01:
+        return None
+    ratio = max(fps, schema.FPS) / min(fps, schema.FPS)
+    return (f"the source is {fps:g} fps; the edit keeps every frame at {schema.FPS:g} fps, so it plays {ratio:.3g}x "
+            f"{'slower' if fps > schema.FPS else 'faster'} than the source (its sound is cut, not stretched)")
+
+
 def _frames(count: int) -> str:
     return f"{count} frame" + ("" if count == 1 else "s")
 
