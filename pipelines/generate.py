@@ -219,9 +219,10 @@ class LocalGenerator:
         return torch.device(self.options.device)
 
     def transformer(self, status: StatusCallback, latent_shape: tuple[int, ...] | None = None,
-                    compile: bool = False, cache: str = "deepcache") -> torch.nn.Module:
-        """The transformer on the device (or hooked for group offloading). `latent_shape` and the
-        step `cache` let offload='auto' judge whether this job fits with the whole model on the GPU.
+                    compile: bool = False, cache: str = "deepcache", loras: tuple = ()) -> torch.nn.Module:
+        """The transformer on the device (or hooked for group offloading). `latent_shape`, the step
+        `cache` and the `loras` to apply let offload='auto' judge whether this job fits with the whole
+        model on the GPU.
         `compile`: its blocks compiled (diffusion_models/compile_blocks.py); they are compiled under the offload
         hooks, so a change of this setting loads the transformer again."""
         if self._transformer is not None and compile != self._compile_asked:
@@ -243,7 +244,8 @@ class LocalGenerator:
             if compile:
                 self._compile(model, status)  # before group offloading hooks onto the blocks
             self._transformer, self._compile_asked = model, compile
-        if not self._grouped and self.device.type == "cuda" and self._offload_mode(latent_shape, status, cache) == "group":
+        if (not self._grouped and self.device.type == "cuda"
+                and self._offload_mode(latent_shape, status, cache, loras) == "group"):
             from .offload_policy import stream_transformer_blocks
 
             stream_transformer_blocks(self._transformer, self.device)
@@ -275,19 +277,24 @@ class LocalGenerator:
         status("compile: the transformer's blocks compile during the first step (a minute or more)")
 
     def _offload_mode(self, latent_shape: tuple[int, ...] | None, status: StatusCallback,
-                      cache: str = "deepcache") -> str:
+                      cache: str = "deepcache", loras: tuple = ()) -> str:
         if self.options.offload != "auto":
             return self.options.offload
+        from .diffusion_models.lora_files import lora_bytes
+        from .diffusion_models.lora_runtime import placed_bytes
         from .diffusion_models.step_cache_memory import state_bytes
-        from .offload_policy import TEXT_TOKENS, available_vram, choose_offload, module_bytes, sequence_tokens
+        from .offload_policy import TEXT_TOKENS, available_vram, bytes_on, choose_offload, module_bytes, sequence_tokens
 
         model = self._transformer
         if latent_shape is None:
             return "model"
         tokens = sequence_tokens(latent_shape, int(model.config.patch_size), int(model.config.patch_size_t))
         itemsize = self.options.torch_dtype.itemsize
-        choice = choose_offload(module_bytes(model), tokens, itemsize, available_vram(self.device),
-                                state_bytes(cache, latent_shape, model.config, itemsize, TEXT_TOKENS), f"{cache} state")
+        # What the model (and its LoRAs) already hold on the GPU from the last job is free for this one.
+        available = available_vram(self.device) + bytes_on(model, self.device) + placed_bytes(model, self.device)
+        state, adapters = state_bytes(cache, latent_shape, model.config, itemsize, TEXT_TOKENS), lora_bytes(loras, itemsize)
+        what = " and ".join(w for w, b in ((f"{cache} state", state), ("LoRAs", adapters)) if b)
+        choice = choose_offload(module_bytes(model), tokens, itemsize, available, state + adapters, what)
         return _reported(choice, status).mode
 
     def _text_offload_mode(self, status: StatusCallback) -> str:
@@ -462,7 +469,7 @@ class LocalGenerator:
 
         # Offload 'auto' judges one window: a longer video runs window after window (windows.py).
         model = self.transformer(say, one_window(latent_shape(job.num_frames, job.height, job.width)),
-                                 compile=job.compile, cache=job.cache.name)
+                                 compile=job.compile, cache=job.cache.name, loras=tuple(loras))
         self.apply_loras(model, loras, say)
         shape = latent_shape(job.num_frames, job.height, job.width, channels=int(model.config.in_channels))
         windows = window_count(shape[2])

@@ -44,6 +44,18 @@ def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in unique.values())
 
 
+def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
+    """Whether `tensor` is on `device` ("cuda" means any index, as torch places it)."""
+    return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
+
+
+def bytes_on(module: torch.nn.Module, device: torch.device) -> int:
+    """Bytes of `module`'s parameters and buffers already on `device`: free for it, as far as offload
+    'auto' is concerned (a model kept on the GPU from the last job is not counted twice)."""
+    unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    return sum(t.numel() * t.element_size() for t in unique.values() if on_device(t, device))
+
+
 @dataclass(frozen=True)
 class OffloadChoice:
     mode: str  # "model" (whole on the GPU) or "group" (streamed from CPU RAM)

@@ -70,3 +70,50 @@ def test_the_generator_asks_the_policy_only_for_auto(monkeypatch):
     fixed._transformer = model
     assert fixed._offload_mode(latent_shape(129, 720, 1280), said.append) == "model"
     assert len(said) == 1
+
+
+def _auto_generator(monkeypatch, model, device: str, free_bytes: int):
+    from hunyuan_custom.pipelines.generate import LocalGenerator, ModelFiles, RuntimeOptions
+
+    monkeypatch.setattr(ModelFiles, "check", lambda self: None)
+    monkeypatch.setattr(policy, "available_vram", lambda device: free_bytes)
+    generator = LocalGenerator(ModelFiles("t", "v", "l", "c"), RuntimeOptions(device=device, offload="auto"))
+    generator._transformer = model
+    return generator
+
+
+def test_a_transformer_kept_on_the_gpu_from_the_last_job_is_not_counted_twice(monkeypatch):
+    # On a 48 GB card the bf16 model fits whole at 720p; for the next job it is already on the card, so
+    # the free memory lacks its 24 GiB. It used to be counted again and the second job streamed its blocks.
+    model = vram_estimate.build_shape_only_transformer(FULL_SIZE_CONFIG, torch.bfloat16, fp8=False)
+    shape = latent_shape(129, 720, 1280)
+    need = policy.choose_offload(policy.module_bytes(model), policy.sequence_tokens(shape), 2, 0).need_bytes
+    left = 48 * GIB - policy.module_bytes(model)
+    assert need > left
+    said: list[str] = []
+    # The shape-only model lives on the meta device: as the device it computes on, it is "already there".
+    assert _auto_generator(monkeypatch, model, "meta", left)._offload_mode(shape, said.append) == "model"
+    assert _auto_generator(monkeypatch, model, "cpu", left)._offload_mode(shape, said.append) == "group"
+
+
+def test_the_loras_to_apply_count_in_auto(monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    from hunyuan_custom.pipelines.diffusion_models.lora_files import LoraChoice, lora_bytes
+
+    lora = tmp_path / "style.safetensors"
+    save_file({"diffusion_model.double_blocks.0.img_attn_qkv.lora_down.weight": torch.zeros(64, 3072, dtype=torch.float16),
+               "diffusion_model.double_blocks.0.img_attn_qkv.lora_up.weight": torch.zeros(9216, 64, dtype=torch.float16),
+               "diffusion_model.double_blocks.0.img_attn_qkv.alpha": torch.tensor(64.0)}, str(lora))
+    adapters = (64 * 3072 + 9216 * 64) * 2
+    assert lora_bytes([LoraChoice(str(lora), 0.8)], 2) == adapters
+    assert lora_bytes([LoraChoice(str(lora), 0.0), LoraChoice(str(tmp_path / "gone.safetensors"))], 2) == 0
+
+    model = vram_estimate.build_shape_only_transformer(FULL_SIZE_CONFIG, torch.bfloat16, fp8=True)
+    shape = latent_shape(129, 720, 1280)
+    whole = policy.choose_offload(policy.module_bytes(model), policy.sequence_tokens(shape), 2, 0).need_bytes
+    generator = _auto_generator(monkeypatch, model, "cpu", whole + adapters // 2)  # room for half the LoRA
+    said: list[str] = []
+    assert generator._offload_mode(shape, said.append) == "model"
+    assert generator._offload_mode(shape, said.append, loras=(LoraChoice(str(lora)),)) == "group"
+    assert "offload auto -> group" in said[-1] and "GiB of LoRAs" in said[-1]

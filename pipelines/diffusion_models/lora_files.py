@@ -18,6 +18,8 @@ torch.load(weights_only=True) only (weights_io), so a file holding code is refus
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +166,22 @@ def check_lora(path: str | Path) -> str | None:
     path = Path(path).expanduser()
     _format_name, modules, unrecognised, _metadata, _tensors = inspect_lora(path)
     return partial_warning(path, len(modules), unrecognised)
+
+
+def lora_bytes(choices: Iterable[LoraChoice], itemsize: int) -> int:
+    """What these LoRAs take on the GPU in a dtype of `itemsize` bytes (their matrices, from the
+    files' headers; alphas left out), for offload 'auto'. A file that cannot be read counts 0: applying
+    it reports the problem."""
+    total = 0
+    for choice in choices:
+        if float(choice.strength) == 0.0:
+            continue
+        try:
+            shapes = _read_keys(Path(choice.path))[0]
+        except LoraError:
+            continue
+        total += sum(math.prod(shape) for shape in shapes.values() if len(shape) >= 2) * itemsize
+    return total
 
 
 def read_lora(path: str | Path) -> LoraFile:

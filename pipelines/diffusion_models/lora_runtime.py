@@ -106,6 +106,18 @@ def drop_device_copies(model: nn.Module) -> None:
         branch.drop()
 
 
+def placed_bytes(model: nn.Module, device: torch.device) -> int:
+    """Bytes the LoRA branches now on `model` hold on `device` (placed for an earlier job)."""
+    from ..offload_policy import on_device
+
+    total = 0
+    for branch in applied_loras(model).values():
+        placed = branch._placed
+        if placed is not None and on_device(placed[2], device):
+            total += placed[2].numel() * placed[2].element_size() + placed[3].numel() * placed[3].element_size()
+    return total
+
+
 def place_loras(model: nn.Module, device: torch.device | str, dtype: torch.dtype) -> None:
     """Put every branch's tensors on the compute device before sampling (not inside a compiled step)."""
     for branch in applied_loras(model).values():
