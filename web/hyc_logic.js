@@ -275,7 +275,7 @@ export const READABLE_SCALE = 0.75;
 
 /**
  * A readable view after a workflow with our nodes loads, or null to keep the frontend's.
- * 1.58 fits a template opened from the template browser to the window, ignoring its saved view;
+ * 1.58 fits a template opened from the template browser to the viewport, ignoring its saved view;
  * for a graph of our size that is about 0.5, below the zoom under which the classic canvas draws
  * nodes as blank boxes (`threshold`: the canvas's level-of-detail limit). Then: READABLE_SCALE (or
  * just above the limit), each axis centred when the graph fits it, else its start in view.
@@ -287,7 +287,7 @@ export function readableView({ scale, threshold, savedScale, bounds, viewport })
   if (typeof savedScale === "number" && Math.abs(scale - savedScale) < 1e-3) return null;
   const target = Math.max(READABLE_SCALE, threshold * 1.1);
   if (target > 1.5) return null; // a level-of-detail limit this high is the user's own choice
-  const margin = [0.06, 0.08]; // of the window: clear of the frontends' floating buttons
+  const margin = [0.06, 0.08]; // of the viewport: clear of the frontends' floating buttons
   const offset = [0, 1].map((axis) => {
     const start = bounds[axis], length = bounds[axis + 2], room = viewport[axis] / target;
     return length <= room ? (room - length) / 2 - start : room * margin[axis] - start;

@@ -225,7 +225,7 @@ class WorkerGenerator(LocalGenerator):
         self.world = world
         self.pool = WorkerPool(world, files, options)
 
-    def transformer(self, status, latent_shape=None, compile: bool = False, cache: str = "deepcache"):
+    def transformer(self, status, latent_shape=None, compile: bool = False, cache: str = "deepcache", loras: tuple = ()):
         from ..diffusion_models.checkpoints import open_checkpoint
         from ..diffusion_models.loading import model_config_for
 
