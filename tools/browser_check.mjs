@@ -247,6 +247,7 @@ async function checkTemplateBrowser(files, renderer) {
 
 async function openTemplates(files, renderer) {
   const names = files.map((f) => f.replace(/\.json$/, ""));
+  await checkTemplateList(names, renderer);
   for (const name of names) {
     await closeDialogs();
     await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
@@ -302,6 +303,34 @@ async function openTemplates(files, renderer) {
   }
   await closeDialogs();
   reportErrors(`template browser (${renderer})`);
+}
+
+async function checkTemplateList(names, renderer) {
+  // 1.27 also offers a list layout (a table: title, description); 1.58 has none.
+  await closeDialogs();
+  await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
+  await page.waitForTimeout(1500);
+  const category = await packCategory(names);
+  if (!category) return;
+  await page.locator(".p-dialog, [role=dialog]").getByText(category, { exact: true }).first().click();
+  await page.waitForTimeout(1000);
+  const listButton = page.locator(".p-dialog .p-selectbutton .pi-bars").first();
+  if (!(await listButton.count())) {
+    console.log(`(no list layout in this frontend's template browser)`);
+    return closeDialogs();
+  }
+  await listButton.click();
+  await page.waitForTimeout(1500);
+  const rows = await page.evaluate(() => [...document.querySelectorAll(".p-dialog tr")]
+    .map((tr) => [...tr.querySelectorAll("td > span")].map((s) => s.innerText.trim())).filter((r) => r.length >= 2));
+  for (const name of names) {
+    const row = rows.find((r) => r[0] === name);
+    check(`template list: ${name} says what it does, not its name again (${renderer})`,
+      !!row && row[1] === CARDS.descriptions?.[name], JSON.stringify(row ?? rows));
+  }
+  await page.locator(".p-dialog .p-selectbutton .pi-table").first().click().catch(() => {}); // back to the cards
+  await page.waitForTimeout(800);
+  await closeDialogs();
 }
 
 async function packFolder(names) {

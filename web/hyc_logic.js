@@ -254,13 +254,14 @@ export function isOurCard(module, name, imageSources, listing) {
 }
 
 /**
- * The description to show in place of a text of one of our template cards, or null to leave it:
- * only a <p> that repeats the card's own name (1.27 describes a custom pack's card with its file
- * name, "-" and "_" as spaces), only for a template that web/template_cards.json describes.
+ * The description to show in place of the text of one of our template cards (or list rows) that the
+ * frontend made its description, or null to leave it: only a text that repeats the template's own name
+ * (1.27 describes a custom pack's card with its file name, "-" and "_" as spaces), only for a template
+ * that web/template_cards.json describes.
  */
-export function cardDescription(cards, name, text, tag) {
+export function cardDescription(cards, name, text) {
   const description = cards?.descriptions?.[name];
-  if (typeof description !== "string" || String(tag).toUpperCase() !== "P") return null;
+  if (typeof description !== "string") return null;
   const shown = String(text ?? "").trim();
   return shown === name || shown === name.replace(/[-_]/g, " ").trim() ? description : null;
 }

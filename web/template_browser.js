@@ -25,16 +25,24 @@ function setText(element, text) {
   if (element.hasAttribute("title") && element.getAttribute("title") !== text) element.setAttribute("title", text);
 }
 
+function describe(element, cards, name) {
+  const text = element && !element.children.length && cardDescription(cards, name, element.textContent);
+  if (text) setText(element, text);
+}
+
 function patch(root, cards, listing) {
+  // Grid layout: a card per template, its title in an <h3>, its description in a <p>.
   for (const card of root.querySelectorAll(CARD)) {
     const name = card.dataset.testid.slice("template-workflow-".length);
     const images = [...card.querySelectorAll("img")].map((img) => img.getAttribute("src"));
     if (!isOurCard(MODULE, name, images, listing)) continue;
-    for (const element of card.querySelectorAll("p")) {
-      if (element.children.length) continue; // only the leaves that hold text
-      const text = cardDescription(cards, name, element.textContent, element.tagName);
-      if (text) setText(element, text);
-    }
+    for (const element of card.querySelectorAll("p")) describe(element, cards, name);
+  }
+  // 1.27's list layout: a table row per template, title then description, each a <span> in a cell.
+  for (const row of root.querySelectorAll("tr")) {
+    const [title, description] = [...row.querySelectorAll("td > span")];
+    const name = title?.textContent.trim();
+    if (name && isOurCard(MODULE, name, [], listing)) describe(description, cards, name);
   }
   for (const heading of root.querySelectorAll("h1, h2")) {
     if (isFolderHeading(MODULE, heading.textContent)) setText(heading, cards.category);
@@ -59,10 +67,10 @@ export async function watchTemplateBrowser() {
   const run = () => {
     scheduled = false;
     for (const dialog of document.querySelectorAll(".p-dialog, [role=dialog]")) {
-      if (dialog.querySelector(CARD)) patch(dialog, cards, listing);
+      if (dialog.querySelector(`${CARD}, tr`)) patch(dialog, cards, listing); // cards, or 1.27's list rows
     }
   };
-  // One pass per frame at most; cheap when no dialog with cards is open (one query per frame).
+  // One pass per frame at most; cheap when no dialog is open (one query per frame).
   new MutationObserver(() => {
     if (scheduled) return;
     scheduled = true;
