@@ -283,7 +283,7 @@ class LocalGenerator:
         from .diffusion_models.lora_files import lora_bytes
         from .diffusion_models.lora_runtime import placed_bytes
         from .diffusion_models.step_cache_memory import state_bytes
-        from .offload_policy import TEXT_TOKENS, available_vram, bytes_on, choose_offload, module_bytes, sequence_tokens
+        from .offload_policy import TEXT_TOKENS, available_vram, choose_offload, module_bytes, sequence_tokens
 
         model = self._transformer
         if latent_shape is None:
@@ -291,7 +291,7 @@ class LocalGenerator:
         tokens = sequence_tokens(latent_shape, int(model.config.patch_size), int(model.config.patch_size_t))
         itemsize = self.options.torch_dtype.itemsize
         # What the model (and its LoRAs) already hold on the GPU from the last job is free for this one.
-        available = available_vram(self.device) + bytes_on(model, self.device) + placed_bytes(model, self.device)
+        available = available_vram(self.device) + module_bytes(model, self.device) + placed_bytes(model, self.device)
         state, adapters = state_bytes(cache, latent_shape, model.config, itemsize, TEXT_TOKENS), lora_bytes(loras, itemsize)
         what = " and ".join(w for w, b in ((f"{cache} state", state), ("LoRAs", adapters)) if b)
         choice = choose_offload(module_bytes(model), tokens, itemsize, available, state + adapters, what)

@@ -38,22 +38,16 @@ def sequence_tokens(latent_shape: tuple[int, ...], patch_size: int = 2, patch_si
     return (frames // patch_size_t + 1) * per_frame + TEXT_TOKENS
 
 
-def module_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a module's parameters and buffers (what moves to the GPU with it)."""
-    unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}  # tied weights count once
-    return sum(t.numel() * t.element_size() for t in unique.values())
-
-
 def on_device(tensor: torch.Tensor, device: torch.device) -> bool:
     """Whether `tensor` is on `device` ("cuda" means any index, as torch places it)."""
     return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
 
 
-def bytes_on(module: torch.nn.Module, device: torch.device) -> int:
-    """Bytes of `module`'s parameters and buffers already on `device`: free for it, as far as offload
-    'auto' is concerned (a model kept on the GPU from the last job is not counted twice)."""
-    unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}
-    return sum(t.numel() * t.element_size() for t in unique.values() if on_device(t, device))
+def module_bytes(module: torch.nn.Module, device: torch.device | None = None) -> int:
+    """Bytes of a module's parameters and buffers (what moves to the GPU with it); with `device`,
+    only of those already there (for offload 'auto', free for this module: not counted twice)."""
+    unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}  # tied weights count once
+    return sum(t.numel() * t.element_size() for t in unique.values() if device is None or on_device(t, device))
 
 
 @dataclass(frozen=True)

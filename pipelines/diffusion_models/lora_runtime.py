@@ -61,6 +61,14 @@ class LoraBranch:
     def drop(self) -> None:
         self._placed = None
 
+    def bytes_on(self, device: torch.device) -> int:
+        """Bytes of the pair placed on `device` (0 when it is not there)."""
+        from ..offload_policy import on_device
+
+        if self._placed is None or not on_device(self._placed[2], device):
+            return 0
+        return sum(t.numel() * t.element_size() for t in self._placed[2:])
+
     def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0]
         down, up = self.place(x.device, x.dtype)
@@ -108,14 +116,7 @@ def drop_device_copies(model: nn.Module) -> None:
 
 def placed_bytes(model: nn.Module, device: torch.device) -> int:
     """Bytes the LoRA branches now on `model` hold on `device` (placed for an earlier job)."""
-    from ..offload_policy import on_device
-
-    total = 0
-    for branch in applied_loras(model).values():
-        placed = branch._placed
-        if placed is not None and on_device(placed[2], device):
-            total += placed[2].numel() * placed[2].element_size() + placed[3].numel() * placed[3].element_size()
-    return total
+    return sum(branch.bytes_on(device) for branch in applied_loras(model).values())
 
 
 def place_loras(model: nn.Module, device: torch.device | str, dtype: torch.dtype) -> None:
