@@ -378,15 +378,17 @@ def _make_handler(fake: FakeWaveSpeed, server_name: str):
             self._json(200, fake.envelope(task, status))
 
         # -- the CDN ---------------------------------------------------------------------------
+        def _redirect(self, status: int, location: str) -> None:
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def _cdn(self, method: str, route: str, body: bytes) -> None:
             f = fake.faults
             if method == "PUT" and route.startswith("/upload/"):
                 if f.upload_redirects:
-                    self.send_response(307)
-                    self.send_header("Location", f.upload_redirects.pop(0))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return None
+                    return self._redirect(307, f.upload_redirects.pop(0))
                 media_id = route[len("/upload/"):]
                 with fake.lock:
                     pending = fake.pending_puts.pop(media_id, None)
@@ -411,11 +413,7 @@ def _make_handler(fake: FakeWaveSpeed, server_name: str):
                 if f.download_failures:
                     return self._fault(f.download_failures.pop(0))
                 if f.output_redirects:
-                    self.send_response(302)
-                    self.send_header("Location", f.output_redirects.pop(0))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return None
+                    return self._redirect(302, f.output_redirects.pop(0))
                 if f.output_trickle_s:
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(fake.video)))
