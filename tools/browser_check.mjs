@@ -249,14 +249,8 @@ async function openTemplates(files, renderer) {
   const names = files.map((f) => f.replace(/\.json$/, ""));
   await checkTemplateList(names, renderer);
   for (const name of names) {
-    await closeDialogs();
-    await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
-    await page.waitForSelector("[data-testid=template-workflows-content]", { timeout: 30000 }).catch(() => {});
-    await page.waitForTimeout(1000);
-    const category = await packCategory(names);
+    const category = await openPackPage(names);
     if (!check(`template browser has a category with our cards`, !!category, category ?? "none found")) return;
-    await page.locator(".p-dialog, [role=dialog]").getByText(category, { exact: true }).first().click();
-    await page.waitForTimeout(1500);
     const card = page.locator(`[data-testid="template-workflow-${name}"]`).first();
     await card.scrollIntoViewIfNeeded({ timeout: 5000 }).catch(() => {}); // thumbnails load when in view
     await page.waitForTimeout(1000);
@@ -307,13 +301,7 @@ async function openTemplates(files, renderer) {
 
 async function checkTemplateList(names, renderer) {
   // 1.27 also offers a list layout (a table: title, description); 1.58 has none.
-  await closeDialogs();
-  await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
-  await page.waitForTimeout(1500);
-  const category = await packCategory(names);
-  if (!category) return;
-  await page.locator(".p-dialog, [role=dialog]").getByText(category, { exact: true }).first().click();
-  await page.waitForTimeout(1000);
+  if (!(await openPackPage(names))) return;
   const listButton = page.locator(".p-dialog .p-selectbutton .pi-bars").first();
   if (!(await listButton.count())) {
     console.log(`(no list layout in this frontend's template browser)`);
@@ -331,6 +319,19 @@ async function checkTemplateList(names, renderer) {
   await page.locator(".p-dialog .p-selectbutton .pi-table").first().click().catch(() => {}); // back to the cards
   await page.waitForTimeout(800);
   await closeDialogs();
+}
+
+async function openPackPage(names) {
+  // Workflow > Browse Templates, then the pack's category; its name, or null when there is none.
+  await closeDialogs();
+  await page.evaluate(async () => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
+  await page.waitForSelector("[data-testid=template-workflows-content]", { timeout: 30000 }).catch(() => {});
+  await page.waitForTimeout(1000);
+  const category = await packCategory(names);
+  if (!category) return null;
+  await page.locator(".p-dialog, [role=dialog]").getByText(category, { exact: true }).first().click();
+  await page.waitForTimeout(1500);
+  return category;
 }
 
 async function packFolder(names) {
